@@ -1,0 +1,183 @@
+# twistc: Twisted's core ideas (reactor, protocols, LineReceiver, Deferreds) in C.
+#
+#   make              library (static + shared), apps, test runner
+#   make demo         start the notification server and run the client against it
+#   make check        run the whole Check suite (t/check_all)
+#   make asan         the suite under ASan + UBSan        make tsan   thread tests under TSan
+#   make valgrind     the suite under valgrind            make bench  build t/bench/ programs
+#   make install      PREFIX=/usr/local DESTDIR=          make uninstall
+#
+# Variables: CC=clang, WERROR=1 (warnings are errors), BUILD=dir (output folder),
+# SAN=asan|tsan (sanitizer build, normally set by the asan/tsan targets).
+# Layout: every module directory (reactor/ deferred/ protocols/) holds its sources and
+# its public headers; a header named *_internal.h is private. Public headers are
+# installed under include/twistc/ and included as <twistc/NAME.h> everywhere.
+
+CC      ?= cc
+PREFIX  ?= /usr/local
+LIBDIR  ?= $(PREFIX)/lib
+INCLUDEDIR ?= $(PREFIX)/include
+BINDIR  ?= $(PREFIX)/bin
+BUILD   ?= build
+SAN     ?=
+
+version_part = $(shell sed -n 's/^\#define TWISTC_VERSION_$(1) *\([0-9]*\).*/\1/p' reactor/twistc.h)
+MAJOR   := $(call version_part,MAJOR)
+MINOR   := $(call version_part,MINOR)
+PATCH   := $(call version_part,PATCH)
+VERSION := $(MAJOR).$(MINOR).$(PATCH)
+
+WARN    := -Wall -Wextra -Wshadow -Wstrict-prototypes -Wmissing-prototypes -Wno-unused-parameter
+ifeq ($(WERROR),1)
+WARN    += -Werror
+endif
+OPT     ?= -O2 -g
+CFLAGS_BASE := -std=c11 -D_POSIX_C_SOURCE=200809L $(OPT) $(WARN) -fPIC -fvisibility=hidden \
+	-pthread -I$(BUILD)/include -I.
+ifeq ($(SAN),asan)
+CFLAGS_BASE += -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=all -DTWISTC_ASAN=1
+LDSAN   := -fsanitize=address,undefined
+endif
+ifeq ($(SAN),tsan)
+CFLAGS_BASE += -fsanitize=thread -fno-omit-frame-pointer -DTWISTC_TSAN=1
+LDSAN   := -fsanitize=thread
+endif
+ALL_CFLAGS = $(CFLAGS_BASE) $(CFLAGS)
+LDLIBS_BASE = -pthread $(LDSAN)
+
+# Optional kqueue on Linux through libkqueue (not in Debian 12): make KQUEUE=libkqueue
+ifeq ($(KQUEUE),libkqueue)
+ALL_CFLAGS  += -DTWISTC_HAVE_KQUEUE=1 $(shell pkg-config --cflags libkqueue)
+LDLIBS_BASE += $(shell pkg-config --libs libkqueue)
+endif
+
+MODULES   := reactor deferred protocols
+LIB_SRCS  := $(wildcard $(addsuffix /*.c,$(MODULES)))
+LIB_OBJS  := $(LIB_SRCS:%.c=$(BUILD)/obj/%.o)
+PUB_HDRS  := $(filter-out %_internal.h,$(wildcard $(addsuffix /*.h,$(MODULES))))
+HDR_LINKS := $(addprefix $(BUILD)/include/twistc/,$(notdir $(PUB_HDRS)))
+
+STATIC    := $(BUILD)/libtwistc.a
+SONAME    := libtwistc.so.$(MAJOR)
+SHARED    := $(BUILD)/libtwistc.so.$(VERSION)
+
+APP_SRCS  := $(wildcard apps/*.c)
+APP_BINS  := $(APP_SRCS:apps/%.c=$(BUILD)/bin/%)
+
+# Test runner: t/check_all.c plus every t/*.c; suites are found by their definition line
+# "Suite *suite_NAME(void)" so adding a test file needs no edit here.
+T_SRCS    := $(filter-out t/check_all.c,$(wildcard t/*.c))
+T_OBJS    := $(T_SRCS:%.c=$(BUILD)/obj/%.o)
+CHECK_ALL := $(BUILD)/t/check_all
+
+BENCH_SRCS := $(wildcard t/bench/*.c)
+BENCH_BINS := $(BENCH_SRCS:t/bench/%.c=$(BUILD)/bench/%)
+
+DEPS_STAMP := $(BUILD)/.deps-ok
+
+.PHONY: all lib apps tests check test asan tsan valgrind bench demo install uninstall clean deps
+.DEFAULT_GOAL := all
+
+all: lib apps tests
+
+deps: $(DEPS_STAMP)
+$(DEPS_STAMP): tools/deps.sh
+	@sh tools/deps.sh
+	@mkdir -p $(@D) && touch $@
+
+lib: $(STATIC) $(BUILD)/libtwistc.so
+apps: $(APP_BINS)
+tests: $(CHECK_ALL)
+
+$(BUILD)/include/twistc/%.h: | $(DEPS_STAMP)
+	@mkdir -p $(@D)
+	@ln -sf $(abspath $(filter %/$*.h,$(PUB_HDRS))) $@
+
+$(BUILD)/obj/%.o: %.c | $(HDR_LINKS) $(DEPS_STAMP)
+	@mkdir -p $(@D)
+	$(CC) $(ALL_CFLAGS) -MMD -MP -c $< -o $@
+
+$(STATIC): $(LIB_OBJS)
+	@rm -f $@
+	ar rcs $@ $^
+
+$(SHARED): $(LIB_OBJS)
+	$(CC) -shared -Wl,-soname,$(SONAME) -o $@ $^ $(LDLIBS_BASE)
+
+$(BUILD)/libtwistc.so: $(SHARED)
+	ln -sf $(notdir $(SHARED)) $(BUILD)/$(SONAME)
+	ln -sf $(notdir $(SHARED)) $@
+
+$(BUILD)/bin/%: $(BUILD)/obj/apps/%.o $(STATIC)
+	@mkdir -p $(@D)
+	$(CC) -o $@ $< $(STATIC) $(LDLIBS_BASE)
+
+$(BUILD)/t/suites.inc: $(T_SRCS) t/check_all.c
+	@mkdir -p $(@D)
+	@sed -n 's/^Suite \*\(suite_[a-z0-9_]*\)(void).*/\1/p' $(sort $(T_SRCS)) \
+	  | awk '{print "SUITE(" $$1 ")"}' > $@.tmp && mv $@.tmp $@
+
+$(BUILD)/obj/t/check_all.o: t/check_all.c $(BUILD)/t/suites.inc | $(HDR_LINKS) $(DEPS_STAMP)
+	@mkdir -p $(@D)
+	$(CC) $(ALL_CFLAGS) -I$(BUILD)/t $$(pkg-config --cflags check) -MMD -MP -c $< -o $@
+
+$(BUILD)/obj/t/%.o: t/%.c | $(HDR_LINKS) $(DEPS_STAMP)
+	@mkdir -p $(@D)
+	$(CC) $(ALL_CFLAGS) $$(pkg-config --cflags check) -MMD -MP -c $< -o $@
+
+$(CHECK_ALL): $(BUILD)/obj/t/check_all.o $(T_OBJS) $(STATIC)
+	@mkdir -p $(@D)
+	$(CC) -o $@ $^ $$(pkg-config --libs check) $(LDLIBS_BASE)
+
+# The runner prints Check's summary line last and fails when no test ran.
+check test: all
+	$(CHECK_ALL)
+
+asan:
+	$(MAKE) BUILD=build-asan SAN=asan OPT="-O1 -g" tests
+	ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1 build-asan/t/check_all
+
+# Thread tests (suites tagged "threads") under ThreadSanitizer.
+tsan:
+	$(MAKE) BUILD=build-tsan SAN=tsan OPT="-O1 -g" tests
+	CK_INCLUDE_TAGS=threads TSAN_OPTIONS=halt_on_error=1 build-tsan/t/check_all
+
+# CK_FORK=no: one process, so valgrind sees every test (forked children give false leaks).
+valgrind: tests
+	@command -v valgrind >/dev/null || sh tools/deps.sh valgrind
+	CK_FORK=no TWISTC_UNDER_VALGRIND=1 valgrind -q --leak-check=full --errors-for-leak-kinds=definite,indirect \
+	  --show-leak-kinds=definite,indirect --error-exitcode=99 $(CHECK_ALL)
+
+bench: lib $(BENCH_BINS)
+$(BUILD)/bench/%: t/bench/%.c $(STATIC) | $(HDR_LINKS)
+	@mkdir -p $(@D)
+	$(CC) $(ALL_CFLAGS) -o $@ $< $(STATIC) $(LDLIBS_BASE) -lm $(BENCH_LIBS_$*)
+# Comparison servers link libevent / libuv; they are built only where those are installed.
+BENCH_LIBS_server_libevent = $(shell pkg-config --libs libevent 2>/dev/null)
+BENCH_LIBS_server_libuv    = $(shell pkg-config --libs libuv 2>/dev/null)
+
+demo: all
+	sh apps/demo.sh $(BUILD)/bin
+
+install: lib
+	install -d $(DESTDIR)$(LIBDIR)/pkgconfig $(DESTDIR)$(INCLUDEDIR)/twistc
+	install -m 644 $(PUB_HDRS) $(DESTDIR)$(INCLUDEDIR)/twistc/
+	install -m 644 $(STATIC) $(DESTDIR)$(LIBDIR)/
+	install -m 755 $(SHARED) $(DESTDIR)$(LIBDIR)/
+	ln -sf $(notdir $(SHARED)) $(DESTDIR)$(LIBDIR)/$(SONAME)
+	ln -sf $(notdir $(SHARED)) $(DESTDIR)$(LIBDIR)/libtwistc.so
+	@# Written here, not at build time, so the PREFIX given to install is the one it holds.
+	printf 'prefix=%s\nlibdir=%s\nincludedir=%s\n\nName: twistc\nDescription: %s\nVersion: %s\nLibs: -L$${libdir} -ltwistc\nLibs.private: -pthread\nCflags: -I$${includedir} -pthread\n' \
+	  '$(PREFIX)' '$(LIBDIR)' '$(INCLUDEDIR)' 'Twisted-style reactor, protocols and Deferreds for C' '$(VERSION)' \
+	  > $(DESTDIR)$(LIBDIR)/pkgconfig/twistc.pc
+
+uninstall:
+	rm -f $(addprefix $(DESTDIR)$(INCLUDEDIR)/twistc/,$(notdir $(PUB_HDRS)))
+	-rmdir $(DESTDIR)$(INCLUDEDIR)/twistc 2>/dev/null
+	rm -f $(DESTDIR)$(LIBDIR)/libtwistc.a $(DESTDIR)$(LIBDIR)/$(notdir $(SHARED)) \
+	  $(DESTDIR)$(LIBDIR)/$(SONAME) $(DESTDIR)$(LIBDIR)/libtwistc.so $(DESTDIR)$(LIBDIR)/pkgconfig/twistc.pc
+
+clean:
+	rm -rf build build-asan build-tsan
+
+-include $(shell find $(BUILD)/obj -name '*.d' 2>/dev/null)

@@ -1,0 +1,188 @@
+/* The reactor: one event loop per thread, Twisted style.
+ *
+ * A loop iteration (docs/reactor.md has the picture):
+ *   1. run calls queued from other threads, then every timer that is due
+ *      (timers scheduled meanwhile wait for the next iteration);
+ *   2. compute the poll timeout from the nearest timer, rounded up to whole ms;
+ *   3. poll the backend (epoll, kqueue, poll or select);
+ *   4. dispatch each ready fd to its callback, skipping events made stale by an
+ *      earlier callback of the same batch.
+ *
+ * Errors: functions return 0 or a negative errno; constructors return NULL and set
+ * errno (see twistc.h). Threads: a reactor belongs to the thread that runs it; only
+ * reactor_call_from_thread() may be called from another thread.
+ *
+ * Ownership:
+ *   - reactor: created by reactor_new*(), freed by reactor_free() once it is not running.
+ *     reactor_free() cancels pending timers (their functions do not run) and forgets the
+ *     watched fds (it does not close them).
+ *   - reactor_timer: owned by the reactor. The handle stays valid until the call has run
+ *     or was cancelled; after that the reactor frees it. To keep using a handle past that
+ *     point (to ask reactor_timer_active() in connection_lost, say), take a reference with
+ *     reactor_timer_hold() and drop it with reactor_timer_release().
+ *   - reactor_trigger: owned by the reactor; valid until it ran or was removed.
+ *   - The `data` pointers given with callbacks are the caller's; the reactor never frees
+ *     them.
+ */
+#ifndef TWISTC_REACTOR_H
+#define TWISTC_REACTOR_H
+
+#include <stdint.h>
+#include <stdio.h>
+
+#include <twistc/twistc.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+typedef struct reactor reactor;
+typedef struct reactor_timer reactor_timer;
+typedef struct reactor_trigger reactor_trigger;
+
+/* ---- Creating and running ------------------------------------------------------- */
+
+/* A reactor on the backend named by $REACTOR_BACKEND, or the best one compiled in
+ * (epoll, then kqueue, then poll). NULL with errno EINVAL for an unknown name, ENOSYS
+ * for a backend not available on this platform. */
+TWISTC_API reactor *reactor_new(void);
+/* Same, naming the backend: "epoll", "kqueue", "poll", "select", or NULL for default. */
+TWISTC_API reactor *reactor_new_with_backend(const char *backend);
+/* Frees a reactor that is not running (-EBUSY if it is). */
+TWISTC_API int reactor_free(reactor *r);
+
+TWISTC_API const char *reactor_backend_name(const reactor *r);
+/* The backends usable here, NULL-terminated, best first. */
+TWISTC_API const char *const *reactor_backends(void);
+
+/* Runs the loop until reactor_stop() and the shutdown triggers have finished.
+ * -EBUSY if already running, -EINVAL if this reactor was stopped before (a reactor
+ * runs once, like Twisted's). Returns 0 after a clean stop. */
+TWISTC_API int reactor_run(reactor *r);
+/* Asks a running reactor to stop: the shutdown begins at the end of the current or next
+ * iteration (asynchronous, never from inside this call). -EINVAL if not running,
+ * -EALREADY if already stopping. */
+TWISTC_API int reactor_stop(reactor *r);
+/* Runs one iteration, waiting at most max_wait seconds for I/O (0: do not block,
+ * negative: until something happens). For tests and for embedding in another loop. */
+TWISTC_API int reactor_iterate(reactor *r, double max_wait);
+TWISTC_API int reactor_running(const reactor *r);
+/* Iterations done so far: tests use it to prove the loop does not spin. */
+TWISTC_API uint64_t reactor_iterations(const reactor *r);
+
+/* ---- I/O watchers (level-triggered) ------------------------------------------- */
+
+enum {
+    REACTOR_READABLE = 1u << 0,
+    REACTOR_WRITABLE = 1u << 1,
+    /* Only ever passed to a callback: error or hang-up on the fd. The callback sees it
+     * together with the directions it asked for; it should read or write to learn more. */
+    REACTOR_ERROR = 1u << 2,
+};
+
+typedef void (*reactor_io_fn)(reactor *r, int fd, unsigned events, void *data);
+
+/* Watches fd for `events` (READABLE and/or WRITABLE), replacing any earlier watch on
+ * fd. May be called from any callback. -EINVAL for a bad fd or events, -ERANGE when the
+ * backend cannot take this fd (select and fd >= FD_SETSIZE). `name` is shown by the
+ * trace; the reactor_watch() macro passes the callback's name. */
+TWISTC_API int reactor_watch_named(reactor *r, int fd, unsigned events, reactor_io_fn fn,
+                                   void *data, const char *name);
+#define reactor_watch(r, fd, events, fn, data) \
+    reactor_watch_named((r), (fd), (events), (fn), (data), #fn)
+/* Changes the directions watched on an fd already watched (0 keeps it registered but
+ * silent). -ENOENT if fd is not watched. */
+TWISTC_API int reactor_watch_events(reactor *r, int fd, unsigned events);
+/* Stops watching fd. Call it BEFORE close(fd). Once it returns, no callback for fd runs
+ * in this batch, even if the fd number is reused at once. -ENOENT if not watched. */
+TWISTC_API int reactor_unwatch(reactor *r, int fd);
+
+/* ---- Time and timers ------------------------------------------------------------ */
+
+typedef void (*reactor_fn)(reactor *r, void *data);
+
+/* The reactor's clock in seconds (CLOCK_MONOTONIC, or the fake clock); cached once per
+ * iteration. */
+TWISTC_API double reactor_seconds(const reactor *r);
+
+/* Runs fn(r, data) once, `delay` seconds from now (delay >= 0), never early. Calls due at
+ * the same time run in the order they were scheduled. A call scheduled while timers are
+ * running waits for the next iteration, after one poll. NULL+errno (EINVAL, ENOMEM). */
+TWISTC_API reactor_timer *reactor_call_later_named(reactor *r, double delay, reactor_fn fn,
+                                                   void *data, const char *name);
+#define reactor_call_later(r, delay, fn, data) \
+    reactor_call_later_named((r), (delay), (fn), (data), #fn)
+/* call_later(0): runs on the next iteration. */
+#define reactor_call_soon(r, fn, data) reactor_call_later_named((r), 0, (fn), (data), #fn)
+
+/* Twisted's IDelayedCall. cancel/reset/delay return -EALREADY once the call has run
+ * (or is running: the call counts as run before its function starts) and -ECANCELED
+ * once it was cancelled. */
+TWISTC_API int reactor_timer_cancel(reactor_timer *t);
+/* Reschedules to `seconds` from now, keeping its order among calls due at that time. */
+TWISTC_API int reactor_timer_reset(reactor_timer *t, double seconds);
+/* Moves the call `seconds` later than its current time. */
+TWISTC_API int reactor_timer_delay(reactor_timer *t, double seconds);
+/* 1 while the call has neither run nor been cancelled. */
+TWISTC_API int reactor_timer_active(const reactor_timer *t);
+/* When the call runs, on the reactor's clock (seconds). */
+TWISTC_API double reactor_timer_time(const reactor_timer *t);
+TWISTC_API reactor_timer *reactor_timer_hold(reactor_timer *t);
+TWISTC_API void reactor_timer_release(reactor_timer *t);
+/* Number of pending (not cancelled) calls. */
+TWISTC_API size_t reactor_pending_timers(const reactor *r);
+
+/* A deterministic clock for tests (Twisted's task.Clock): from now on the reactor's time
+ * starts at `start` and moves only with reactor_advance(). Polls never block while the
+ * fake clock is on. */
+TWISTC_API int reactor_use_fake_clock(reactor *r, double start);
+/* Moves the fake clock forward and runs every call that became due (and the calls those
+ * schedule that are due too, in later passes), without polling for I/O. */
+TWISTC_API int reactor_advance(reactor *r, double seconds);
+
+/* ---- Start-up and shutdown ------------------------------------------------------ */
+
+typedef enum {
+    REACTOR_BEFORE_SHUTDOWN,
+    REACTOR_DURING_SHUTDOWN,
+    REACTOR_AFTER_SHUTDOWN,
+} reactor_phase;
+
+/* Runs fn when the reactor is running: now if it is, else once run() starts. */
+TWISTC_API int reactor_call_when_running(reactor *r, reactor_fn fn, void *data);
+/* Adds a shutdown trigger; triggers of a phase run in the order added, once each. */
+TWISTC_API reactor_trigger *reactor_add_trigger(reactor *r, reactor_phase phase,
+                                                reactor_fn fn, void *data);
+/* -ENOENT for a trigger already run or removed. */
+TWISTC_API int reactor_remove_trigger(reactor *r, reactor_trigger *t);
+/* From a "before shutdown" trigger: hold the shutdown until as many releases as holds
+ * were made (this is how a server flushes its connections before exiting). */
+TWISTC_API void reactor_shutdown_hold(reactor *r);
+TWISTC_API void reactor_shutdown_release(reactor *r);
+
+/* ---- Signals and threads -------------------------------------------------------- */
+
+/* Runs fn on the loop (never in the signal handler) after signo was delivered; a burst
+ * of deliveries may run it once. Installs a handler for signo (self-pipe); the previous
+ * disposition is restored by reactor_free(). */
+TWISTC_API int reactor_on_signal(reactor *r, int signo, reactor_fn fn, void *data);
+/* SIGINT and SIGTERM stop the reactor gracefully. Only when asked for. */
+TWISTC_API int reactor_stop_on_signals(reactor *r);
+
+/* The one thread-safe entry: queues fn(r, data) to run on the reactor thread, in FIFO
+ * order with the other queued calls, at the start of the next iteration. Every call is
+ * kept (none merged or lost). -ENOMEM, or -EINVAL once the reactor is freed. */
+TWISTC_API int reactor_call_from_thread(reactor *r, reactor_fn fn, void *data);
+
+/* ---- Teaching trace ------------------------------------------------------------- */
+
+/* One key=value line per loop phase and event (iter=, phase=, fd=, cb=, ...).
+ * NULL turns it off. REACTOR_TRACE=1 in the environment traces to stderr. */
+TWISTC_API void reactor_set_trace(reactor *r, FILE *out);
+/* Where the trace goes (NULL when off): modules built on the reactor add their lines. */
+TWISTC_API FILE *reactor_trace_file(const reactor *r);
+
+#ifdef __cplusplus
+}
+#endif
+#endif
