@@ -1,0 +1,22 @@
+/* Per-reactor state for the modules built on the reactor (transports, Deferred glue,
+ * the thread pool), so that none of them needs a global. Internal to libtwistc. */
+#ifndef TWISTC_MODULE_INTERNAL_H
+#define TWISTC_MODULE_INTERNAL_H
+
+#include <twistc/reactor.h>
+
+enum reactor__module {
+    REACTOR__MOD_TRANSPORT,  /* reactor/ transports: shared read buffer, connection list */
+    REACTOR__MOD_DEFERRED,   /* deferred/ glue: live Deferreds reported at shutdown */
+    REACTOR__MOD_THREADPOOL, /* deferred/ defer_to_thread worker pool */
+    REACTOR__MOD_SPARE,
+    REACTOR__MOD_COUNT
+};
+
+/* The module's state for this reactor, or NULL if never set. */
+void *reactor__module_data(reactor *r, enum reactor__module id);
+/* Sets it; free_fn (may be NULL) runs from reactor_free(), after every trigger. */
+int reactor__set_module_data(reactor *r, enum reactor__module id, void *data,
+                             void (*free_fn)(void *data));
+
+#endif
