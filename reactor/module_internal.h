@@ -9,6 +9,7 @@ enum reactor__module {
     REACTOR__MOD_TRANSPORT,  /* reactor/ transports: shared read buffer, connection list */
     REACTOR__MOD_DEFERRED,   /* deferred/ glue: live Deferreds reported at shutdown */
     REACTOR__MOD_THREADPOOL, /* deferred/ defer_to_thread worker pool */
+    REACTOR__MOD_CORO,       /* deferred/ coroutines still suspended (closed by reactor_free) */
     REACTOR__MOD_SPARE,
     REACTOR__MOD_COUNT
 };
