@@ -1,43 +1,144 @@
-/* The reactor loop. TEMPORARY first version so the tree links: backend selection
- * works, everything else returns -ENOSYS until the real loop lands (next commits). */
-#include <twistc/reactor.h>
-
-#include "reactor/module_internal.h"
+#define _GNU_SOURCE /* pipe2 */
+/* The reactor loop: one iteration runs what is due, polls, and dispatches (see
+ * reactor_iterate below, and docs/reactor.md for the picture). Timers live in timers.c,
+ * cross-thread calls in threads.c, signals in signals.c, the trace in trace.c, and each
+ * poller in its backend_*.c file. */
+#include "reactor/reactor_internal.h"
 
 #include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <math.h> /* isfinite: a macro, no libm needed */
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
+#include <unistd.h>
 
-struct reactor {
-    const char *backend;
-    void *mod_data[REACTOR__MOD_COUNT];
-    void (*mod_free[REACTOR__MOD_COUNT])(void *);
+/* ---- Backends ------------------------------------------------------------------ */
+
+/* Best first: what reactor_new() picks when REACTOR_BACKEND is not set. */
+static const reactor__backend *const backends[] = {
+#ifdef REACTOR__HAVE_EPOLL
+    &reactor__backend_epoll,
+#endif
+#ifdef REACTOR__HAVE_KQUEUE
+    &reactor__backend_kqueue,
+#endif
+    &reactor__backend_poll,
+    &reactor__backend_select,
+};
+#define N_BACKENDS (sizeof backends / sizeof backends[0])
+
+static const char *const backend_names[] = {
+#ifdef REACTOR__HAVE_EPOLL
+    "epoll",
+#endif
+#ifdef REACTOR__HAVE_KQUEUE
+    "kqueue",
+#endif
+    "poll",
+    "select",
+    NULL,
 };
 
-static const char *const backends[] = {"epoll", "poll", "select", NULL};
+const char *const *reactor_backends(void) { return backend_names; }
 
-const char *const *reactor_backends(void) { return backends; }
+static const reactor__backend *find_backend(const char *name)
+{
+    if (!name || !*name)
+        return backends[0];
+    for (size_t i = 0; i < N_BACKENDS; i++)
+        if (strcmp(name, backends[i]->name) == 0)
+            return backends[i];
+    /* A known backend this platform lacks is ENOSYS; a typo is EINVAL. */
+    static const char *const known[] = {"epoll", "kqueue", "poll", "select"};
+    for (size_t i = 0; i < sizeof known / sizeof known[0]; i++)
+        if (strcmp(name, known[i]) == 0) {
+            errno = ENOSYS;
+            return NULL;
+        }
+    errno = EINVAL;
+    return NULL;
+}
 
-reactor *reactor_new(void) { return reactor_new_with_backend(getenv("REACTOR_BACKEND")); }
+/* ---- Small helpers -------------------------------------------------------------- */
+
+double reactor__clock_now(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
+}
+
+static void now_update(reactor *r)
+{
+    if (!r->fake_clock)
+        r->now = reactor__clock_now();
+}
+
+int reactor__pipe(int fds[2])
+{
+#ifdef __linux__
+    if (pipe2(fds, O_NONBLOCK | O_CLOEXEC) < 0)
+        return -errno;
+#else
+    if (pipe(fds) < 0)
+        return -errno;
+    for (int i = 0; i < 2; i++)
+        if (fcntl(fds[i], F_SETFD, FD_CLOEXEC) < 0 ||
+            fcntl(fds[i], F_SETFL, fcntl(fds[i], F_GETFL) | O_NONBLOCK) < 0) {
+            int e = errno;
+            close(fds[0]);
+            close(fds[1]);
+            return -e;
+        }
+#endif
+    return 0;
+}
+
+int reactor__calls_push(reactor__calls *c, reactor_fn fn, void *data)
+{
+    if (c->n == c->cap) {
+        size_t cap = c->cap ? c->cap * 2 : 16;
+        reactor__call *v = realloc(c->v, cap * sizeof *v);
+        if (!v)
+            return -ENOMEM;
+        c->v = v;
+        c->cap = cap;
+    }
+    c->v[c->n++] = (reactor__call){fn, data};
+    return 0;
+}
+
+/* ---- Creating and freeing ------------------------------------------------------- */
+
+reactor *reactor_new(void)
+{
+    return reactor_new_with_backend(getenv("REACTOR_BACKEND"));
+}
 
 reactor *reactor_new_with_backend(const char *backend)
 {
-    if (backend && !*backend)
-        backend = NULL;
-    const char *found = NULL;
-    for (int i = 0; backends[i]; i++)
-        if (!backend || strcmp(backend, backends[i]) == 0) {
-            found = backends[i];
-            break;
-        }
-    if (!found) {
-        errno = strcmp(backend, "kqueue") == 0 ? ENOSYS : EINVAL;
+    const reactor__backend *be = find_backend(backend);
+    if (!be)
         return NULL;
-    }
     reactor *r = calloc(1, sizeof *r);
     if (!r)
         return NULL;
-    r->backend = found;
+    r->be = be;
+    r->wake_fd[0] = r->wake_fd[1] = -1;
+    r->sig_fd[0] = r->sig_fd[1] = -1;
+    r->now = reactor__clock_now();
+    reactor__trace_init(r);
+    r->be_state = be->create();
+    int rc = r->be_state ? reactor__threads_init(r) : -errno;
+    if (rc < 0) {
+        if (r->be_state)
+            be->free(r->be_state);
+        free(r);
+        errno = -rc;
+        return NULL;
+    }
     return r;
 }
 
@@ -45,70 +146,430 @@ int reactor_free(reactor *r)
 {
     if (!r)
         return -EINVAL;
+    if (r->running || r->in_iteration)
+        return -EBUSY;
+    reactor__threads_close(r); /* other threads get -EINVAL from now on */
+    /* Modules first, while the reactor still works: they may unwatch fds and cancel
+     * timers of their own. Triggers never run from here (only from reactor_run). */
     for (int i = 0; i < REACTOR__MOD_COUNT; i++)
-        if (r->mod_free[i])
-            r->mod_free[i](r->mod_data[i]);
+        if (r->mod_free[i]) {
+            void (*fn)(void *) = r->mod_free[i];
+            r->mod_free[i] = NULL;
+            fn(r->mod_data[i]);
+        }
+    reactor__timers_free(r);
+    while (r->all_triggers) {
+        reactor_trigger *t = r->all_triggers;
+        r->all_triggers = t->all_next;
+        free(t);
+    }
+    free(r->when_running.v);
+    reactor__signals_free(r);
+    reactor__threads_free(r);
+    r->be->free(r->be_state);
+    free(r->io);
+    free(r->ready);
     free(r);
     return 0;
 }
 
-const char *reactor_backend_name(const reactor *r) { return r->backend; }
-int reactor_run(reactor *r) { (void)r; return -ENOSYS; }
-int reactor_stop(reactor *r) { (void)r; return -ENOSYS; }
-int reactor_iterate(reactor *r, double max_wait) { (void)r; (void)max_wait; return -ENOSYS; }
-int reactor_running(const reactor *r) { (void)r; return 0; }
-uint64_t reactor_iterations(const reactor *r) { (void)r; return 0; }
+const char *reactor_backend_name(const reactor *r) { return r ? r->be->name : NULL; }
+int reactor_running(const reactor *r) { return r ? r->running : 0; }
+uint64_t reactor_iterations(const reactor *r) { return r ? r->iter : 0; }
+double reactor_seconds(const reactor *r) { return r ? r->now : 0; }
+
+/* ---- I/O watchers --------------------------------------------------------------- */
+
+/* Tells the backend an fd's interest went from `old` to `events`. An fd that wants
+ * nothing is kept out of the kernel set (add/remove), not registered with an empty mask. */
+static int set_interest(reactor *r, int fd, unsigned old, unsigned events)
+{
+    if (old == events)
+        return 0;
+    if (!old)
+        return r->be->add(r->be_state, fd, events);
+    if (!events)
+        return r->be->remove(r->be_state, fd, old);
+    return r->be->modify(r->be_state, fd, old, events);
+}
+
+static int grow_io(reactor *r, int fd)
+{
+    int cap = r->io_cap ? r->io_cap : 64;
+    while (cap <= fd)
+        cap = cap > INT_MAX / 2 ? INT_MAX : cap * 2;
+    reactor__io *io = realloc(r->io, (size_t)cap * sizeof *io);
+    if (!io)
+        return -ENOMEM;
+    memset(io + r->io_cap, 0, (size_t)(cap - r->io_cap) * sizeof *io);
+    r->io = io;
+    r->io_cap = cap;
+    return 0;
+}
+
 int reactor_watch_named(reactor *r, int fd, unsigned events, reactor_io_fn fn, void *data,
                         const char *name)
 {
-    (void)r; (void)fd; (void)events; (void)fn; (void)data; (void)name;
-    return -ENOSYS;
+    if (!r || fd < 0 || !fn || (events & ~(unsigned)(REACTOR_READABLE | REACTOR_WRITABLE)))
+        return -EINVAL;
+    if (fd >= r->io_cap && grow_io(r, fd) < 0)
+        return -ENOMEM;
+    reactor__io *io = &r->io[fd];
+    int fresh = io->fn == NULL;
+    if (fresh && fcntl(fd, F_GETFD) < 0)
+        return -EINVAL; /* not an open fd: say so now rather than from the poll */
+    int rc = set_interest(r, fd, fresh ? 0 : io->events, events);
+    if (rc < 0)
+        return rc;
+    if (fresh) {
+        io->gen++; /* a new registration: entries of the current batch are not for it */
+        r->watched++;
+        if (r->watched > r->ready_cap) { /* one batch can hold every watched fd */
+            int cap = r->ready_cap ? r->ready_cap * 2 : 64;
+            reactor__ready *rd = realloc(r->ready, (size_t)cap * sizeof *rd);
+            if (rd) { /* on failure batches stay smaller, which is still correct */
+                r->ready = rd;
+                r->ready_cap = cap;
+            }
+        }
+    }
+    io->fn = fn;
+    io->data = data;
+    io->name = name ? name : "?";
+    io->events = events;
+    return 0;
 }
-int reactor_watch_events(reactor *r, int fd, unsigned events) { (void)r; (void)fd; (void)events; return -ENOSYS; }
-int reactor_unwatch(reactor *r, int fd) { (void)r; (void)fd; return -ENOSYS; }
-double reactor_seconds(const reactor *r) { (void)r; return 0; }
-reactor_timer *reactor_call_later_named(reactor *r, double delay, reactor_fn fn, void *data,
-                                        const char *name)
+
+int reactor_watch_events(reactor *r, int fd, unsigned events)
 {
-    (void)r; (void)delay; (void)fn; (void)data; (void)name;
-    errno = ENOSYS;
-    return NULL;
+    if (!r || fd < 0 || (events & ~(unsigned)(REACTOR_READABLE | REACTOR_WRITABLE)))
+        return -EINVAL;
+    if (fd >= r->io_cap || !r->io[fd].fn)
+        return -ENOENT;
+    int rc = set_interest(r, fd, r->io[fd].events, events);
+    if (rc < 0)
+        return rc;
+    r->io[fd].events = events;
+    return 0;
 }
-int reactor_timer_cancel(reactor_timer *t) { (void)t; return -ENOSYS; }
-int reactor_timer_reset(reactor_timer *t, double s) { (void)t; (void)s; return -ENOSYS; }
-int reactor_timer_delay(reactor_timer *t, double s) { (void)t; (void)s; return -ENOSYS; }
-int reactor_timer_active(const reactor_timer *t) { (void)t; return 0; }
-double reactor_timer_time(const reactor_timer *t) { (void)t; return 0; }
-reactor_timer *reactor_timer_hold(reactor_timer *t) { return t; }
-void reactor_timer_release(reactor_timer *t) { (void)t; }
-size_t reactor_pending_timers(const reactor *r) { (void)r; return 0; }
-int reactor_use_fake_clock(reactor *r, double start) { (void)r; (void)start; return -ENOSYS; }
-int reactor_advance(reactor *r, double s) { (void)r; (void)s; return -ENOSYS; }
-int reactor_call_when_running(reactor *r, reactor_fn fn, void *data) { (void)r; (void)fn; (void)data; return -ENOSYS; }
-reactor_trigger *reactor_add_trigger(reactor *r, reactor_phase p, reactor_fn fn, void *data)
+
+int reactor_unwatch(reactor *r, int fd)
 {
-    (void)r; (void)p; (void)fn; (void)data;
-    errno = ENOSYS;
-    return NULL;
+    if (!r || fd < 0)
+        return -EINVAL;
+    if (fd >= r->io_cap || !r->io[fd].fn)
+        return -ENOENT;
+    reactor__io *io = &r->io[fd];
+    /* Removed from the kernel set NOW, while fd is still open: after the caller's
+     * close() a dup'ed description would keep an epoll registration alive (pitfall
+     * 2.17). A failure here means the fd was already closed; nothing left to undo. */
+    set_interest(r, fd, io->events, 0);
+    *io = (reactor__io){.gen = io->gen + 1}; /* stale entries of this batch now mismatch */
+    r->watched--;
+    return 0;
 }
-int reactor_remove_trigger(reactor *r, reactor_trigger *t) { (void)r; (void)t; return -ENOSYS; }
-void reactor_shutdown_hold(reactor *r) { (void)r; }
-void reactor_shutdown_release(reactor *r) { (void)r; }
-int reactor_on_signal(reactor *r, int signo, reactor_fn fn, void *data) { (void)r; (void)signo; (void)fn; (void)data; return -ENOSYS; }
-int reactor_stop_on_signals(reactor *r) { (void)r; return -ENOSYS; }
-int reactor_call_from_thread(reactor *r, reactor_fn fn, void *data) { (void)r; (void)fn; (void)data; return -ENOSYS; }
-void reactor_set_trace(reactor *r, FILE *out) { (void)r; (void)out; }
-FILE *reactor_trace_file(const reactor *r) { (void)r; return NULL; }
+
+/* ---- One iteration ------------------------------------------------------------- */
+
+/* How long the poll may block, in ms (-1: until something happens). */
+static int poll_timeout(reactor *r, double max_wait)
+{
+    if (r->fake_clock || reactor__thread_calls_pending(r) ||
+        (r->stopping && r->shutdown_holds == 0))
+        return 0;
+    int t = reactor__timer_timeout_ms(r);
+    if (max_wait >= 0) {
+        int m = reactor__ceil_ms(max_wait * 1000.0);
+        if (t < 0 || m < t)
+            t = m;
+    }
+    return t;
+}
+
+/* The backend's poll; EINTR (a signal arrived) polls again for the time that is left
+ * rather than the whole timeout, so frequent signals cannot push timers late. */
+static int poll_backend(reactor *r, int timeout_ms)
+{
+    double start = reactor__clock_now();
+    for (;;) {
+        int n = r->be->poll(r->be_state, timeout_ms, r->ready, r->ready_cap);
+        if (n != -EINTR)
+            return n;
+        if (timeout_ms > 0)
+            timeout_ms = reactor__ceil_ms(timeout_ms - (reactor__clock_now() - start) * 1000.0);
+    }
+}
+
+/* Dispatch in two phases. Phase 1 stamps each entry with its fd's generation as it was
+ * when the kernel answered. Phase 2 runs the callbacks, checking each entry again just
+ * before its call: an earlier callback of this batch may have unwatched the fd (gen
+ * changed, even if the fd number was reused and watched again since) or narrowed its
+ * interest. Such an entry is stale and is skipped. Nothing here holds a pointer into
+ * r->io or r->ready across a callback: either may be reallocated by it. */
+static void dispatch(reactor *r, int n)
+{
+    for (int i = 0; i < n; i++) {
+        int fd = r->ready[i].fd;
+        r->ready[i].gen = (fd >= 0 && fd < r->io_cap) ? r->io[fd].gen : 0;
+    }
+    for (int i = 0; i < n; i++) {
+        reactor__ready e = r->ready[i];
+        if (e.fd < 0 || e.fd >= r->io_cap)
+            continue;
+        const reactor__io *io = &r->io[e.fd];
+        if (!io->fn || io->gen != e.gen) {
+            REACTOR__TRACE(r, "skip fd=%d reason=stale", e.fd);
+            continue;
+        }
+        unsigned ev = e.events & (io->events | REACTOR_ERROR);
+        if (!io->events || !ev)
+            continue; /* it asked for none of what came back */
+        if (r->trace) {
+            char buf[8];
+            reactor__trace(r, "dispatch fd=%d ev=%s cb=%s", e.fd,
+                           reactor__events_str(ev, buf), io->name);
+        }
+        io->fn(r, e.fd, ev, io->data);
+    }
+}
+
+/* One turn of the loop: 1. run what is due, 2. compute the timeout, 3. poll,
+ * 4. dispatch. Short on purpose: each step is a function above or in another file. */
+int reactor_iterate(reactor *r, double max_wait)
+{
+    if (!r)
+        return -EINVAL;
+    if (r->in_iteration)
+        return -EBUSY; /* no nested loops: a callback must return to the reactor */
+    r->in_iteration = 1;
+    r->iter++;
+    now_update(r);
+
+    size_t calls = reactor__run_thread_calls(r);
+    size_t ran = reactor__run_timers(r);
+    if (r->trace) {
+        if (calls)
+            reactor__trace(r, "phase=threads ran=%zu", calls);
+        reactor__trace(r, "phase=timers ran=%zu", ran);
+    }
+
+    int timeout = poll_timeout(r, max_wait);
+    REACTOR__TRACE(r, "phase=poll backend=%s timeout_ms=%d watched=%d", r->be->name,
+                   timeout, r->watched);
+    double t0 = r->trace ? reactor__clock_now() : 0;
+    int n = poll_backend(r, timeout);
+    now_update(r);
+    REACTOR__TRACE(r, "phase=poll ready=%d waited_ms=%.3f", n < 0 ? 0 : n,
+                   (reactor__clock_now() - t0) * 1000.0);
+
+    if (n > 0)
+        dispatch(r, n);
+    r->in_iteration = 0;
+    return n < 0 ? n : 0;
+}
+
+/* ---- Running, stopping, triggers ------------------------------------------------ */
+
+static void fire_phase(reactor *r, reactor_phase p)
+{
+    static const char *const names[] = {"before", "during", "after"};
+    REACTOR__TRACE(r, "phase=shutdown step=%s", names[p]);
+    reactor_trigger *t;
+    /* Pop one at a time: a trigger may add or remove others of this phase. */
+    while ((t = r->triggers[p])) {
+        r->triggers[p] = t->next;
+        if (t->next)
+            t->next->prev = NULL;
+        else
+            r->triggers_tail[p] = NULL;
+        t->done = 1;
+        t->fn(r, t->data);
+    }
+}
+
+int reactor_run(reactor *r)
+{
+    if (!r)
+        return -EINVAL;
+    if (r->running || r->in_iteration)
+        return -EBUSY;
+    if (r->ran)
+        return -EINVAL; /* a reactor runs once, like Twisted's (ReactorNotRestartable) */
+    r->ran = r->running = 1;
+    /* call_when_running() calls, in order; one may queue another (it then runs now). */
+    for (size_t i = 0; i < r->when_running.n; i++)
+        r->when_running.v[i].fn(r, r->when_running.v[i].data);
+    r->when_running.n = 0;
+
+    int rc = 0;
+    while (!r->stopping)
+        if ((rc = reactor_iterate(r, -1)) < 0) {
+            r->stopping = 1; /* the backend failed: shut down cleanly, report it */
+            break;
+        }
+    fire_phase(r, REACTOR_BEFORE_SHUTDOWN);
+    /* A "before" trigger may hold the shutdown (a server flushing its connections):
+     * the loop keeps turning until every hold is released. */
+    while (r->shutdown_holds > 0)
+        if (reactor_iterate(r, -1) < 0)
+            break;
+    fire_phase(r, REACTOR_DURING_SHUTDOWN);
+    r->running = 0;
+    fire_phase(r, REACTOR_AFTER_SHUTDOWN);
+    return rc;
+}
+
+int reactor_stop(reactor *r)
+{
+    if (!r || !r->running)
+        return -EINVAL;
+    if (r->stopping)
+        return -EALREADY;
+    r->stopping = 1; /* reactor_run sees it when the current iteration ends */
+    return 0;
+}
+
+int reactor_call_when_running(reactor *r, reactor_fn fn, void *data)
+{
+    if (!r || !fn)
+        return -EINVAL;
+    if (r->running) {
+        fn(r, data);
+        return 0;
+    }
+    if (r->ran)
+        return -EINVAL; /* it ran and stopped: it will not run again */
+    return reactor__calls_push(&r->when_running, fn, data);
+}
+
+reactor_trigger *reactor_add_trigger(reactor *r, reactor_phase phase, reactor_fn fn,
+                                     void *data)
+{
+    if (!r || !fn || (unsigned)phase > REACTOR_AFTER_SHUTDOWN) {
+        errno = EINVAL;
+        return NULL;
+    }
+    reactor_trigger *t = calloc(1, sizeof *t);
+    if (!t)
+        return NULL;
+    *t = (reactor_trigger){.phase = phase, .fn = fn, .data = data,
+                           .prev = r->triggers_tail[phase], .all_next = r->all_triggers};
+    if (t->prev)
+        t->prev->next = t;
+    else
+        r->triggers[phase] = t;
+    r->triggers_tail[phase] = t;
+    r->all_triggers = t;
+    return t;
+}
+
+int reactor_remove_trigger(reactor *r, reactor_trigger *t)
+{
+    if (!r || !t)
+        return -EINVAL;
+    if (t->done)
+        return -ENOENT;
+    reactor_phase p = t->phase;
+    if (t->prev)
+        t->prev->next = t->next;
+    else
+        r->triggers[p] = t->next;
+    if (t->next)
+        t->next->prev = t->prev;
+    else
+        r->triggers_tail[p] = t->prev;
+    t->done = 1; /* freed with the reactor, so a second remove can say -ENOENT */
+    return 0;
+}
+
+void reactor_shutdown_hold(reactor *r)
+{
+    if (r)
+        r->shutdown_holds++;
+}
+
+void reactor_shutdown_release(reactor *r)
+{
+    if (r && r->shutdown_holds > 0)
+        r->shutdown_holds--;
+}
+
+/* ---- Fake clock ---------------------------------------------------------------- */
+
+int reactor_use_fake_clock(reactor *r, double start)
+{
+    if (!r || !isfinite(start))
+        return -EINVAL;
+    if (r->heap_n > 0)
+        return -EBUSY; /* pending timers were scheduled on the other clock */
+    r->fake_clock = 1;
+    r->now = start;
+    return 0;
+}
+
+int reactor_advance(reactor *r, double seconds)
+{
+    if (!r || !r->fake_clock || !(seconds >= 0) || !isfinite(seconds))
+        return -EINVAL;
+    if (r->in_iteration)
+        return -EBUSY;
+    r->in_iteration = 1;
+    r->now += seconds;
+    /* Pass after pass until nothing is due: calls scheduled by the calls that ran are
+     * run too if already due (task.Clock.advance). Bounded, so a call that reschedules
+     * itself at +0 forever cannot hang the caller. */
+    int rc = 0, passes = 0;
+    while (r->heap_n > 0 && r->heap[0].when <= r->now) {
+        if (++passes > 100000) {
+            rc = -ELOOP;
+            break;
+        }
+        reactor__run_timers(r);
+    }
+    r->in_iteration = 0;
+    return rc;
+}
+
+/* ---- fork -------------------------------------------------------------------- */
+
+int reactor_after_fork(reactor *r)
+{
+    if (!r)
+        return -EINVAL;
+    if (r->in_iteration)
+        return -EBUSY;
+    /* The old set is closed, never emptied: EPOLL_CTL_DEL in the child would also
+     * remove the fds from the parent's set, which is the same kernel object. */
+    void *st = r->be->create();
+    if (!st)
+        return -errno;
+    r->be->free(r->be_state);
+    r->be_state = st;
+    int rc = 0;
+    for (int fd = 0; fd < r->io_cap; fd++)
+        if (r->io[fd].fn && r->io[fd].events) {
+            int e = r->be->add(st, fd, r->io[fd].events);
+            if (e < 0 && rc == 0)
+                rc = e;
+        }
+    int e = reactor__threads_after_fork(r);
+    if (e < 0 && rc == 0)
+        rc = e;
+    e = reactor__signals_after_fork(r);
+    return rc ? rc : e;
+}
+
+/* ---- Module data ---------------------------------------------------------------- */
 
 void *reactor__module_data(reactor *r, enum reactor__module id)
 {
-    return (unsigned)id < REACTOR__MOD_COUNT ? r->mod_data[id] : NULL;
+    return r && (unsigned)id < REACTOR__MOD_COUNT ? r->mod_data[id] : NULL;
 }
 
 int reactor__set_module_data(reactor *r, enum reactor__module id, void *data,
                              void (*free_fn)(void *data))
 {
-    if ((unsigned)id >= REACTOR__MOD_COUNT)
+    if (!r || (unsigned)id >= REACTOR__MOD_COUNT)
         return -EINVAL;
     r->mod_data[id] = data;
     r->mod_free[id] = free_fn;

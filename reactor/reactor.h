@@ -174,6 +174,16 @@ TWISTC_API int reactor_stop_on_signals(reactor *r);
  * kept (none merged or lost). -ENOMEM, or -EINVAL once the reactor is freed. */
 TWISTC_API int reactor_call_from_thread(reactor *r, reactor_fn fn, void *data);
 
+/* ---- fork ------------------------------------------------------------------------ */
+
+/* A reactor is not fork-safe by itself: after fork() the child shares the parent's epoll
+ * set, waker and signal pipe. A child that wants to keep using the reactor it inherited
+ * calls this first (libuv's uv_loop_fork): it makes a new backend set and re-registers
+ * every watched fd, and makes a new waker and signal pipe. Any other child should just
+ * create its own reactor (and may leave the inherited one alone). Only from the single
+ * thread of the child, outside any callback (-EBUSY). */
+TWISTC_API int reactor_after_fork(reactor *r);
+
 /* ---- Teaching trace ------------------------------------------------------------- */
 
 /* One key=value line per loop phase and event (iter=, phase=, fd=, cb=, ...).

@@ -1,0 +1,190 @@
+/* The reactor's insides, shared by reactor.c, timers.c, signals.c, threads.c and trace.c.
+ * Private to libtwistc. */
+#ifndef TWISTC_REACTOR_INTERNAL_H
+#define TWISTC_REACTOR_INTERNAL_H
+
+#include <twistc/reactor.h>
+
+#include "reactor/backend_internal.h"
+#include "reactor/module_internal.h"
+
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stddef.h>
+#include <stdint.h>
+
+/* Per-fd state, in an array indexed by fd (ae's events[], libuv's watchers[]): O(1)
+ * lookup at dispatch. fn == NULL means "not watched". */
+typedef struct reactor__io {
+    reactor_io_fn fn;
+    void *data;
+    const char *name;
+    unsigned events; /* the directions wanted now (0: registered but silent) */
+    uint32_t gen;    /* bumped on every watch and unwatch: a batch entry stamped with an
+                        older gen is stale (the fd was unwatched, maybe reused) */
+} reactor__io;
+
+enum { REACTOR__T_PENDING, REACTOR__T_CALLED, REACTOR__T_CANCELLED };
+enum { REACTOR__IN_NONE, REACTOR__IN_HEAP, REACTOR__IN_DUE };
+
+struct reactor_timer {
+    reactor *r;      /* NULL once the reactor was freed (a held handle can outlive it) */
+    double when;     /* absolute time on the reactor's clock */
+    uint64_t seq;    /* scheduling order: breaks ties between equal `when` */
+    size_t idx;      /* position in the heap or in the due list (see `where`) */
+    reactor_fn fn;
+    void *data;
+    const char *name;
+    unsigned refs;   /* the reactor's (while pending or running) + reactor_timer_hold()s */
+    unsigned char state, where;
+    struct reactor_timer *next_free;
+};
+
+/* A heap slot carries the sort key next to the pointer, so sifting compares without
+ * touching the timers themselves (fewer cache misses at 1M timers). */
+typedef struct reactor__heap_entry {
+    double when;
+    uint64_t seq;
+    reactor_timer *t;
+} reactor__heap_entry;
+
+struct reactor_trigger {
+    reactor_phase phase;
+    reactor_fn fn;
+    void *data;
+    int done;                          /* ran or removed: the struct stays until free */
+    struct reactor_trigger *prev, *next; /* the phase's list of triggers still to run */
+    struct reactor_trigger *all_next;  /* every trigger, for reactor_free */
+};
+
+typedef struct reactor__call {
+    reactor_fn fn;
+    void *data;
+} reactor__call;
+
+typedef struct reactor__calls {
+    reactor__call *v;
+    size_t n, cap;
+} reactor__calls;
+
+#define REACTOR__NSIG 128
+
+typedef struct reactor__sig {
+    int signo;
+    reactor_fn fn;
+    void *data;
+    struct reactor__sig *next;
+} reactor__sig;
+
+struct reactor {
+    const reactor__backend *be;
+    void *be_state;
+
+    /* fds */
+    reactor__io *io;
+    int io_cap;        /* slots in io[] */
+    int watched;       /* fds with fn != NULL */
+    reactor__ready *ready; /* the current batch */
+    int ready_cap;
+
+    /* time */
+    double now;        /* cached once per iteration (and after each poll) */
+    int fake_clock;
+
+    /* timers */
+    reactor__heap_entry *heap;
+    size_t heap_n, heap_cap;
+    reactor_timer **due;    /* timers collected in this pass, run after collection */
+    size_t due_n, due_cap;
+    uint64_t next_seq;
+    size_t pending;         /* scheduled, not yet run or cancelled */
+    reactor_timer *free_timers; /* recycled timer structs: no malloc per call_later */
+    size_t n_free_timers;
+
+    /* loop state */
+    uint64_t iter;
+    int in_iteration;  /* inside reactor_iterate: reactor_free says -EBUSY */
+    int running;       /* inside reactor_run, until the "after" triggers */
+    int ran;           /* reactor_run was called once (a reactor runs once) */
+    int stopping;      /* reactor_stop was called */
+    int shutdown_holds;
+    reactor_trigger *triggers[3], *triggers_tail[3];
+    reactor_trigger *all_triggers;
+    reactor__calls when_running;
+
+    /* threads (threads.c) */
+    pthread_mutex_t q_lock;
+    reactor__calls q, q_spare; /* q: filled by other threads; q_spare: being run */
+    atomic_int wake_pending;   /* 1 once a wake byte was written and not yet consumed */
+    int q_closed;              /* reactor_free began: -EINVAL from now on */
+    int wake_fd[2];            /* eventfd (wake_fd[0] == wake_fd[1]) or pipe */
+
+    /* signals (signals.c) */
+    int sig_fd[2];             /* self-pipe, -1 until reactor_on_signal() */
+    reactor__sig *sigs;
+    unsigned char sig_owned[REACTOR__NSIG]; /* signals this reactor installed */
+
+    /* trace (trace.c) */
+    FILE *trace;
+
+    void *mod_data[REACTOR__MOD_COUNT];
+    void (*mod_free[REACTOR__MOD_COUNT])(void *);
+};
+
+/* Milliseconds rounded UP to a whole int, clamped to [0, INT_MAX]: a 0.3 ms wait becomes
+ * 1 ms, never a 0-ms poll that would spin until the deadline. (No libm: ceil() would
+ * need -lm in every program that links the static library.) */
+static inline int reactor__ceil_ms(double ms)
+{
+    if (!(ms > 0))
+        return 0;
+    if (ms >= 2147483647.0)
+        return 2147483647;
+    int i = (int)ms;
+    return (double)i < ms ? i + 1 : i;
+}
+
+/* ---- reactor.c */
+double reactor__clock_now(void);
+/* A non-blocking, close-on-exec pipe. */
+int reactor__pipe(int fds[2]);
+
+/* ---- timers.c */
+/* Runs the timers due now, collect-then-run; returns how many ran. */
+size_t reactor__run_timers(reactor *r);
+/* Milliseconds to the nearest timer, rounded up (-1: none), clamped to INT_MAX. */
+int reactor__timer_timeout_ms(const reactor *r);
+void reactor__timers_free(reactor *r);
+
+/* ---- threads.c */
+int reactor__threads_init(reactor *r);
+/* Runs the calls queued before this point, in FIFO order; returns how many. */
+size_t reactor__run_thread_calls(reactor *r);
+/* 1 when calls are queued (the poll must not block). */
+int reactor__thread_calls_pending(reactor *r);
+void reactor__threads_close(reactor *r); /* refuse new calls */
+void reactor__threads_free(reactor *r);
+int reactor__threads_after_fork(reactor *r);
+
+/* ---- signals.c */
+void reactor__signals_free(reactor *r);
+int reactor__signals_after_fork(reactor *r);
+
+/* ---- trace.c */
+void reactor__trace_init(reactor *r);
+#if defined(__GNUC__) || defined(__clang__)
+__attribute__((format(printf, 2, 3)))
+#endif
+void reactor__trace(const reactor *r, const char *fmt, ...);
+/* One branch when the trace is off. */
+#define REACTOR__TRACE(r, ...)                 \
+    do {                                       \
+        if ((r)->trace)                        \
+            reactor__trace((r), __VA_ARGS__);  \
+    } while (0)
+const char *reactor__events_str(unsigned events, char buf[8]);
+
+/* ---- calls vector (reactor.c) */
+int reactor__calls_push(reactor__calls *c, reactor_fn fn, void *data);
+
+#endif

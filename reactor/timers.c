@@ -1,0 +1,309 @@
+/* Timers: a binary min-heap ordered by (when, seq), the libevent/libuv design.
+ *
+ * - seq is a counter taken at scheduling time: two calls due at the same moment run in
+ *   the order they were scheduled (Twisted's task.Clock is FIFO; its real reactor is not).
+ * - Each timer knows its heap slot (t->idx), so cancel and reset are O(log n): a cancelled
+ *   timer leaves the heap at once (no lazy compaction needed, semantics D6).
+ * - Running is collect-then-run (libuv's uv__run_timers): every due timer is first moved
+ *   to the `due` list, then they run in order. A timer scheduled while they run goes into
+ *   the heap, not the list, so it waits for the next iteration (after one poll: timers
+ *   cannot starve I/O, D3). A timer cancelled by an earlier one in the same pass is taken
+ *   out of the list (its slot set to NULL), so it never runs.
+ * - Timer structs are recycled through a free list: scheduling does not call malloc once
+ *   the reactor has warmed up. */
+#include "reactor/reactor_internal.h"
+
+#include <errno.h>
+#include <math.h> /* isfinite: a macro, no libm needed */
+#include <stdlib.h>
+
+#define FREE_TIMERS_MAX 4096 /* recycled structs kept; more are given back to malloc */
+
+static int entry_less(const reactor__heap_entry *a, const reactor__heap_entry *b)
+{
+    return a->when < b->when || (a->when == b->when && a->seq < b->seq);
+}
+
+static void heap_set(reactor *r, size_t i, reactor__heap_entry e)
+{
+    r->heap[i] = e;
+    e.t->idx = i;
+}
+
+static void sift_up(reactor *r, size_t i, reactor__heap_entry e)
+{
+    while (i > 0) {
+        size_t parent = (i - 1) / 2;
+        if (!entry_less(&e, &r->heap[parent]))
+            break;
+        heap_set(r, i, r->heap[parent]);
+        i = parent;
+    }
+    heap_set(r, i, e);
+}
+
+static void sift_down(reactor *r, size_t i, reactor__heap_entry e)
+{
+    size_t n = r->heap_n;
+    for (;;) {
+        size_t c = 2 * i + 1;
+        if (c >= n)
+            break;
+        if (c + 1 < n && entry_less(&r->heap[c + 1], &r->heap[c]))
+            c++;
+        if (!entry_less(&r->heap[c], &e))
+            break;
+        heap_set(r, i, r->heap[c]);
+        i = c;
+    }
+    heap_set(r, i, e);
+}
+
+static int heap_push(reactor *r, reactor_timer *t)
+{
+    if (r->heap_n == r->heap_cap) {
+        size_t cap = r->heap_cap ? r->heap_cap * 2 : 64;
+        reactor__heap_entry *h = realloc(r->heap, cap * sizeof *h);
+        if (!h)
+            return -ENOMEM;
+        r->heap = h;
+        r->heap_cap = cap;
+    }
+    t->where = REACTOR__IN_HEAP;
+    sift_up(r, r->heap_n++, (reactor__heap_entry){t->when, t->seq, t});
+    return 0;
+}
+
+/* Takes slot i out of the heap in O(log n): the last entry fills the hole and moves up
+ * or down to where it belongs. */
+static void heap_remove(reactor *r, size_t i)
+{
+    reactor_timer *t = r->heap[i].t;
+    t->where = REACTOR__IN_NONE;
+    reactor__heap_entry last = r->heap[--r->heap_n];
+    if (i == r->heap_n)
+        return;
+    if (i > 0 && entry_less(&last, &r->heap[(i - 1) / 2]))
+        sift_up(r, i, last);
+    else
+        sift_down(r, i, last);
+}
+
+static void timer_free(reactor *r, reactor_timer *t)
+{
+    if (r && r->n_free_timers < FREE_TIMERS_MAX) {
+        t->next_free = r->free_timers;
+        r->free_timers = t;
+        r->n_free_timers++;
+    } else {
+        free(t);
+    }
+}
+
+/* Drops the reactor's reference (the call ran or was cancelled). */
+static void timer_unref(reactor *r, reactor_timer *t)
+{
+    if (--t->refs == 0)
+        timer_free(r, t);
+}
+
+/* Takes a pending timer out of wherever it waits (heap or this pass's due list). */
+static void timer_unlink(reactor *r, reactor_timer *t)
+{
+    if (t->where == REACTOR__IN_HEAP)
+        heap_remove(r, t->idx);
+    else if (t->where == REACTOR__IN_DUE)
+        r->due[t->idx] = NULL;
+    t->where = REACTOR__IN_NONE;
+}
+
+reactor_timer *reactor_call_later_named(reactor *r, double delay, reactor_fn fn, void *data,
+                                        const char *name)
+{
+    if (!r || !fn || !(delay >= 0) || !isfinite(delay)) { /* also refuses NaN */
+        errno = EINVAL;
+        return NULL;
+    }
+    reactor_timer *t = r->free_timers;
+    if (t) {
+        r->free_timers = t->next_free;
+        r->n_free_timers--;
+    } else if (!(t = malloc(sizeof *t))) {
+        return NULL; /* errno is ENOMEM */
+    }
+    *t = (reactor_timer){.r = r, .when = r->now + delay, .seq = r->next_seq++, .fn = fn,
+                         .data = data, .name = name ? name : "?", .refs = 1,
+                         .state = REACTOR__T_PENDING};
+    if (heap_push(r, t) < 0) {
+        timer_free(r, t);
+        errno = ENOMEM;
+        return NULL;
+    }
+    r->pending++;
+    return t;
+}
+
+static int timer_check(const reactor_timer *t)
+{
+    if (!t)
+        return -EINVAL;
+    if (t->state == REACTOR__T_CALLED)
+        return -EALREADY;
+    if (t->state == REACTOR__T_CANCELLED || !t->r)
+        return -ECANCELED;
+    return 0;
+}
+
+int reactor_timer_cancel(reactor_timer *t)
+{
+    int rc = timer_check(t);
+    if (rc)
+        return rc;
+    reactor *r = t->r;
+    timer_unlink(r, t);
+    t->state = REACTOR__T_CANCELLED;
+    r->pending--;
+    timer_unref(r, t); /* the handle is gone now unless the caller holds it */
+    return 0;
+}
+
+/* Moves a pending timer to `when`, keeping its seq: among calls due at that time it
+ * keeps its original scheduling order (what task.Clock's stable re-sort gives). */
+static int timer_move(reactor_timer *t, double when)
+{
+    reactor *r = t->r;
+    if (!isfinite(when))
+        return -EINVAL;
+    if (t->where == REACTOR__IN_HEAP) {
+        size_t i = t->idx;
+        t->when = when;
+        reactor__heap_entry e = {when, t->seq, t};
+        if (i > 0 && entry_less(&e, &r->heap[(i - 1) / 2]))
+            sift_up(r, i, e);
+        else
+            sift_down(r, i, e);
+        return 0;
+    }
+    /* Collected for this pass but not run yet: it goes back to the heap (heap_push
+     * cannot fail here, the heap had room for it a moment ago). */
+    timer_unlink(r, t);
+    t->when = when;
+    return heap_push(r, t);
+}
+
+int reactor_timer_reset(reactor_timer *t, double seconds)
+{
+    int rc = timer_check(t);
+    if (rc)
+        return rc;
+    if (!(seconds >= 0))
+        return -EINVAL;
+    return timer_move(t, t->r->now + seconds);
+}
+
+int reactor_timer_delay(reactor_timer *t, double seconds)
+{
+    int rc = timer_check(t);
+    if (rc)
+        return rc;
+    if (!(seconds >= 0))
+        return -EINVAL;
+    return timer_move(t, t->when + seconds);
+}
+
+int reactor_timer_active(const reactor_timer *t)
+{
+    return t && t->r && t->state == REACTOR__T_PENDING;
+}
+
+double reactor_timer_time(const reactor_timer *t)
+{
+    return t ? t->when : 0;
+}
+
+reactor_timer *reactor_timer_hold(reactor_timer *t)
+{
+    if (t)
+        t->refs++;
+    return t;
+}
+
+void reactor_timer_release(reactor_timer *t)
+{
+    /* Given back to malloc, not the free list: the reactor may be gone already. */
+    if (t && --t->refs == 0)
+        free(t);
+}
+
+size_t reactor_pending_timers(const reactor *r)
+{
+    return r ? r->pending : 0;
+}
+
+size_t reactor__run_timers(reactor *r)
+{
+    /* Phase 1: collect. Everything due now leaves the heap, in (when, seq) order. */
+    r->due_n = 0;
+    while (r->heap_n > 0 && r->heap[0].when <= r->now) {
+        if (r->due_n == r->due_cap) {
+            size_t cap = r->due_cap ? r->due_cap * 2 : 64;
+            reactor_timer **d = realloc(r->due, cap * sizeof *d);
+            if (!d)
+                break; /* the rest stays in the heap for the next pass */
+            r->due = d;
+            r->due_cap = cap;
+        }
+        reactor_timer *t = r->heap[0].t;
+        heap_remove(r, 0);
+        t->where = REACTOR__IN_DUE;
+        t->idx = r->due_n;
+        r->due[r->due_n++] = t;
+    }
+    /* Phase 2: run. A slot is NULL when an earlier timer cancelled or reset this one. */
+    size_t ran = 0;
+    for (size_t i = 0; i < r->due_n; i++) {
+        reactor_timer *t = r->due[i];
+        if (!t)
+            continue;
+        t->where = REACTOR__IN_NONE;
+        t->state = REACTOR__T_CALLED; /* before fn: cancel() from inside says -EALREADY */
+        r->pending--;
+        REACTOR__TRACE(r, "timer cb=%s", t->name);
+        t->fn(r, t->data);
+        timer_unref(r, t); /* the handle was valid during its own call; now it goes */
+        ran++;
+    }
+    r->due_n = 0;
+    return ran;
+}
+
+int reactor__timer_timeout_ms(const reactor *r)
+{
+    if (r->heap_n == 0)
+        return -1;
+    /* Rounded UP, and clamped so a far timer cannot overflow the int. */
+    return reactor__ceil_ms((r->heap[0].when - r->now) * 1000.0);
+}
+
+void reactor__timers_free(reactor *r)
+{
+    /* Pending calls are cancelled without running. A handle the user holds survives
+     * with r == NULL (it then reports itself cancelled). */
+    for (size_t i = 0; i < r->heap_n; i++) {
+        reactor_timer *t = r->heap[i].t;
+        t->state = REACTOR__T_CANCELLED;
+        t->where = REACTOR__IN_NONE;
+        t->r = NULL;
+        timer_unref(NULL, t);
+    }
+    r->heap_n = 0;
+    r->pending = 0;
+    free(r->heap);
+    free(r->due);
+    while (r->free_timers) {
+        reactor_timer *t = r->free_timers;
+        r->free_timers = t->next_free;
+        free(t);
+    }
+    r->n_free_timers = 0;
+}
