@@ -1,0 +1,415 @@
+#define _GNU_SOURCE
+/* Connectors: connect without blocking, report each kind of failure, reconnect. */
+#include "reactor/transport_internal.h"
+
+#include <arpa/inet.h>
+#include <errno.h>
+#include <netinet/in.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/un.h>
+#include <unistd.h>
+
+enum { C_IDLE, C_RESOLVING, C_CONNECTING, C_FAILING, C_CONNECTED };
+
+struct connector {
+    struct transport_owner base;
+    factory *f;
+    struct connector *prev, *next; /* module list */
+    char *host;                    /* TCP: as given; Unix: the path */
+    int port;
+    int is_unix;
+    int state;
+    int fd;
+    double timeout;
+    reactor_timer *timer; /* connect timeout, or the pending failure (C_FAILING) */
+    struct resolve_job *job;
+    transport *t;
+    struct sockaddr_storage addr;
+    socklen_t addrlen;
+    protocol_reason fail;
+    unsigned in_cb : 1, freed : 1, factory_started : 1;
+};
+
+static void really_free(connector *c);
+static void start_socket(connector *c);
+
+static protocol_reason_kind kind_of(int err)
+{
+    switch (err) {
+    case ECONNREFUSED:
+    case ENOENT: /* Unix: no socket file */
+        return PROTOCOL_CONNECT_REFUSED;
+    case ETIMEDOUT:
+        return PROTOCOL_CONNECT_TIMEOUT;
+    case ENETUNREACH:
+    case EHOSTUNREACH:
+    case EADDRNOTAVAIL:
+    case ENETDOWN:
+#ifdef EHOSTDOWN
+    case EHOSTDOWN:
+#endif
+        return PROTOCOL_CONNECT_UNREACHABLE;
+    default:
+        return PROTOCOL_CONNECT_FAILED;
+    }
+}
+
+static void drop_socket(connector *c)
+{
+    struct transport_mod *m = c->base.mod;
+    if (c->timer) {
+        transport__cancel(m, c->timer);
+        c->timer = NULL;
+    }
+    if (c->fd >= 0) {
+        transport__unwatch(m, c->fd);
+        close(c->fd);
+        c->fd = -1;
+    }
+    if (c->job) {
+        resolve__cancel(c->job);
+        c->job = NULL;
+    }
+}
+
+/* After client_connection_failed/lost: stop the factory unless it reconnected, and free
+ * the connector if that was asked for inside the callback. */
+static void after_callback(connector *c)
+{
+    c->in_cb = 0;
+    if (c->state == C_IDLE && c->factory_started && (c->freed || 1)) {
+        c->factory_started = 0;
+        factory_do_stop(c->f);
+    }
+    if (c->freed)
+        really_free(c);
+}
+
+/* Reports a failure now (we are on the loop). */
+static void fail_now(connector *c, const protocol_reason *reason)
+{
+    drop_socket(c);
+    c->state = C_IDLE;
+    if (c->freed) {
+        after_callback(c);
+        return;
+    }
+    protocol_reason copy = *reason;
+    c->in_cb = 1;
+    if (c->f->ops->client_connection_failed)
+        c->f->ops->client_connection_failed(c->f, c, &copy);
+    after_callback(c);
+}
+
+static void fail_later_fire(reactor *r, void *data)
+{
+    (void)r;
+    connector *c = data;
+    c->timer = NULL;
+    protocol_reason reason = c->fail;
+    fail_now(c, &reason);
+}
+
+/* Reports a failure from the next iteration (we may be inside the user's call). */
+static void fail_later(connector *c, protocol_reason_kind kind, int err, int gai_err,
+                       const char *msg)
+{
+    drop_socket(c);
+    transport__reason(&c->fail, kind, err);
+    c->fail.gai_err = gai_err;
+    if (msg)
+        c->fail.message = msg;
+    c->state = C_FAILING;
+    c->timer = reactor_call_soon(c->base.mod->r, fail_later_fire, c);
+}
+
+static void on_timeout(reactor *r, void *data)
+{
+    (void)r;
+    connector *c = data;
+    c->timer = NULL;
+    protocol_reason reason;
+    transport__reason(&reason, PROTOCOL_CONNECT_TIMEOUT, ETIMEDOUT);
+    fail_now(c, &reason);
+}
+
+static void on_connect_io(reactor *r, int fd, unsigned events, void *data)
+{
+    (void)events;
+    connector *c = data;
+    int err = 0;
+    socklen_t len = sizeof err;
+    if (getsockopt(fd, SOL_SOCKET, SO_ERROR, &err, &len) < 0)
+        err = errno;
+    if (err == EINPROGRESS || err == EALREADY || err == EINTR)
+        return; /* not finished yet */
+    if (err) {
+        protocol_reason reason;
+        transport__reason(&reason, kind_of(err), err);
+        fail_now(c, &reason);
+        return;
+    }
+    /* Connected. */
+    if (c->timer) {
+        reactor_timer_cancel(c->timer);
+        c->timer = NULL;
+    }
+    reactor_unwatch(r, fd);
+    c->fd = -1;
+    protocol *p = c->f->ops->build_protocol(c->f, (struct sockaddr *)&c->addr, c->addrlen);
+    if (!p) {
+        close(fd);
+        protocol_reason reason;
+        transport__reason(&reason, PROTOCOL_ERROR, 0);
+        reason.message = "the factory refused the connection";
+        fail_now(c, &reason);
+        return;
+    }
+    c->state = C_CONNECTED;
+    c->t = transport__new_socket(c->base.mod, c, fd, p, T_CLIENT | (c->is_unix ? T_UNIX : 0));
+    if (!c->t) {
+        close(fd);
+        protocol_reason reason;
+        transport__reason(&reason, PROTOCOL_CONNECT_FAILED, ENOMEM);
+        fail_now(c, &reason);
+    }
+}
+
+static void start_socket(connector *c)
+{
+    int fd = transport__socket(c->addr.ss_family, SOCK_STREAM);
+    if (fd < 0) {
+        fail_later(c, PROTOCOL_CONNECT_FAILED, -fd, 0, NULL);
+        return;
+    }
+    int rc;
+    do
+        rc = connect(fd, (struct sockaddr *)&c->addr, c->addrlen);
+    while (rc < 0 && errno == EINTR);
+    if (rc < 0 && errno != EINPROGRESS) {
+        int e = errno;
+        close(fd);
+        /* Unix: EAGAIN means the listener's backlog is full */
+        fail_later(c, kind_of(e), e, 0, NULL);
+        return;
+    }
+    c->fd = fd;
+    c->state = C_CONNECTING;
+    /* Completion (or failure) shows as writability; SO_ERROR tells which. Connected at
+     * once (Unix) is reported the same way, from the loop. */
+    rc = reactor_watch(c->base.mod->r, fd, REACTOR_WRITABLE, on_connect_io, c);
+    if (rc < 0) {
+        fail_later(c, PROTOCOL_CONNECT_FAILED, -rc, 0, NULL);
+        return;
+    }
+    c->timer = reactor_call_later(c->base.mod->r, c->timeout, on_timeout, c);
+}
+
+static void resolved(struct resolve_job *job)
+{
+    connector *c = job->data;
+    c->job = NULL;
+    if (job->gai_err) {
+        fail_later(c, PROTOCOL_CONNECT_DNS, 0, job->gai_err, NULL);
+        c->fail.message = "host name lookup failed";
+    } else {
+        memcpy(&c->addr, &job->addr, job->addrlen);
+        c->addrlen = job->addrlen;
+        start_socket(c);
+    }
+    free(job->host);
+    free(job);
+}
+
+/* Fills c->addr when host is numeric (or a Unix path): 1; 0 when it needs a lookup. */
+static int numeric(connector *c)
+{
+    memset(&c->addr, 0, sizeof c->addr);
+    if (c->is_unix) {
+        struct sockaddr_un *un = (struct sockaddr_un *)&c->addr;
+        un->sun_family = AF_UNIX;
+        memcpy(un->sun_path, c->host, strlen(c->host) + 1);
+        c->addrlen = sizeof *un;
+        return 1;
+    }
+    struct sockaddr_in *in4 = (struct sockaddr_in *)&c->addr;
+    struct sockaddr_in6 *in6 = (struct sockaddr_in6 *)&c->addr;
+    if (inet_pton(AF_INET, c->host, &in4->sin_addr) == 1) {
+        in4->sin_family = AF_INET;
+        in4->sin_port = htons((uint16_t)c->port);
+        c->addrlen = sizeof *in4;
+        return 1;
+    }
+    if (inet_pton(AF_INET6, c->host, &in6->sin6_addr) == 1) {
+        in6->sin6_family = AF_INET6;
+        in6->sin6_port = htons((uint16_t)c->port);
+        c->addrlen = sizeof *in6;
+        return 1;
+    }
+    return 0;
+}
+
+int connector_connect(connector *c)
+{
+    if (!c || c->freed)
+        return -EINVAL;
+    if (c->state != C_IDLE)
+        return -EBUSY;
+    if (!c->factory_started) {
+        c->factory_started = 1;
+        factory_do_start(c->f);
+    }
+    c->state = C_RESOLVING;
+    if (c->f->ops->started_connecting)
+        c->f->ops->started_connecting(c->f, c);
+    if (c->state != C_RESOLVING)
+        return 0; /* stop_connecting from started_connecting */
+    if (numeric(c)) {
+        start_socket(c);
+        return 0;
+    }
+    c->job = resolve__start(c->base.mod, c->host, c->port, resolved, c);
+    if (!c->job)
+        fail_later(c, PROTOCOL_CONNECT_DNS, errno, 0, "cannot start the host name lookup");
+    return 0;
+}
+
+connector *connector__create(reactor *r, const char *host, int port, const char *path,
+                             factory *f, double timeout)
+{
+    if (!r || !f || !f->ops || !f->ops->build_protocol || (!host && !path) ||
+        (host && (port < 0 || port > 65535))) {
+        errno = EINVAL;
+        return NULL;
+    }
+    if (path && strlen(path) >= sizeof(((struct sockaddr_un *)0)->sun_path)) {
+        errno = ENAMETOOLONG;
+        return NULL;
+    }
+    struct transport_mod *m = transport__mod(r);
+    if (!m)
+        return NULL;
+    connector *c = calloc(1, sizeof *c);
+    if (!c)
+        return NULL;
+    c->host = strdup(path ? path : host);
+    if (!c->host) {
+        free(c);
+        return NULL;
+    }
+    c->base.mod = m;
+    c->f = f;
+    c->port = port;
+    c->is_unix = path != NULL;
+    c->fd = -1;
+    c->timeout = timeout > 0 ? timeout : 30.0;
+    c->state = C_IDLE;
+    c->next = m->connectors;
+    if (m->connectors)
+        m->connectors->prev = c;
+    m->connectors = c;
+    connector_connect(c);
+    return c;
+}
+
+int connector_stop_connecting(connector *c)
+{
+    if (!c)
+        return -EINVAL;
+    if (c->state != C_RESOLVING && c->state != C_CONNECTING)
+        return -ENOTCONN;
+    fail_later(c, PROTOCOL_CONNECT_CANCELLED, 0, 0, NULL);
+    return 0;
+}
+
+int connector_disconnect(connector *c)
+{
+    if (!c)
+        return -EINVAL;
+    if (c->state == C_CONNECTED)
+        return transport_lose_connection(c->t);
+    if (c->state == C_RESOLVING || c->state == C_CONNECTING)
+        return connector_stop_connecting(c);
+    return 0;
+}
+
+transport *connector_transport(const connector *c)
+{
+    return c && c->state == C_CONNECTED ? c->t : NULL;
+}
+
+factory *connector_factory(const connector *c) { return c ? c->f : NULL; }
+
+void connector__conn_lost(connector *c, transport *t, const protocol_reason *reason)
+{
+    (void)t;
+    c->t = NULL;
+    c->state = C_IDLE;
+    if (c->freed) {
+        after_callback(c);
+        return;
+    }
+    c->in_cb = 1;
+    if (c->f->ops->client_connection_lost)
+        c->f->ops->client_connection_lost(c->f, c, reason);
+    after_callback(c);
+}
+
+static void really_free(connector *c)
+{
+    struct transport_mod *m = c->base.mod;
+    if (c->prev)
+        c->prev->next = c->next;
+    else if (m->connectors == c)
+        m->connectors = c->next;
+    if (c->next)
+        c->next->prev = c->prev;
+    free(c->host);
+    free(c);
+}
+
+void connector_free(connector *c)
+{
+    if (!c || c->freed)
+        return;
+    c->freed = 1;
+    if (c->in_cb)
+        return; /* after_callback frees it */
+    if (c->state == C_CONNECTED) {
+        transport_lose_connection(c->t); /* freed once the connection is gone */
+        return;
+    }
+    drop_socket(c);
+    c->state = C_IDLE;
+    after_callback(c);
+}
+
+void connector__shutdown_all(struct transport_mod *m)
+{
+    for (connector *c = m->connectors; c; c = c->next)
+        if (c->state != C_CONNECTED && c->state != C_IDLE) {
+            drop_socket(c);
+            c->state = C_IDLE;
+            if (c->factory_started) {
+                c->factory_started = 0;
+                factory_do_stop(c->f);
+            }
+        }
+}
+
+void connector__free_all(struct transport_mod *m)
+{
+    resolve__teardown(m);
+    while (m->connectors) {
+        connector *c = m->connectors;
+        c->job = NULL;
+        drop_socket(c);
+        if (c->factory_started) {
+            c->factory_started = 0;
+            factory_do_stop(c->f);
+        }
+        really_free(c);
+    }
+}

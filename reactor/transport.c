@@ -1,0 +1,861 @@
+#define _GNU_SOURCE
+/* Socket transports: buffered writes, flushing once per callback/iteration, closing,
+ * backpressure. docs/protocols.md explains the life of a connection.
+ *
+ * The one rule that keeps this file simple: the public calls (write, lose, abort,
+ * pause...) only change flags and put the connection on the module's pending list. The
+ * real work (send, close, connection_lost, free) happens in step(), which runs either
+ * right after the connection's own protocol callback returned, or from the module's
+ * tick (a call_soon timer, i.e. at the start of the next iteration). So no callback is
+ * ever re-entered and a connection is never freed under a caller's feet. */
+#include "reactor/transport_internal.h"
+
+#include "reactor/module_internal.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#ifndef MSG_NOSIGNAL
+#define MSG_NOSIGNAL 0 /* BSD/macOS: SO_NOSIGPIPE is set on the socket instead */
+#endif
+
+static void step(transport *t);
+static void mod_free(void *data);
+static void mod_shutdown(reactor *r, void *data);
+
+/* ---- Reasons ------------------------------------------------------------------------ */
+
+static const char *const reason_names[] = {
+    [PROTOCOL_DONE] = "done",
+    [PROTOCOL_LOST] = "lost",
+    [PROTOCOL_ABORTED] = "aborted",
+    [PROTOCOL_ERROR] = "error",
+    [PROTOCOL_CONNECT_REFUSED] = "connect-refused",
+    [PROTOCOL_CONNECT_TIMEOUT] = "connect-timeout",
+    [PROTOCOL_CONNECT_UNREACHABLE] = "connect-unreachable",
+    [PROTOCOL_CONNECT_DNS] = "connect-dns",
+    [PROTOCOL_CONNECT_CANCELLED] = "connect-cancelled",
+    [PROTOCOL_CONNECT_FAILED] = "connect-failed",
+};
+
+static const char *const reason_messages[] = {
+    [PROTOCOL_DONE] = "connection closed cleanly",
+    [PROTOCOL_LOST] = "connection lost",
+    [PROTOCOL_ABORTED] = "connection aborted locally",
+    [PROTOCOL_ERROR] = "connection closed on error",
+    [PROTOCOL_CONNECT_REFUSED] = "connection refused",
+    [PROTOCOL_CONNECT_TIMEOUT] = "connection timed out",
+    [PROTOCOL_CONNECT_UNREACHABLE] = "destination unreachable",
+    [PROTOCOL_CONNECT_DNS] = "host name lookup failed",
+    [PROTOCOL_CONNECT_CANCELLED] = "connection attempt cancelled",
+    [PROTOCOL_CONNECT_FAILED] = "connection failed",
+};
+
+void transport__reason(protocol_reason *out, protocol_reason_kind kind, int err)
+{
+    out->kind = kind;
+    out->err = err;
+    out->gai_err = 0;
+    out->message = (unsigned)kind <= PROTOCOL_CONNECT_FAILED ? reason_messages[kind]
+                                                             : "unknown";
+}
+
+const char *protocol_reason_name(protocol_reason_kind kind)
+{
+    return (unsigned)kind <= PROTOCOL_CONNECT_FAILED ? reason_names[kind] : "unknown";
+}
+
+/* ---- Module state ------------------------------------------------------------------- */
+
+struct transport_mod *transport__mod(reactor *r)
+{
+    struct transport_mod *m = reactor__module_data(r, REACTOR__MOD_TRANSPORT);
+    if (m)
+        return m;
+    m = calloc(1, sizeof *m);
+    if (!m)
+        return NULL;
+    m->r = r;
+    m->spare_fd = -1;
+    int rc = reactor__set_module_data(r, REACTOR__MOD_TRANSPORT, m, mod_free);
+    if (rc < 0) {
+        free(m);
+        errno = -rc;
+        return NULL;
+    }
+    /* May fail on a reactor that is already shutting down; connections then go at
+     * reactor_free. */
+    reactor_add_trigger(r, REACTOR_DURING_SHUTDOWN, mod_shutdown, m);
+    return m;
+}
+
+static struct transport_mod *t_mod(const transport *t)
+{
+    return t->owner ? ((struct transport_owner *)t->owner)->mod : NULL;
+}
+
+static void tick(reactor *r, void *data)
+{
+    (void)r;
+    struct transport_mod *m = data;
+    m->tick = NULL;
+    /* Entries added while we walk are handled in this pass too. */
+    for (uint32_t i = 0; i < m->npend; i++) {
+        transport *t = m->pend[i];
+        if (!t)
+            continue;
+        m->pend[i] = NULL;
+        t->flags &= ~(uint32_t)T_PENDING;
+        step(t);
+    }
+    m->npend = 0;
+}
+
+/* Puts t on the pending list; step() runs at the start of the next iteration. */
+static void schedule(transport *t)
+{
+    if (t->flags & (T_PENDING | T_MEMORY))
+        return;
+    struct transport_mod *m = t_mod(t);
+    if (m->npend == m->cappend) {
+        uint32_t n = m->cappend ? m->cappend * 2 : 64;
+        transport **p = realloc(m->pend, n * sizeof *p);
+        if (!p)
+            return; /* the connection goes on; its next event retries */
+        m->pend = p;
+        m->cappend = n;
+    }
+    m->pend[m->npend++] = t;
+    t->flags |= T_PENDING;
+    if (!m->tick)
+        m->tick = reactor_call_soon(m->r, tick, m);
+}
+
+static void unpend(transport *t)
+{
+    if (!(t->flags & T_PENDING))
+        return;
+    struct transport_mod *m = t_mod(t);
+    for (uint32_t i = 0; i < m->npend; i++)
+        if (m->pend[i] == t)
+            m->pend[i] = NULL;
+    t->flags &= ~(uint32_t)T_PENDING;
+}
+
+/* ---- Output buffers ----------------------------------------------------------------- */
+
+static char *buf_get(transport *t, size_t need, uint32_t *cap)
+{
+    struct transport_mod *m = t_mod(t);
+    if (need <= TRANSPORT__OUT_STD) {
+        *cap = TRANSPORT__OUT_STD;
+        if (m && m->ncache > 0)
+            return m->cache[--m->ncache];
+        return malloc(TRANSPORT__OUT_STD);
+    }
+    *cap = (uint32_t)need;
+    return malloc(need);
+}
+
+static void buf_release(transport *t)
+{
+    struct transport_mod *m = t_mod(t);
+    if (t->out && m && t->out_cap == TRANSPORT__OUT_STD && m->ncache < TRANSPORT__OUT_CACHE)
+        m->cache[m->ncache++] = t->out;
+    else
+        free(t->out);
+    t->out = NULL;
+    t->out_off = t->out_len = t->out_cap = 0;
+}
+
+static size_t pending(const transport *t) { return (size_t)t->out_len - t->out_off; }
+
+/* Room for add more bytes at out_len. */
+static int buf_reserve(transport *t, size_t add)
+{
+    if (!t->out) {
+        uint32_t cap;
+        char *b = buf_get(t, add, &cap);
+        if (!b)
+            return -ENOMEM;
+        t->out = b;
+        t->out_cap = cap;
+        return 0;
+    }
+    if ((size_t)t->out_len + add <= t->out_cap)
+        return 0;
+    if (t->out_off) { /* move the unsent bytes to the front first */
+        memmove(t->out, t->out + t->out_off, pending(t));
+        t->out_len -= t->out_off;
+        t->out_off = 0;
+        if ((size_t)t->out_len + add <= t->out_cap)
+            return 0;
+    }
+    size_t want = (size_t)t->out_cap * 2;
+    if (want < (size_t)t->out_len + add)
+        want = (size_t)t->out_len + add;
+    if (want > UINT32_MAX)
+        return -ENOBUFS;
+    char *b = malloc(want);
+    if (!b)
+        return -ENOMEM;
+    memcpy(b, t->out, t->out_len);
+    buf_release(t); /* gives a standard buffer back to the cache */
+    t->out = b;
+    t->out_cap = (uint32_t)want;
+    return 0;
+}
+
+/* ---- Watching ----------------------------------------------------------------------- */
+
+static void on_io(reactor *r, int fd, unsigned events, void *data);
+
+/* Registers exactly the directions this connection needs now. Nothing to wait for means
+ * the fd leaves the reactor altogether: epoll reports HUP/ERR even with an empty mask. */
+static void sync_watch(transport *t)
+{
+    if (t->flags & (T_MEMORY | T_CLOSED))
+        return;
+    unsigned want = 0;
+    if (!(t->flags & (T_PAUSED | T_DISCONNECTING | T_ABORTING | T_READ_EOF)))
+        want |= REACTOR_READABLE;
+    if (t->flags & T_WANT_WRITE)
+        want |= REACTOR_WRITABLE;
+    unsigned have = ((t->flags & T_REG_R) ? REACTOR_READABLE : 0) |
+                    ((t->flags & T_REG_W) ? REACTOR_WRITABLE : 0);
+    if (want == have && (want == 0 || (t->flags & T_WATCHED)))
+        return;
+    reactor *r = t_mod(t)->r;
+    if (want == 0) {
+        if (t->flags & T_WATCHED)
+            reactor_unwatch(r, t->fd);
+        t->flags &= ~(uint32_t)(T_WATCHED | T_REG_R | T_REG_W);
+        return;
+    }
+    int rc;
+    if (t->flags & T_WATCHED)
+        rc = reactor_watch_events(r, t->fd, want);
+    else
+        rc = reactor_watch(r, t->fd, want, on_io, t);
+    if (rc == 0) {
+        t->flags |= T_WATCHED;
+        t->flags &= ~(uint32_t)(T_REG_R | T_REG_W);
+        if (want & REACTOR_READABLE)
+            t->flags |= T_REG_R;
+        if (want & REACTOR_WRITABLE)
+            t->flags |= T_REG_W;
+    }
+}
+
+/* ---- Closing ------------------------------------------------------------------------ */
+
+static void set_reason(transport *t, protocol_reason_kind kind, int err)
+{
+    t->flags = (t->flags & ((1u << T_REASON_SHIFT) - 1)) | ((uint32_t)kind << T_REASON_SHIFT);
+    t->err = err;
+}
+
+/* Closes the socket now (the protocol hears of it in step()). rst: SO_LINGER 0. */
+static void close_socket(transport *t, protocol_reason_kind kind, int err, int rst)
+{
+    if (t->flags & T_CLOSED)
+        return;
+    if (t->flags & T_WATCHED)
+        transport__unwatch(t_mod(t), t->fd);
+    t->flags &= ~(uint32_t)(T_WATCHED | T_REG_R | T_REG_W | T_WANT_WRITE);
+    if (rst) {
+        struct linger lg = {1, 0};
+        setsockopt(t->fd, SOL_SOCKET, SO_LINGER, &lg, sizeof lg);
+    }
+    close(t->fd);
+    t->fd = -1;
+    buf_release(t);
+    t->flags |= T_CLOSED;
+    set_reason(t, kind, err);
+}
+
+static void stop_producer(transport *t)
+{
+    struct transport_extra *x = t->x;
+    if (x && x->pops) {
+        const transport_producer_ops *ops = x->pops;
+        void *d = x->pdata;
+        x->pops = NULL;
+        x->pdata = NULL;
+        if (ops->stop_producing)
+            ops->stop_producing(d);
+    }
+}
+
+/* Delivers connection_lost and frees the connection. */
+static void finish(transport *t)
+{
+    struct transport_mod *m = t_mod(t);
+    unpend(t);
+    if (t->prev)
+        t->prev->next = t->next;
+    else if (m->conns == t)
+        m->conns = t->next;
+    if (t->next)
+        t->next->prev = t->prev;
+    t->prev = t->next = NULL;
+
+    protocol_reason reason;
+    transport__reason(&reason, (protocol_reason_kind)(t->flags >> T_REASON_SHIFT), t->err);
+    if (reason.kind == PROTOCOL_LOST && t->err == 0 && m->shutting_down)
+        reason.message = "connection lost: reactor shutting down";
+    stop_producer(t);
+    protocol *p = t->proto;
+    t->flags |= T_IN_CB;
+    if (p && p->ops && p->ops->connection_lost)
+        p->ops->connection_lost(p, &reason); /* may free p */
+    void *owner = t->owner;
+    int client = (t->flags & T_CLIENT) != 0;
+    free(t->x);
+    free(t);
+    if (client)
+        connector__conn_lost(owner, NULL, &reason);
+    else
+        listener__conn_closed(owner);
+}
+
+/* Does what the flags ask for: abort, flush, close, half-close, deliver the loss. */
+static void step(transport *t)
+{
+    if (t->flags & T_IN_CB)
+        return; /* the callback's caller steps once it returns */
+    if (!(t->flags & T_CLOSED) && (t->flags & T_ABORTING))
+        close_socket(t, PROTOCOL_ABORTED, 0, 1);
+    if (t->flags & T_CLOSED) {
+        finish(t);
+        return;
+    }
+    if (pending(t) && !(t->flags & T_WANT_WRITE)) {
+        /* flush now: one send for everything written since the last step */
+        size_t n = pending(t);
+        if (n > TRANSPORT__SEND_MAX)
+            n = TRANSPORT__SEND_MAX;
+        ssize_t w;
+        do
+            w = send(t->fd, t->out + t->out_off, n, MSG_NOSIGNAL);
+        while (w < 0 && errno == EINTR);
+        if (w < 0) {
+            if (errno == EAGAIN || errno == EWOULDBLOCK) {
+                t->flags |= T_WANT_WRITE;
+            } else {
+                close_socket(t, PROTOCOL_LOST, errno, 0);
+                finish(t);
+                return;
+            }
+        } else {
+            t->out_off += (uint32_t)w;
+            if (pending(t))
+                t->flags |= T_WANT_WRITE;
+        }
+        if (!pending(t)) {
+            buf_release(t);
+            struct transport_extra *x = t->x;
+            if (x && x->pops) {
+                if (x->streaming && x->producer_paused) {
+                    x->producer_paused = 0;
+                    t->flags |= T_IN_CB;
+                    if (x->pops->resume_producing)
+                        x->pops->resume_producing(x->pdata);
+                    t->flags &= ~(uint32_t)T_IN_CB;
+                } else if (!x->streaming) {
+                    t->flags |= T_IN_CB;
+                    if (x->pops->resume_producing)
+                        x->pops->resume_producing(x->pdata);
+                    t->flags &= ~(uint32_t)T_IN_CB;
+                }
+                if (pending(t) || (t->flags & (T_CLOSED | T_ABORTING))) {
+                    step(t); /* the producer wrote or closed: go again */
+                    return;
+                }
+            }
+        } else {
+            struct transport_extra *x = t->x;
+            if (x && x->pops && x->streaming && x->producer_paused && pending(t) <= x->low) {
+                x->producer_paused = 0;
+                t->flags |= T_IN_CB;
+                if (x->pops->resume_producing)
+                    x->pops->resume_producing(x->pdata);
+                t->flags &= ~(uint32_t)T_IN_CB;
+            }
+        }
+    }
+    if (!pending(t)) {
+        t->flags &= ~(uint32_t)T_WANT_WRITE;
+        int producer = t->x && t->x->pops;
+        if ((t->flags & T_DISCONNECTING) && !producer) {
+            close_socket(t, PROTOCOL_DONE, 0, 0);
+            finish(t);
+            return;
+        }
+        if ((t->flags & T_SHUT_REQ) && !(t->flags & T_SHUT_DONE)) {
+            shutdown(t->fd, SHUT_WR);
+            t->flags |= T_SHUT_DONE;
+        }
+        if ((t->flags & T_SHUT_DONE) && (t->flags & T_READ_EOF)) {
+            /* both directions are closed: the connection is over (Twisted) */
+            close_socket(t, PROTOCOL_DONE, 0, 0);
+            finish(t);
+            return;
+        }
+    }
+    sync_watch(t);
+}
+
+/* ---- Reading ------------------------------------------------------------------------ */
+
+static void do_read(transport *t)
+{
+    struct transport_mod *m = t_mod(t);
+    ssize_t n;
+    do
+        n = recv(t->fd, m->rbuf, TRANSPORT__READ_MAX, 0);
+    while (n < 0 && errno == EINTR);
+    if (n > 0) {
+        t->flags |= T_IN_CB;
+        int rc = t->proto->ops->data_received(t->proto, m->rbuf, (size_t)n);
+        t->flags &= ~(uint32_t)T_IN_CB;
+        if (rc != 0) {
+            /* Twisted: an exception in dataReceived closes the connection with it as the
+             * reason and drops the output not yet sent. */
+            int err = rc < 0 && rc > -4096 ? -rc : 0;
+            if (t->flags & T_CLOSED)
+                set_reason(t, PROTOCOL_ERROR, err);
+            else
+                close_socket(t, PROTOCOL_ERROR, err, 1);
+        }
+        return;
+    }
+    if (n == 0) {
+        t->flags |= T_READ_EOF;
+        if (t->proto->ops->read_connection_lost) {
+            t->flags |= T_IN_CB;
+            t->proto->ops->read_connection_lost(t->proto);
+            t->flags &= ~(uint32_t)T_IN_CB;
+        } else {
+            t->flags |= T_DISCONNECTING; /* flush what is pending, then close cleanly */
+        }
+        return;
+    }
+    if (errno == EAGAIN || errno == EWOULDBLOCK)
+        return;
+    close_socket(t, PROTOCOL_LOST, errno, 0);
+}
+
+static void on_io(reactor *r, int fd, unsigned events, void *data)
+{
+    (void)r;
+    (void)fd;
+    transport *t = data;
+    if (t->flags & T_CLOSED)
+        return;
+    /* Read before write (the order every backend keeps). An error/hang-up goes to the
+     * read side when reading: recv tells what happened. */
+    if ((t->flags & T_REG_R) && (events & (REACTOR_READABLE | REACTOR_ERROR)))
+        do_read(t);
+    else if ((events & REACTOR_ERROR) && !(t->flags & T_REG_W)) {
+        int err = 0;
+        socklen_t len = sizeof err;
+        getsockopt(t->fd, SOL_SOCKET, SO_ERROR, &err, &len);
+        close_socket(t, PROTOCOL_LOST, err ? err : ECONNRESET, 0);
+    }
+    if (!(t->flags & T_CLOSED) && (t->flags & T_WANT_WRITE) &&
+        (events & (REACTOR_WRITABLE | REACTOR_ERROR)))
+        t->flags &= ~(uint32_t)T_WANT_WRITE; /* step() sends again */
+    step(t);
+}
+
+/* ---- Creating ----------------------------------------------------------------------- */
+
+transport *transport__new_socket(struct transport_mod *m, void *owner, int fd, protocol *p,
+                                 unsigned flags)
+{
+    if (!m->rbuf) {
+        m->rbuf = malloc(TRANSPORT__READ_MAX);
+        if (!m->rbuf)
+            return NULL;
+    }
+    transport *t = calloc(1, sizeof *t);
+    if (!t)
+        return NULL;
+    t->owner = owner;
+    t->proto = p;
+    t->fd = fd;
+    t->flags = flags;
+    t->next = m->conns;
+    if (m->conns)
+        m->conns->prev = t;
+    m->conns = t;
+    p->transport = t;
+    sync_watch(t);
+    if (!(t->flags & T_WATCHED)) {
+        /* cannot watch it (select and fd >= FD_SETSIZE...): it is lost at once */
+        close_socket(t, PROTOCOL_LOST, ERANGE, 0);
+    }
+    t->flags |= T_MADE | T_IN_CB;
+    if (p->ops->connection_made)
+        p->ops->connection_made(p);
+    t->flags &= ~(uint32_t)T_IN_CB;
+    /* Never step here: the caller still uses t. What connection_made asked for (a
+     * greeting, a close) happens at the start of the next iteration. */
+    if (pending(t) || (t->flags & (T_CLOSED | T_ABORTING | T_DISCONNECTING | T_SHUT_REQ)))
+        schedule(t);
+    return t;
+}
+
+transport *transport__new_memory(protocol *p)
+{
+    transport *t = calloc(1, sizeof *t);
+    if (!t)
+        return NULL;
+    t->fd = -1;
+    t->flags = T_MEMORY;
+    t->proto = p;
+    return t;
+}
+
+void transport__free_memory(transport *t)
+{
+    if (!t)
+        return;
+    free(t->out);
+    free(t->x);
+    free(t);
+}
+
+void transport__memory_lost(transport *t, protocol_reason_kind kind, int err)
+{
+    if (t->flags & T_LOST_CALLED)
+        return;
+    t->flags |= T_LOST_CALLED | T_CLOSED;
+    set_reason(t, kind, err);
+    protocol_reason reason;
+    transport__reason(&reason, kind, err);
+    stop_producer(t);
+    protocol *p = t->proto;
+    if (p && p->ops && p->ops->connection_lost)
+        p->ops->connection_lost(p, &reason);
+}
+
+/* ---- Public: writing ---------------------------------------------------------------- */
+
+static int gone(const transport *t)
+{
+    return (t->flags & (T_CLOSED | T_ABORTING)) != 0;
+}
+
+static int after_write(transport *t)
+{
+    struct transport_extra *x = t->x;
+    if (x && x->pops && x->streaming && !x->producer_paused && pending(t) > x->high) {
+        x->producer_paused = 1;
+        if (x->pops->pause_producing)
+            x->pops->pause_producing(x->pdata);
+    }
+    if (!(t->flags & (T_IN_CB | T_WANT_WRITE)))
+        schedule(t);
+    return 0;
+}
+
+static int over_cap(transport *t, size_t add)
+{
+    size_t cap = t->x ? t->x->cap : TRANSPORT_DEFAULT_CAP;
+    if (pending(t) + add <= cap || (t->flags & T_MEMORY))
+        return 0;
+    if (!(t->flags & T_CLOSED)) {
+        t->flags |= T_ABORTING;
+        close_socket(t, PROTOCOL_ERROR, ENOBUFS, 1);
+        schedule(t);
+    }
+    return -ENOBUFS;
+}
+
+int transport_write(transport *t, const void *data, size_t len)
+{
+    if (!t || (!data && len))
+        return -EINVAL;
+    if (gone(t) || len == 0)
+        return 0;
+    int rc = over_cap(t, len);
+    if (rc < 0)
+        return rc;
+    rc = buf_reserve(t, len);
+    if (rc < 0)
+        return rc;
+    memcpy(t->out + t->out_len, data, len);
+    t->out_len += (uint32_t)len;
+    return after_write(t);
+}
+
+int transport_writev(transport *t, const struct iovec *iov, int iovcnt)
+{
+    if (!t || iovcnt < 0 || (!iov && iovcnt))
+        return -EINVAL;
+    if (gone(t))
+        return 0;
+    size_t total = 0;
+    for (int i = 0; i < iovcnt; i++)
+        total += iov[i].iov_len;
+    if (total == 0)
+        return 0;
+    int rc = over_cap(t, total);
+    if (rc < 0)
+        return rc;
+    rc = buf_reserve(t, total);
+    if (rc < 0)
+        return rc;
+    for (int i = 0; i < iovcnt; i++) {
+        if (iov[i].iov_len)
+            memcpy(t->out + t->out_len, iov[i].iov_base, iov[i].iov_len);
+        t->out_len += (uint32_t)iov[i].iov_len;
+    }
+    return after_write(t);
+}
+
+size_t transport_pending(const transport *t) { return t ? pending(t) : 0; }
+
+/* ---- Public: closing ---------------------------------------------------------------- */
+
+int transport_lose_connection(transport *t)
+{
+    if (!t)
+        return -EINVAL;
+    if (gone(t) || (t->flags & T_DISCONNECTING))
+        return 0;
+    t->flags |= T_DISCONNECTING;
+    if (t->flags & T_MEMORY)
+        return 0;
+    sync_watch(t); /* stop reading at once */
+    if (!(t->flags & T_IN_CB))
+        schedule(t);
+    return 0;
+}
+
+int transport_abort_connection(transport *t)
+{
+    if (!t)
+        return -EINVAL;
+    if (gone(t))
+        return 0;
+    t->flags |= T_ABORTING;
+    if (t->flags & T_MEMORY) {
+        free(t->out);
+        t->out = NULL;
+        t->out_off = t->out_len = t->out_cap = 0;
+        return 0;
+    }
+    buf_release(t);
+    t->flags &= ~(uint32_t)T_WANT_WRITE;
+    sync_watch(t); /* no more events for it */
+    if (!(t->flags & T_IN_CB))
+        schedule(t);
+    return 0;
+}
+
+int transport_lose_write_connection(transport *t)
+{
+    if (!t)
+        return -EINVAL;
+    if (gone(t) || (t->flags & T_SHUT_REQ))
+        return 0;
+    t->flags |= T_SHUT_REQ;
+    if (!(t->flags & (T_IN_CB | T_MEMORY)))
+        schedule(t);
+    return 0;
+}
+
+int transport_disconnecting(const transport *t)
+{
+    return !t || (t->flags & (T_DISCONNECTING | T_ABORTING | T_CLOSED)) != 0;
+}
+
+/* ---- Public: flow control ----------------------------------------------------------- */
+
+int transport_pause_producing(transport *t)
+{
+    if (!t)
+        return -EINVAL;
+    t->flags |= T_PAUSED;
+    sync_watch(t);
+    return 0;
+}
+
+int transport_resume_producing(transport *t)
+{
+    if (!t)
+        return -EINVAL;
+    if (!(t->flags & T_PAUSED))
+        return 0;
+    t->flags &= ~(uint32_t)T_PAUSED;
+    sync_watch(t);
+    return 0;
+}
+
+int transport_paused(const transport *t) { return t && (t->flags & T_PAUSED) != 0; }
+
+static struct transport_extra *extra(transport *t)
+{
+    if (!t->x) {
+        t->x = calloc(1, sizeof *t->x);
+        if (!t->x)
+            return NULL;
+        t->x->high = TRANSPORT_DEFAULT_HIGH_WATER;
+        t->x->low = 0;
+        t->x->cap = TRANSPORT_DEFAULT_CAP;
+    }
+    return t->x;
+}
+
+int transport_register_producer(transport *t, const transport_producer_ops *ops, void *data,
+                                int streaming)
+{
+    if (!t || !ops)
+        return -EINVAL;
+    if (t->x && t->x->pops)
+        return -EBUSY;
+    if (t->flags & (T_CLOSED | T_ABORTING | T_LOST_CALLED)) {
+        if (ops->stop_producing)
+            ops->stop_producing(data);
+        return 0;
+    }
+    struct transport_extra *x = extra(t);
+    if (!x)
+        return -ENOMEM;
+    x->pops = ops;
+    x->pdata = data;
+    x->streaming = streaming != 0;
+    x->producer_paused = 0;
+    if (!streaming && ops->resume_producing)
+        ops->resume_producing(data);
+    return 0;
+}
+
+int transport_unregister_producer(transport *t)
+{
+    if (!t)
+        return -EINVAL;
+    if (!t->x || !t->x->pops)
+        return 0;
+    t->x->pops = NULL;
+    t->x->pdata = NULL;
+    t->x->producer_paused = 0;
+    if ((t->flags & T_DISCONNECTING) && !(t->flags & (T_IN_CB | T_MEMORY)))
+        schedule(t); /* a pending lose_connection may go ahead now */
+    return 0;
+}
+
+int transport_set_write_limits(transport *t, size_t high, size_t low, size_t cap)
+{
+    if (!t)
+        return -EINVAL;
+    if (cap == 0)
+        cap = TRANSPORT_DEFAULT_CAP;
+    if (high == 0)
+        high = TRANSPORT_DEFAULT_HIGH_WATER;
+    if (low > high || high > cap || cap > UINT32_MAX)
+        return -EINVAL;
+    struct transport_extra *x = extra(t);
+    if (!x)
+        return -ENOMEM;
+    x->high = (uint32_t)high;
+    x->low = (uint32_t)low;
+    x->cap = (uint32_t)cap;
+    return 0;
+}
+
+/* ---- Public: socket details --------------------------------------------------------- */
+
+int transport_peer_address(const transport *t, struct sockaddr *addr, socklen_t *len)
+{
+    if (!t || !addr || !len)
+        return -EINVAL;
+    if (t->fd < 0)
+        return -ENOTCONN;
+    return getpeername(t->fd, addr, len) == 0 ? 0 : -errno;
+}
+
+int transport_host_address(const transport *t, struct sockaddr *addr, socklen_t *len)
+{
+    if (!t || !addr || !len)
+        return -EINVAL;
+    if (t->fd < 0)
+        return -ENOTCONN;
+    return getsockname(t->fd, addr, len) == 0 ? 0 : -errno;
+}
+
+static int tcp_opt(transport *t, int level, int name, int on)
+{
+    if (!t)
+        return -EINVAL;
+    if (t->fd < 0)
+        return -ENOTCONN;
+    if (t->flags & T_UNIX)
+        return -ENOTSUP;
+    int v = on != 0;
+    return setsockopt(t->fd, level, name, &v, sizeof v) == 0 ? 0 : -errno;
+}
+
+int transport_set_nodelay(transport *t, int on) { return tcp_opt(t, IPPROTO_TCP, TCP_NODELAY, on); }
+int transport_set_keepalive(transport *t, int on) { return tcp_opt(t, SOL_SOCKET, SO_KEEPALIVE, on); }
+int transport_fd(const transport *t) { return t ? t->fd : -1; }
+protocol *transport_protocol(const transport *t) { return t ? t->proto : NULL; }
+reactor *transport_reactor(const transport *t)
+{
+    struct transport_mod *m = t ? t_mod(t) : NULL;
+    return m ? m->r : NULL;
+}
+
+/* ---- Shutdown and teardown ---------------------------------------------------------- */
+
+/* Closes every connection without flushing (Twisted's disconnectAll). */
+static void close_all(struct transport_mod *m)
+{
+    while (m->conns) {
+        transport *t = m->conns;
+        t->flags &= ~(uint32_t)T_IN_CB;
+        if (!(t->flags & T_CLOSED))
+            close_socket(t, PROTOCOL_LOST, 0, 0);
+        finish(t);
+    }
+}
+
+static void mod_shutdown(reactor *r, void *data)
+{
+    (void)r;
+    struct transport_mod *m = data;
+    m->shutting_down = 1;
+    listener__stop_all(m);
+    connector__shutdown_all(m);
+    close_all(m);
+}
+
+static void mod_free(void *data)
+{
+    struct transport_mod *m = data;
+    m->shutting_down = 1;
+    m->freeing = 1;
+    m->tick = NULL; /* the reactor frees its timers itself */
+    listener__stop_all(m);
+    connector__shutdown_all(m);
+    close_all(m);
+    connector__free_all(m);
+    listener__free_all(m);
+    for (int i = 0; i < m->ncache; i++)
+        free(m->cache[i]);
+    if (m->spare_fd >= 0)
+        close(m->spare_fd);
+    free(m->pend);
+    free(m->rbuf);
+    free(m);
+}

@@ -1,0 +1,154 @@
+/* Inside the transports: the connection struct, the per-reactor module state, and what
+ * listeners, connectors and the in-memory transport share. Internal to libtwistc. */
+#ifndef TWISTC_TRANSPORT_INTERNAL_H
+#define TWISTC_TRANSPORT_INTERNAL_H
+
+#include <stdint.h>
+#include <sys/socket.h>
+
+#include <twistc/transport.h>
+
+#define TRANSPORT__READ_MAX (64u * 1024u)  /* one recv per readiness (Twisted: 64 KiB) */
+#define TRANSPORT__SEND_MAX (256u * 1024u) /* one send per flush at most (fairness) */
+#define TRANSPORT__OUT_STD (16u * 1024u)   /* the size of a cached output buffer */
+#define TRANSPORT__OUT_CACHE 16            /* cached output buffers per reactor */
+
+/* Flags of struct transport (t->flags). */
+enum {
+    T_MEMORY = 1u << 0,        /* in-memory test transport: no fd, no reactor */
+    T_PAUSED = 1u << 1,        /* pause_producing: not reading */
+    T_DISCONNECTING = 1u << 2, /* lose_connection: flush, then close */
+    T_ABORTING = 1u << 3,      /* abort_connection: close with RST at the next step */
+    T_SHUT_REQ = 1u << 4,      /* lose_write_connection asked */
+    T_SHUT_DONE = 1u << 5,     /* shutdown(SHUT_WR) done */
+    T_READ_EOF = 1u << 6,      /* the peer's FIN was read */
+    T_CLOSED = 1u << 7,        /* fd closed; connection_lost still to be delivered */
+    T_PENDING = 1u << 8,       /* in the module's pending list */
+    T_IN_CB = 1u << 9,         /* inside one of this connection's protocol callbacks */
+    T_WANT_WRITE = 1u << 10,   /* a send was incomplete: waiting for WRITABLE */
+    T_REG_R = 1u << 11,        /* READABLE registered with the reactor */
+    T_REG_W = 1u << 12,        /* WRITABLE registered */
+    T_WATCHED = 1u << 13,      /* fd known to the reactor */
+    T_UNIX = 1u << 14,         /* AF_UNIX socket */
+    T_CLIENT = 1u << 15,       /* owner is a connector (else a listener) */
+    T_MADE = 1u << 16,         /* connection_made was called */
+    T_LOST_CALLED = 1u << 17,  /* connection_lost was delivered (memory transport) */
+    T_REASON_SHIFT = 24,       /* bits 24..31: protocol_reason_kind of the loss */
+};
+
+/* Rarely used per-connection settings, allocated only when set. */
+struct transport_extra {
+    const transport_producer_ops *pops;
+    void *pdata;
+    uint32_t high, low, cap;
+    uint8_t streaming, producer_paused;
+};
+
+/* One connection. Kept small on purpose: an idle connection has no buffer at all. */
+struct transport {
+    void *owner;      /* struct listener or struct connector (NULL: memory) */
+    protocol *proto;
+    char *out;        /* pending output [out_off, out_len), NULL when empty */
+    struct transport_extra *x;
+    transport *prev, *next; /* the module's list of live socket connections */
+    uint32_t out_off, out_len, out_cap;
+    int fd;
+    uint32_t flags;
+    int err; /* errno of the loss */
+};
+
+struct transport_mod;
+
+/* listener and connector both start with this, so a transport finds its reactor. */
+struct transport_owner {
+    struct transport_mod *mod;
+};
+
+struct transport_mod {
+    reactor *r;
+    char *rbuf; /* the shared read buffer (TRANSPORT__READ_MAX) */
+    transport *conns;
+    transport **pend; /* connections with work for the next step */
+    uint32_t npend, cappend;
+    reactor_timer *tick;
+    char *cache[TRANSPORT__OUT_CACHE];
+    int ncache;
+    int spare_fd; /* EMFILE trick: a reserved fd, -1 when none */
+    struct listener *listeners;
+    struct connector *connectors;
+    struct resolve_job *jobs; /* host name lookups in flight */
+    int shutting_down;
+    int freeing; /* inside reactor_free: the reactor's own state may be gone */
+};
+
+/* reactor_unwatch / reactor_timer_cancel, skipped while the reactor is being freed
+ * (it forgets fds and timers itself then). */
+static inline void transport__unwatch(struct transport_mod *m, int fd)
+{
+    if (!m->freeing && fd >= 0)
+        reactor_unwatch(m->r, fd);
+}
+static inline void transport__cancel(struct transport_mod *m, reactor_timer *t)
+{
+    if (!m->freeing && t)
+        reactor_timer_cancel(t);
+}
+
+/* The module state of r, created on first use (NULL+errno). */
+struct transport_mod *transport__mod(reactor *r);
+/* A new connection on fd (non-blocking already) for protocol p, owned by owner. Calls
+ * connection_made. NULL+errno on failure (fd is NOT closed then). */
+transport *transport__new_socket(struct transport_mod *m, void *owner, int fd, protocol *p,
+                                 unsigned flags);
+/* Makes a transport with no socket (memory transport). */
+transport *transport__new_memory(protocol *p);
+void transport__free_memory(transport *t);
+/* Delivers connection_lost to a memory transport's protocol (once). */
+void transport__memory_lost(transport *t, protocol_reason_kind kind, int err);
+/* Fills a reason for kind/err with the standard message. */
+void transport__reason(protocol_reason *out, protocol_reason_kind kind, int err);
+
+/* Socket helpers (listener.c): non-blocking + close-on-exec + no SIGPIPE. */
+int transport__socket(int domain, int type);
+int transport__set_nonblock_cloexec(int fd);
+
+/* Listeners and connectors for a socket address (tcp.c and unix.c parse addresses). */
+listener *listener__create(reactor *r, const struct sockaddr *addr, socklen_t len, factory *f,
+                           int backlog, unsigned flags);
+connector *connector__create(reactor *r, const char *host, int port, const char *path,
+                             factory *f, double timeout);
+
+/* Host name lookups on a worker thread (resolve.c). done runs on the loop thread with
+ * job->gai_err / job->addr filled in, unless the job was cancelled. */
+struct resolve_job {
+    struct transport_mod *mod;
+    struct resolve_job *next;
+    char *host;
+    int port;
+    int gai_err;
+    int cancelled; /* loop thread: do not call done, just free */
+    int orphaned;  /* the reactor went away: the thread frees the job (under the lock) */
+    int queued;    /* the thread handed the job back (under the lock) */
+    struct sockaddr_storage addr;
+    socklen_t addrlen;
+    void (*done)(struct resolve_job *job);
+    void *data;
+};
+/* Starts a lookup (host copied). NULL+errno. */
+struct resolve_job *resolve__start(struct transport_mod *m, const char *host, int port,
+                                   void (*done)(struct resolve_job *), void *data);
+/* The owner lost interest: done will not run. */
+void resolve__cancel(struct resolve_job *job);
+/* Reactor teardown: orphans running jobs, frees finished ones. */
+void resolve__teardown(struct transport_mod *m);
+
+/* Called by transport.c when a connection owned by a listener / connector ends. */
+void listener__conn_closed(struct listener *l);
+void connector__conn_lost(struct connector *c, transport *t, const protocol_reason *reason);
+/* Module teardown helpers. */
+void listener__free_all(struct transport_mod *m);
+void connector__free_all(struct transport_mod *m);
+void connector__shutdown_all(struct transport_mod *m);
+void listener__stop_all(struct transport_mod *m);
+
+#endif
