@@ -1,0 +1,662 @@
+/* Timers: semantics D1-D6 (names follow Twisted's tests where the spec gives one) and
+ * pitfalls 2.11-2.12. Most use the fake clock (deterministic, instant); the real-clock
+ * ones check "never early" and "no spin" on every backend. */
+#include <check.h>
+#include <errno.h>
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "helpers.h"
+#include "reactor/reactor_internal.h" /* heap size, to prove cancelled timers leave at once */
+
+#define MAXLOG 2048
+
+typedef struct {
+    int order[MAXLOG];
+    double at[MAXLOG];
+    uint64_t iter[MAXLOG];
+    int n;
+} tlog;
+
+typedef struct {
+    tlog *log;
+    int id;
+    reactor_timer *other; /* a timer this one acts on */
+    double when;          /* scheduled time, for "never early" */
+} tcall;
+
+static void record(reactor *r, void *data)
+{
+    tcall *c = data;
+    tlog *l = c->log;
+    ck_assert_int_lt(l->n, MAXLOG);
+    l->order[l->n] = c->id;
+    l->at[l->n] = reactor_seconds(r);
+    l->iter[l->n] = reactor_iterations(r);
+    l->n++;
+}
+
+static reactor *fake(int i)
+{
+    reactor *r = th_reactor(i);
+    ck_assert_int_eq(reactor_use_fake_clock(r, 0), 0);
+    return r;
+}
+
+/* D2: never early, in time order (real clock, checked against an independent clock). */
+static double mono(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
+}
+
+typedef struct {
+    double due;
+    int *done;
+    int *order;
+    int *n;
+    int id;
+} real_call;
+
+static void real_fire(reactor *r, void *data)
+{
+    real_call *c = data;
+    ck_assert(mono() >= c->due); /* never early */
+    c->order[(*c->n)++] = c->id;
+    if (*c->n == 3)
+        th_set_flag(r, c->done);
+}
+
+START_TEST(test_callLater)
+{
+    reactor *r = th_reactor(_i);
+    int done = 0, order[3], n = 0;
+    static const double delays[3] = {0.03, 0.01, 0.02};
+    real_call calls[3];
+    double start = mono();
+    for (int k = 0; k < 3; k++) {
+        calls[k] = (real_call){start + delays[k], &done, order, &n, k};
+        ck_assert_ptr_nonnull(reactor_call_later(r, delays[k], real_fire, &calls[k]));
+    }
+    ck_assert(th_iterate_until(r, &done, 5.0));
+    ck_assert_int_eq(order[0], 1);
+    ck_assert_int_eq(order[1], 2);
+    ck_assert_int_eq(order[2], 0);
+    reactor_free(r);
+}
+END_TEST
+
+/* Pitfall 2.11: a 5 ms timer does not fire early and the loop sleeps while waiting (the
+ * timeout is rounded up: no 0-ms polls). Also a sub-millisecond timer. */
+START_TEST(test_short_timer_no_spin_not_early)
+{
+    reactor *r = th_reactor(_i);
+    static const double delays[2] = {0.005, 0.0003};
+    for (int k = 0; k < 2; k++) {
+        int done = 0, order[3], n = 2;
+        real_call c = {mono() + delays[k], &done, order, &n, 0};
+        uint64_t before = reactor_iterations(r);
+        ck_assert_ptr_nonnull(reactor_call_later(r, delays[k], real_fire, &c));
+        ck_assert(th_iterate_until(r, &done, 5.0));
+        /* A few iterations (an early return of the kernel may cost one), not thousands. */
+        ck_assert_uint_le(reactor_iterations(r) - before, 4);
+    }
+    reactor_free(r);
+}
+END_TEST
+
+/* D1: a timer far in the future does not overflow the poll timeout. */
+START_TEST(test_distantDelayedCall)
+{
+    reactor *r = th_reactor(_i);
+    tlog l = {0};
+    tcall far = {&l, 1, NULL, 0};
+    reactor_timer *t1 = reactor_call_later(r, 4.6e15, record, &far); /* ~INT64_MAX/2 ms */
+    reactor_timer *t2 = reactor_call_later(r, 2147483.648 * 2, record, &far);
+    ck_assert_ptr_nonnull(t1);
+    ck_assert_ptr_nonnull(t2);
+    int done = 0;
+    reactor_call_later(r, 0.01, th_set_flag, &done);
+    ck_assert(th_iterate_until(r, &done, 5.0));
+    ck_assert_int_eq(l.n, 0);
+    ck_assert_int_eq(reactor_iterate(r, 0), 0);
+    ck_assert_uint_eq(reactor_pending_timers(r), 2);
+    reactor_free(r); /* cancels them */
+}
+END_TEST
+
+/* D2 and pitfall 2.11: with random deadlines (many equal), calls fire in deadline order,
+ * FIFO among equal deadlines, and never before their time. */
+START_TEST(test_callLaterKeepsCallsOrdered)
+{
+    reactor *r = fake(_i);
+    static tlog l;
+    static tcall calls[1000];
+    memset(&l, 0, sizeof l);
+    srand(42);
+    for (int k = 0; k < 1000; k++) {
+        double d = (double)(rand() % 50) / 10.0; /* 0.0 .. 4.9, lots of duplicates */
+        calls[k] = (tcall){&l, k, NULL, d};
+        ck_assert_ptr_nonnull(reactor_call_later(r, d, record, &calls[k]));
+    }
+    for (int s = 0; s < 60; s++)
+        ck_assert_int_eq(reactor_advance(r, 0.1), 0);
+    ck_assert_int_eq(l.n, 1000);
+    for (int k = 0; k < 1000; k++) {
+        const tcall *c = &calls[l.order[k]];
+        ck_assert(l.at[k] >= c->when - 1e-9); /* never early */
+        if (k > 0) {
+            const tcall *p = &calls[l.order[k - 1]];
+            ck_assert(p->when <= c->when);
+            if (p->when == c->when)
+                ck_assert_int_lt(p->id, c->id); /* FIFO among equals */
+        }
+    }
+    reactor_free(r);
+}
+END_TEST
+
+/* D2: 200 calls to call_later(0) run in the order they were made (real loop). */
+START_TEST(test_callLaterZeroFIFO)
+{
+    reactor *r = th_reactor(_i);
+    tlog l = {0};
+    tcall calls[200];
+    for (int k = 0; k < 200; k++) {
+        calls[k] = (tcall){&l, k, NULL, 0};
+        ck_assert_ptr_nonnull(reactor_call_soon(r, record, &calls[k]));
+    }
+    ck_assert_int_eq(reactor_iterate(r, 0), 0);
+    ck_assert_int_eq(l.n, 200);
+    for (int k = 0; k < 200; k++)
+        ck_assert_int_eq(l.order[k], k);
+    reactor_free(r);
+}
+END_TEST
+
+/* D3: a call scheduled while timers run waits for the next iteration, after one poll,
+ * so I/O ready meanwhile is dispatched in between. */
+static void reschedule_soon(reactor *r, void *data)
+{
+    tcall *c = data;
+    record(r, data);
+    if (c->log->n < 50)
+        ck_assert_ptr_nonnull(reactor_call_soon(r, reschedule_soon, c));
+}
+
+typedef struct {
+    int calls;
+    uint64_t iter;
+} io_seen;
+
+static void io_readable(reactor *r, int fd, unsigned events, void *data)
+{
+    (void)events;
+    io_seen *s = data;
+    char c;
+    if (read(fd, &c, 1) == 1 && s->calls++ == 0)
+        s->iter = reactor_iterations(r);
+}
+
+START_TEST(test_timer_scheduled_in_timer_waits_next_iteration)
+{
+    reactor *r = th_reactor(_i);
+    tlog l = {0};
+    tcall c = {&l, 0, NULL, 0};
+    int sv[2];
+    th_socketpair(sv);
+    io_seen seen = {0};
+    ck_assert_int_eq(reactor_watch(r, sv[0], REACTOR_READABLE, io_readable, &seen), 0);
+    ck_assert_ptr_nonnull(reactor_call_soon(r, reschedule_soon, &c));
+    ck_assert_int_eq(write(sv[1], "x", 1), 1);
+    /* A call that keeps re-adding itself at +0 cannot starve I/O (pitfall 2.12). */
+    for (int k = 0; k < 10; k++)
+        ck_assert_int_eq(reactor_iterate(r, -1), 0);
+    ck_assert_int_eq(l.n, 10);
+    for (int k = 1; k < l.n; k++)
+        ck_assert_uint_eq(l.iter[k], l.iter[k - 1] + 1); /* one per iteration */
+    ck_assert_int_eq(seen.calls, 1);
+    ck_assert_uint_eq(seen.iter, l.iter[0]); /* dispatched in the first iteration */
+    reactor_unwatch(r, sv[0]);
+    close(sv[0]);
+    close(sv[1]);
+    reactor_free(r);
+}
+END_TEST
+
+/* D4 */
+START_TEST(test_cancelDelayedCall)
+{
+    reactor *r = fake(_i);
+    tlog l = {0};
+    tcall c = {&l, 1, NULL, 0};
+    reactor_timer *t = reactor_call_later(r, 1, record, &c);
+    ck_assert(reactor_timer_active(t));
+    ck_assert_int_eq(reactor_timer_cancel(t), 0); /* t is freed now (not held) */
+    ck_assert_int_eq(reactor_advance(r, 2), 0);
+    ck_assert_int_eq(l.n, 0);
+    ck_assert_uint_eq(reactor_pending_timers(r), 0);
+    reactor_free(r);
+}
+END_TEST
+
+START_TEST(test_cancelCancelledDelayedCall)
+{
+    reactor *r = fake(_i);
+    tlog l = {0};
+    tcall c = {&l, 1, NULL, 0};
+    reactor_timer *t = reactor_timer_hold(reactor_call_later(r, 1, record, &c));
+    ck_assert_int_eq(reactor_timer_cancel(t), 0);
+    ck_assert(!reactor_timer_active(t));
+    ck_assert_int_eq(reactor_timer_cancel(t), -ECANCELED);
+    ck_assert_int_eq(reactor_timer_reset(t, 1), -ECANCELED);
+    ck_assert_int_eq(reactor_timer_delay(t, 1), -ECANCELED);
+    reactor_timer_release(t);
+    reactor_free(r);
+}
+END_TEST
+
+static int self_cancel_rc;
+static void cancel_self(reactor *r, void *data)
+{
+    (void)r;
+    reactor_timer **t = data;
+    ck_assert(!reactor_timer_active(*t)); /* counts as called before fn starts */
+    self_cancel_rc = reactor_timer_cancel(*t); /* the handle is valid in its own call */
+    ck_assert_int_eq(reactor_timer_reset(*t, 1), -EALREADY);
+}
+
+START_TEST(test_cancelCalledDelayedCallSynchronous)
+{
+    reactor *r = fake(_i);
+    reactor_timer *t = NULL;
+    t = reactor_call_later(r, 1, cancel_self, &t);
+    self_cancel_rc = 0;
+    ck_assert_int_eq(reactor_advance(r, 1), 0);
+    ck_assert_int_eq(self_cancel_rc, -EALREADY);
+    reactor_free(r);
+}
+END_TEST
+
+START_TEST(test_cancelCalledDelayedCallAsynchronous)
+{
+    reactor *r = fake(_i);
+    tlog l = {0};
+    tcall c = {&l, 1, NULL, 0};
+    reactor_timer *t = reactor_timer_hold(reactor_call_later(r, 1, record, &c));
+    ck_assert_int_eq(reactor_advance(r, 1), 0);
+    ck_assert_int_eq(l.n, 1);
+    ck_assert(!reactor_timer_active(t));
+    ck_assert_int_eq(reactor_timer_cancel(t), -EALREADY);
+    ck_assert_int_eq(reactor_timer_delay(t, 1), -EALREADY);
+    ck_assert_int_eq(reactor_timer_reset(t, 1), -EALREADY);
+    reactor_timer_release(t);
+    reactor_free(r);
+}
+END_TEST
+
+START_TEST(test_active)
+{
+    reactor *r = fake(_i);
+    tlog l = {0};
+    tcall c = {&l, 1, NULL, 0};
+    reactor_timer *t = reactor_timer_hold(reactor_call_later(r, 1, record, &c));
+    ck_assert(reactor_timer_active(t));
+    ck_assert_int_eq(reactor_advance(r, 0.5), 0);
+    ck_assert(reactor_timer_active(t));
+    ck_assert_int_eq(reactor_advance(r, 0.5), 0);
+    ck_assert(!reactor_timer_active(t));
+    reactor_timer_release(t);
+    reactor_free(r);
+}
+END_TEST
+
+START_TEST(test_callLaterReset)
+{
+    reactor *r = fake(_i);
+    tlog l = {0};
+    tcall c = {&l, 1, NULL, 0};
+    reactor_timer *t = reactor_call_later(r, 1, record, &c);
+    ck_assert(reactor_timer_time(t) == 1.0);
+    ck_assert_int_eq(reactor_advance(r, 0.5), 0);
+    ck_assert_int_eq(reactor_timer_reset(t, 2), 0); /* 2 s from now: at 2.5 */
+    ck_assert(reactor_timer_time(t) == 2.5);
+    ck_assert_int_eq(reactor_timer_reset(t, -1), -EINVAL);
+    ck_assert_int_eq(reactor_advance(r, 1.9), 0);
+    ck_assert_int_eq(l.n, 0);
+    ck_assert_int_eq(reactor_advance(r, 0.1), 0);
+    ck_assert_int_eq(l.n, 1);
+    ck_assert(l.at[0] == 2.5);
+    reactor_free(r);
+}
+END_TEST
+
+START_TEST(testCallLaterDelayed)
+{
+    reactor *r = fake(_i);
+    tlog l = {0};
+    tcall c = {&l, 1, NULL, 0};
+    reactor_timer *t = reactor_call_later(r, 1, record, &c);
+    ck_assert_int_eq(reactor_timer_delay(t, 1), 0); /* 1 s later than planned: at 2 */
+    ck_assert(reactor_timer_time(t) == 2.0);
+    ck_assert_int_eq(reactor_advance(r, 1), 0);
+    ck_assert_int_eq(l.n, 0);
+    ck_assert_int_eq(reactor_advance(r, 1), 0);
+    ck_assert_int_eq(l.n, 1);
+    reactor_free(r);
+}
+END_TEST
+
+START_TEST(testCallLaterResetLater)
+{
+    reactor *r = fake(_i);
+    tlog l = {0};
+    tcall c = {&l, 1, NULL, 0};
+    reactor_timer *t = reactor_call_later(r, 2, record, &c);
+    ck_assert_int_eq(reactor_advance(r, 1), 0);
+    ck_assert_int_eq(reactor_timer_reset(t, 3), 0);
+    ck_assert_int_eq(reactor_advance(r, 2), 0);
+    ck_assert_int_eq(l.n, 0);
+    ck_assert_int_eq(reactor_advance(r, 1), 0);
+    ck_assert_int_eq(l.n, 1);
+    reactor_free(r);
+}
+END_TEST
+
+START_TEST(testCallLaterResetSooner)
+{
+    reactor *r = fake(_i);
+    tlog l = {0};
+    tcall c = {&l, 1, NULL, 0};
+    reactor_timer *t = reactor_call_later(r, 4, record, &c);
+    ck_assert_int_eq(reactor_timer_reset(t, 3), 0);
+    ck_assert_int_eq(reactor_advance(r, 3), 0);
+    ck_assert_int_eq(l.n, 1);
+    reactor_free(r);
+}
+END_TEST
+
+START_TEST(testAdvanceCancel)
+{
+    reactor *r = fake(_i);
+    tlog l = {0};
+    tcall c = {&l, 1, NULL, 0};
+    reactor_timer *t = reactor_call_later(r, 1, record, &c);
+    ck_assert_int_eq(reactor_advance(r, 0.5), 0);
+    ck_assert_int_eq(reactor_timer_cancel(t), 0);
+    ck_assert_int_eq(reactor_advance(r, 1), 0);
+    ck_assert_int_eq(l.n, 0);
+    reactor_free(r);
+}
+END_TEST
+
+/* A reset call keeps its original order among the calls due at its new time. */
+START_TEST(test_callLaterResetKeepsCallsOrdered)
+{
+    reactor *r = fake(_i);
+    tlog l = {0};
+    tcall a = {&l, 'a', NULL, 0}, b = {&l, 'b', NULL, 0};
+    reactor_timer *ta = reactor_call_later(r, 1, record, &a);
+    reactor_call_later(r, 2, record, &b);
+    ck_assert_int_eq(reactor_timer_reset(ta, 3), 0);
+    for (int k = 0; k < 3; k++)
+        ck_assert_int_eq(reactor_advance(r, 1), 0);
+    ck_assert_int_eq(l.n, 2);
+    ck_assert_int_eq(l.order[0], 'b');
+    ck_assert(l.at[0] == 2.0);
+    ck_assert_int_eq(l.order[1], 'a');
+    ck_assert(l.at[1] == 3.0);
+    reactor_free(r);
+}
+END_TEST
+
+/* The same with the reset made from inside a running call. */
+static void reset_other(reactor *r, void *data)
+{
+    tcall *c = data;
+    record(r, data);
+    ck_assert_int_eq(reactor_timer_reset(c->other, 2), 0);
+}
+
+START_TEST(test_callLaterResetInsideCallKeepsCallsOrdered)
+{
+    reactor *r = fake(_i);
+    tlog l = {0};
+    tcall a = {&l, 'a', NULL, 0}, b = {&l, 'b', NULL, 0}, x = {&l, 'x', NULL, 0};
+    reactor_timer *tb = reactor_call_later(r, 5, record, &b); /* scheduled first */
+    x.other = tb;
+    reactor_call_later(r, 1, reset_other, &x);                /* at 1: b moves to 3 */
+    reactor_call_later(r, 3, record, &a);                     /* also at 3 */
+    for (int k = 0; k < 5; k++)
+        ck_assert_int_eq(reactor_advance(r, 1), 0);
+    ck_assert_int_eq(l.n, 3);
+    ck_assert_int_eq(l.order[0], 'x');
+    ck_assert_int_eq(l.order[1], 'b'); /* b was scheduled before a: it keeps going first */
+    ck_assert_int_eq(l.order[2], 'a');
+    ck_assert(l.at[1] == 3.0 && l.at[2] == 3.0);
+    reactor_free(r);
+}
+END_TEST
+
+/* D5: C has no exceptions; what remains of "one failing call does not stop the others"
+ * is that a call misusing the API gets an error code and the others run on. */
+static void misbehave(reactor *r, void *data)
+{
+    record(r, data);
+    ck_assert_int_eq(reactor_iterate(r, 0), -EBUSY);
+    ck_assert_int_eq(reactor_advance(r, 1), -EBUSY);
+    ck_assert_int_eq(reactor_stop(r), -EINVAL);
+    ck_assert_int_eq(reactor_free(r), -EBUSY);
+}
+
+START_TEST(test_timerErrorDoesNotStopOthers)
+{
+    reactor *r = fake(_i);
+    tlog l = {0};
+    tcall a = {&l, 1, NULL, 0}, b = {&l, 2, NULL, 0};
+    reactor_call_later(r, 1, misbehave, &a);
+    reactor_call_later(r, 1, record, &b);
+    ck_assert_int_eq(reactor_advance(r, 1), 0);
+    ck_assert_int_eq(l.n, 2);
+    reactor_free(r);
+}
+END_TEST
+
+/* D6: pending calls exclude cancelled ones, and a cancelled call leaves the heap at once
+ * (O(log n) removal; no lazy compaction needed). */
+START_TEST(testGetDelayedCalls)
+{
+    reactor *r = fake(_i);
+    tlog l = {0};
+    tcall c = {&l, 1, NULL, 0};
+    reactor_timer *t[100];
+    for (int k = 0; k < 100; k++)
+        t[k] = reactor_call_later(r, 1 + k % 7, record, &c);
+    ck_assert_uint_eq(reactor_pending_timers(r), 100);
+    for (int k = 0; k < 100; k += 2)
+        ck_assert_int_eq(reactor_timer_cancel(t[k]), 0);
+    ck_assert_uint_eq(reactor_pending_timers(r), 50);
+    ck_assert_uint_eq(r->heap_n, 50);
+    ck_assert_int_eq(reactor_advance(r, 10), 0);
+    ck_assert_int_eq(l.n, 50);
+    ck_assert_uint_eq(reactor_pending_timers(r), 0);
+    reactor_free(r);
+}
+END_TEST
+
+/* Pitfall 2.12: A, B, C share a deadline; A cancels B (B was already collected for this
+ * pass): A then C run, never B. */
+static void cancel_other(reactor *r, void *data)
+{
+    tcall *c = data;
+    record(r, data);
+    ck_assert_int_eq(reactor_timer_cancel(c->other), 0);
+}
+
+START_TEST(test_timer_cancels_another_due_same_pass)
+{
+    reactor *r = th_reactor(_i);
+    tlog l = {0};
+    tcall a = {&l, 'a', NULL, 0}, b = {&l, 'b', NULL, 0}, c = {&l, 'c', NULL, 0};
+    reactor_call_later(r, 0, cancel_other, &a);
+    a.other = reactor_call_later(r, 0, record, &b);
+    reactor_call_later(r, 0, record, &c);
+    ck_assert_int_eq(reactor_iterate(r, 0), 0);
+    th_iterate_n(r, 2);
+    ck_assert_int_eq(l.n, 2);
+    ck_assert_int_eq(l.order[0], 'a');
+    ck_assert_int_eq(l.order[1], 'c');
+    reactor_free(r);
+}
+END_TEST
+
+/* A resets another call that was collected for this pass: it leaves the pass. */
+START_TEST(test_timer_resets_another_due_same_pass)
+{
+    reactor *r = fake(_i);
+    tlog l = {0};
+    tcall a = {&l, 'a', NULL, 0}, b = {&l, 'b', NULL, 0};
+    reactor_call_later(r, 1, reset_other, &a);
+    a.other = reactor_call_later(r, 1, record, &b);
+    ck_assert_int_eq(reactor_advance(r, 1), 0);
+    ck_assert_int_eq(l.n, 1);
+    ck_assert_int_eq(reactor_advance(r, 2), 0);
+    ck_assert_int_eq(l.n, 2);
+    ck_assert_int_eq(l.order[1], 'b');
+    ck_assert(l.at[1] == 3.0);
+    reactor_free(r);
+}
+END_TEST
+
+/* A call that re-adds itself at +0 does not run twice in one pass; with the fake clock
+ * reactor_advance stops such a chain instead of hanging. */
+static void readd_self(reactor *r, void *data)
+{
+    record(r, data);
+    ck_assert_ptr_nonnull(reactor_call_soon(r, readd_self, data));
+}
+
+static void readd_count(reactor *r, void *data)
+{
+    ++*(long *)data;
+    ck_assert_ptr_nonnull(reactor_call_soon(r, readd_count, data));
+}
+
+START_TEST(test_timer_readding_itself_runs_once_per_pass)
+{
+    reactor *r = th_reactor(_i);
+    tlog l = {0};
+    tcall c = {&l, 1, NULL, 0};
+    reactor_call_soon(r, readd_self, &c);
+    th_iterate_n(r, 5);
+    ck_assert_int_eq(l.n, 5);
+    reactor_free(r);
+    r = fake(_i);
+    long count = 0;
+    reactor_call_soon(r, readd_count, &count);
+    ck_assert_int_eq(reactor_advance(r, 0), -ELOOP);
+    ck_assert_int_eq(count, 100000);
+    reactor_free(r);
+}
+END_TEST
+
+/* The ownership rule: a held handle stays readable after the call ran, after it was
+ * cancelled, and after the reactor was freed. */
+START_TEST(test_timer_hold_release)
+{
+    reactor *r = fake(_i);
+    tlog l = {0};
+    tcall c = {&l, 1, NULL, 0};
+    reactor_timer *ran = reactor_timer_hold(reactor_call_later(r, 1, record, &c));
+    reactor_timer *pend = reactor_timer_hold(reactor_call_later(r, 5, record, &c));
+    ck_assert_int_eq(reactor_advance(r, 1), 0);
+    ck_assert(!reactor_timer_active(ran));
+    ck_assert(reactor_timer_active(pend));
+    reactor_free(r); /* pend is cancelled without running */
+    ck_assert(!reactor_timer_active(pend));
+    ck_assert_int_eq(reactor_timer_cancel(pend), -ECANCELED);
+    ck_assert_int_eq(reactor_timer_cancel(ran), -EALREADY);
+    ck_assert_int_eq(l.n, 1);
+    reactor_timer_release(ran);
+    reactor_timer_release(pend);
+}
+END_TEST
+
+START_TEST(test_bad_delays)
+{
+    reactor *r = th_reactor(_i);
+    tlog l = {0};
+    tcall c = {&l, 1, NULL, 0};
+    errno = 0;
+    ck_assert_ptr_null(reactor_call_later(r, -1, record, &c));
+    ck_assert_int_eq(errno, EINVAL);
+    ck_assert_ptr_null(reactor_call_later(r, NAN, record, &c));
+    ck_assert_ptr_null(reactor_call_later(r, INFINITY, record, &c));
+    ck_assert_ptr_null(reactor_call_later_named(r, 1, NULL, &c, "x"));
+    ck_assert_int_eq(reactor_timer_cancel(NULL), -EINVAL);
+    ck_assert_int_eq(reactor_advance(r, 1), -EINVAL); /* no fake clock */
+    reactor_timer *t = reactor_call_later(r, 1, record, &c);
+    ck_assert_int_eq(reactor_use_fake_clock(r, 0), -EBUSY); /* timers on the real clock */
+    ck_assert_int_eq(reactor_timer_delay(t, NAN), -EINVAL);
+    reactor_free(r);
+}
+END_TEST
+
+/* The fake clock: polls never block, time moves only with advance. */
+START_TEST(test_fake_clock_never_blocks)
+{
+    reactor *r = fake(_i);
+    ck_assert(reactor_seconds(r) == 0);
+    tlog l = {0};
+    tcall c = {&l, 1, NULL, 0};
+    reactor_call_later(r, 1000, record, &c);
+    for (int k = 0; k < 3; k++)
+        ck_assert_int_eq(reactor_iterate(r, -1), 0); /* would block 1000 s otherwise */
+    ck_assert(reactor_seconds(r) == 0);
+    ck_assert_int_eq(l.n, 0);
+    ck_assert_int_eq(reactor_advance(r, 1000), 0);
+    ck_assert_int_eq(l.n, 1);
+    ck_assert(reactor_seconds(r) == 1000);
+    reactor_free(r);
+}
+END_TEST
+
+extern Suite *suite_reactor_timers(void);
+Suite *suite_reactor_timers(void)
+{
+    Suite *s = suite_create("reactor_timers");
+    TCase *tc = tcase_create("timers");
+    int n = th_backend_count();
+    tcase_add_loop_test(tc, test_callLater, 0, n);
+    tcase_add_loop_test(tc, test_short_timer_no_spin_not_early, 0, n);
+    tcase_add_loop_test(tc, test_distantDelayedCall, 0, n);
+    tcase_add_loop_test(tc, test_callLaterKeepsCallsOrdered, 0, n);
+    tcase_add_loop_test(tc, test_callLaterZeroFIFO, 0, n);
+    tcase_add_loop_test(tc, test_timer_scheduled_in_timer_waits_next_iteration, 0, n);
+    tcase_add_loop_test(tc, test_cancelDelayedCall, 0, n);
+    tcase_add_loop_test(tc, test_cancelCancelledDelayedCall, 0, n);
+    tcase_add_loop_test(tc, test_cancelCalledDelayedCallSynchronous, 0, n);
+    tcase_add_loop_test(tc, test_cancelCalledDelayedCallAsynchronous, 0, n);
+    tcase_add_loop_test(tc, test_active, 0, n);
+    tcase_add_loop_test(tc, test_callLaterReset, 0, n);
+    tcase_add_loop_test(tc, testCallLaterDelayed, 0, n);
+    tcase_add_loop_test(tc, testCallLaterResetLater, 0, n);
+    tcase_add_loop_test(tc, testCallLaterResetSooner, 0, n);
+    tcase_add_loop_test(tc, testAdvanceCancel, 0, n);
+    tcase_add_loop_test(tc, test_callLaterResetKeepsCallsOrdered, 0, n);
+    tcase_add_loop_test(tc, test_callLaterResetInsideCallKeepsCallsOrdered, 0, n);
+    tcase_add_loop_test(tc, test_timerErrorDoesNotStopOthers, 0, n);
+    tcase_add_loop_test(tc, testGetDelayedCalls, 0, n);
+    tcase_add_loop_test(tc, test_timer_cancels_another_due_same_pass, 0, n);
+    tcase_add_loop_test(tc, test_timer_resets_another_due_same_pass, 0, n);
+    tcase_add_loop_test(tc, test_timer_readding_itself_runs_once_per_pass, 0, n);
+    tcase_add_loop_test(tc, test_timer_hold_release, 0, n);
+    tcase_add_loop_test(tc, test_bad_delays, 0, n);
+    tcase_add_loop_test(tc, test_fake_clock_never_blocks, 0, n);
+    suite_add_tcase(s, tc);
+    return s;
+}
