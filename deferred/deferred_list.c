@@ -1,10 +1,13 @@
 /* DeferredList and gather (A20-A22).
  *
- * Shape: one refcounted state shared by the list's own Deferred (as its canceller
- * argument) and by the pair appended to each input (one slot per input). The state
- * holds references on the inputs only until the list fires or is freed, so nothing
- * forms a cycle: an input that never fires and is dropped by its producer frees its
- * pair, and the state goes when the last holder lets go. */
+ * Shape, chosen so that no reference cycle can form:
+ *   - one refcounted state, held by the pair appended to each input (one ref per
+ *     slot) and by the list's own Deferred (its canceller argument);
+ *   - the state holds a reference on the list's Deferred only while some input can
+ *     still fire it (a slot is pending and the list has not fired): the inputs keep
+ *     the list alive, as in Twisted, even if the caller dropped it;
+ *   - the state knows the inputs only weakly (for cancel): an input's slot is
+ *     released when its pair ran or the input was freed, which clears the pointer. */
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
@@ -21,8 +24,10 @@ struct dlist {
     unsigned refs;
     unsigned flags;
     int fired;
-    deferred *out;     /* weak: cleared when the list's Deferred is freed */
-    deferred **inputs; /* strong, until the list fires or is freed; NULL after */
+    size_t pending;    /* slots not released yet */
+    deferred *out;     /* the list's Deferred; NULL once it is freed */
+    int holds_out;     /* 1 while the state owns a reference on out */
+    deferred **inputs; /* weak; inputs[i] NULL once slot i is released */
     size_t n, finished;
     deferred_list_result *res; /* results in input order, NULL once handed out */
     struct dlist_slot slots[];
@@ -34,25 +39,28 @@ static void dlist_unref(struct dlist *st)
         return;
     if (st->res)
         deferred_list_result_free(st->res);
+    free(st->inputs);
     free(st);
+}
+
+/* Nobody can fire the list any more (it fired, or every input is gone): stop keeping
+ * it alive. */
+static void drop_out(struct dlist *st)
+{
+    if (st->holds_out) {
+        st->holds_out = 0;
+        deferred_unref(st->out); /* may free out: out_gone clears st->out */
+    }
 }
 
 static void slot_release(void *arg)
 {
     struct dlist_slot *slot = arg;
-    dlist_unref(slot->st);
-}
-
-/* Drops the list's references on its inputs (the list fired, or is gone). */
-static void release_inputs(struct dlist *st)
-{
-    deferred **in = st->inputs;
-    st->inputs = NULL;
-    if (!in)
-        return;
-    for (size_t i = 0; i < st->n; i++)
-        deferred_unref(in[i]);
-    free(in);
+    struct dlist *st = slot->st;
+    st->inputs[slot->index] = NULL;
+    if (--st->pending == 0)
+        drop_out(st);
+    dlist_unref(st);
 }
 
 void deferred_list_result_free(void *p)
@@ -112,8 +120,8 @@ static void fire_out(struct dlist *st, deferred_result r)
         return;
     }
     deferred_ref(out);
-    release_inputs(st);
     deferred_callback(out, r);
+    drop_out(st);
     deferred_unref(out);
 }
 
@@ -165,17 +173,19 @@ static void cancel_list(deferred *out, void *arg)
 {
     struct dlist *st = arg;
     (void)out;
-    /* A21: cancel the inputs as given at construction. Cancelling one may fire the
-     * list (and so release the inputs): work on our own copy of the array. */
-    deferred **in = st->inputs;
-    st->inputs = NULL;
-    if (!in)
-        return;
-    for (size_t i = 0; i < st->n; i++)
-        deferred_cancel(in[i]);
-    for (size_t i = 0; i < st->n; i++)
-        deferred_unref(in[i]);
-    free(in);
+    /* A21: cancel the inputs given at construction that have not delivered yet (the
+     * others would ignore it). Cancelling one may fire the list or release slots, so
+     * each input is re-read and held across its cancel. */
+    st->refs++;
+    for (size_t i = 0; i < st->n; i++) {
+        deferred *in = st->inputs[i];
+        if (!in)
+            continue;
+        deferred_ref(in);
+        deferred_cancel(in);
+        deferred_unref(in);
+    }
+    dlist_unref(st);
 }
 
 /* The list's own Deferred is being freed. */
@@ -183,7 +193,6 @@ static void out_gone(void *arg)
 {
     struct dlist *st = arg;
     st->out = NULL;
-    release_inputs(st);
     dlist_unref(st);
 }
 
@@ -214,13 +223,15 @@ deferred *deferred_list_new_at(deferred *const *ds, size_t n, unsigned flags, co
     st->refs = 1; /* the list Deferred's (released by out_gone) */
     st->flags = flags;
     st->fired = 0;
+    st->pending = 0;
     st->out = out;
+    st->holds_out = 0;
     st->inputs = in;
     st->n = n;
     st->finished = 0;
     st->res = res;
     for (size_t i = 0; i < n; i++)
-        in[i] = deferred_ref(ds[i]);
+        in[i] = ds[i];
     deferred_set_canceller(out, cancel_list, st, out_gone);
 
     if (n == 0) {
@@ -233,20 +244,23 @@ deferred *deferred_list_new_at(deferred *const *ds, size_t n, unsigned flags, co
     /* Inputs that already fired run the pair now, and may fire the list before the
      * loop ends (fire-on-one): the remaining inputs still get their pair, as in
      * Twisted. Iterate over the caller's array: st->inputs may be released meanwhile. */
+    st->holds_out = 1;
     deferred_ref(out);
+    st->pending = n;
+    st->refs += n; /* one per slot, released by slot_release */
     for (size_t i = 0; i < n; i++) {
         st->slots[i].st = st;
         st->slots[i].index = i;
-        st->refs++;
+    }
+    deferred_ref(out); /* ours across the loop */
+    for (size_t i = 0; i < n; i++) {
         if (!deferred_add_callbacks_full(ds[i], on_input, on_input, &st->slots[i], slot_release)) {
-            /* Out of memory: this input will never report; count it as finished with an
-             * ENOMEM failure so that the list still fires. */
-            st->refs++; /* slot_release ran in add_callbacks_full */
+            /* Out of memory (slot_release already ran): count this input as finished
+             * with an ENOMEM failure so that the list still fires. */
             deferred_result lost = on_input(
                 deferred_failure_result(deferred_failure_ref(&deferred__enomem_failure)),
                 &st->slots[i]);
             deferred_result_clear(&lost);
-            dlist_unref(st);
         }
     }
     deferred_unref(out);

@@ -2,10 +2,12 @@
  * Deferreds still holding an unhandled failure (A18).
  *
  * A timeout is one pair on the Deferred plus a reactor timer. The pair owns the
- * timeout record; the timer only borrows it. When the pair is done (it ran, or the
- * Deferred was freed unfired) the record cancels the timer; when the reactor is freed
- * first, the per-reactor module state forgets the timers so nothing cancels a freed
- * one. */
+ * timeout record; the timer only borrows it. While the timer is pending the record
+ * holds a reference on the Deferred (as Twisted's clock does through its delayed
+ * call), so `add_timeout; add_errback; unref` still reports the timeout. When the
+ * pair has run the record cancels the timer and drops that reference; when the
+ * reactor is freed first, the per-reactor state forgets the timers (the reactor freed
+ * them) and drops the references. */
 #include <errno.h>
 #include <stdlib.h>
 
@@ -25,7 +27,8 @@ struct dto {
     struct dto *prev, *next;
     struct dreactor *dr; /* NULL once the reactor is freed */
     reactor_timer *timer; /* NULL once it ran (or the reactor is gone) */
-    deferred *d;          /* weak: the pair's owner; valid while the record lives */
+    deferred *d;          /* the pair's owner; valid while the record lives */
+    int holds_d;          /* 1 while the record owns a reference on d */
     int timed_out;
     double seconds;
     deferred_timeout_fn fn;
@@ -35,9 +38,18 @@ struct dto {
 static void dreactor_free(void *p)
 {
     struct dreactor *dr = p;
-    for (struct dto *t = dr->timeouts; t; t = t->next) {
+    struct dto *t = dr->timeouts;
+    dr->timeouts = NULL;
+    while (t) {
+        struct dto *next = t->next; /* dropping d may free t (its pair is discarded) */
         t->timer = NULL;
         t->dr = NULL;
+        t->prev = t->next = NULL;
+        if (t->holds_d) {
+            t->holds_d = 0;
+            deferred_unref(t->d);
+        }
+        t = next;
     }
     free(dr);
 }
@@ -87,7 +99,9 @@ static void dto_free(void *p)
         if (t->next)
             t->next->prev = t->prev;
     }
+    deferred *d = t->holds_d ? t->d : NULL;
     free(t);
+    deferred_unref(d); /* from inside d's chain loop, which holds its own reference */
 }
 
 static void on_timer(reactor *r, void *data)
@@ -131,13 +145,15 @@ deferred *deferred_add_timeout(deferred *d, struct reactor *r, double seconds,
         return NULL;
     }
     t->dr = dr;
-    t->d = d;
+    t->d = deferred_ref(d);
+    t->holds_d = 1;
     t->seconds = seconds;
     t->fn = on_timeout;
     t->arg = arg;
     t->timer = reactor_call_later(r, seconds, on_timer, t);
     if (!t->timer) {
         int e = errno;
+        deferred_unref(d);
         free(t);
         errno = e ? e : ENOMEM;
         return NULL;
