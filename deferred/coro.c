@@ -43,9 +43,14 @@ typedef struct coro {
 } coro;
 
 struct coro_registry {
+    reactor *r;
     coro *head;
     size_t count;
 };
+
+/* Left as the module data after reg_free: coroutines started later in reactor_free()
+ * (by another module's free hook) run without a registry. */
+static char reg_gone;
 
 /* The coroutine running on this thread right now (the innermost one when coroutines
  * resume each other), or NULL on a plain thread stack. */
@@ -101,6 +106,7 @@ static void reg_free(void *data)
         /* RUNNING: reactor_free() called from inside this very coroutine (or one it
          * resumed); it is finishing on its own, the registry just forgets it. */
     }
+    reactor__set_module_data(reg->r, REACTOR__MOD_CORO, &reg_gone, NULL);
     free(reg);
 }
 
@@ -112,6 +118,7 @@ static struct coro_registry *reg_get(reactor *r)
     reg = calloc(1, sizeof *reg);
     if (!reg)
         return NULL;
+    reg->r = r;
     if (reactor__set_module_data(r, REACTOR__MOD_CORO, reg, reg_free) < 0) {
         free(reg);
         return NULL;
@@ -220,7 +227,9 @@ deferred *coro_start(reactor *r, coro_fn fn, void *arg, size_t stack_size)
     struct coro_registry *reg = NULL;
     if (co->target && r) {
         reg = reg_get(r);
-        if (!reg) {
+        if (reg == (struct coro_registry *)&reg_gone)
+            reg = NULL; /* reactor being freed: no registry */
+        else if (!reg) {
             deferred_unref(co->target);
             co->target = NULL;
         }
@@ -317,7 +326,7 @@ size_t coro_default_stack_size(void)
 size_t coro_count(reactor *r)
 {
     struct coro_registry *reg = r ? reactor__module_data(r, REACTOR__MOD_CORO) : NULL;
-    return reg ? reg->count : 0;
+    return reg && reg != (struct coro_registry *)&reg_gone ? reg->count : 0;
 }
 
 const char *coro_backend(void)
