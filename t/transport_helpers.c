@@ -1,0 +1,233 @@
+/* Helpers for the transport suites (see transport_helpers.h). */
+#define _GNU_SOURCE
+#include "transport_helpers.h"
+
+#include <arpa/inet.h>
+#include <check.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <netinet/in.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+static void tp_made(protocol *p)
+{
+    struct tp *t = (struct tp *)p;
+    t->made++;
+    t->tf->made++;
+    if (t->tf->on_made)
+        t->tf->on_made(t);
+}
+
+static int tp_data(protocol *p, const char *data, size_t len)
+{
+    struct tp *t = (struct tp *)p;
+    if (t->lost)
+        t->after_lost++;
+    ck_assert_uint_gt(len, 0);
+    t->data_calls++;
+    t->depth++;
+    int rc = 0;
+    if (t->tf->on_data) {
+        rc = t->tf->on_data(t, data, len);
+    } else if (t->tf->mode == TP_ECHO) {
+        rc = transport_write(p->transport, data, len);
+    } else {
+        if (t->in_len + len > t->in_cap) {
+            t->in_cap = (t->in_len + len) * 2;
+            t->in = realloc(t->in, t->in_cap);
+            ck_assert_ptr_nonnull(t->in);
+        }
+        memcpy(t->in + t->in_len, data, len);
+        t->in_len += len;
+    }
+    t->depth--;
+    return rc;
+}
+
+static void tp_read_lost(protocol *p)
+{
+    struct tp *t = (struct tp *)p;
+    t->tf->read_lost++;
+    if (t->tf->on_read_lost)
+        t->tf->on_read_lost(t);
+}
+
+static void tp_lost(protocol *p, const protocol_reason *reason)
+{
+    struct tp *t = (struct tp *)p;
+    struct tfactory *tf = t->tf;
+    ck_assert_int_eq(t->depth, 0); /* never re-entrant */
+    t->lost++;
+    tf->lost++;
+    tf->lost_kind[reason->kind & 15]++;
+    tf->last_lost_kind = reason->kind;
+    tf->last_lost_err = reason->err;
+    ck_assert_ptr_nonnull(reason->message);
+    if (tf->on_lost)
+        tf->on_lost(t, reason);
+    if (tf->last == t)
+        tf->last = NULL;
+    free(t->in);
+    free(t);
+}
+
+static const protocol_ops tp_ops = {
+    .connection_made = tp_made,
+    .data_received = tp_data,
+    .connection_lost = tp_lost,
+};
+static const protocol_ops tp_ops_half = {
+    .connection_made = tp_made,
+    .data_received = tp_data,
+    .read_connection_lost = tp_read_lost,
+    .connection_lost = tp_lost,
+};
+
+static protocol *tf_build(factory *f, const struct sockaddr *addr, socklen_t len)
+{
+    (void)addr;
+    (void)len;
+    struct tfactory *tf = (struct tfactory *)f;
+    if (tf->refuse)
+        return NULL;
+    struct tp *t = calloc(1, sizeof *t);
+    ck_assert_ptr_nonnull(t);
+    protocol_init(&t->base, tf->half_close ? &tp_ops_half : &tp_ops);
+    t->tf = tf;
+    tf->built++;
+    tf->last = t;
+    return &t->base;
+}
+
+static void tf_start(factory *f) { ((struct tfactory *)f)->started++; }
+static void tf_stop(factory *f) { ((struct tfactory *)f)->stopped++; }
+static void tf_connecting(factory *f, connector *c)
+{
+    (void)c;
+    ((struct tfactory *)f)->connecting++;
+}
+static void tf_failed(factory *f, connector *c, const protocol_reason *reason)
+{
+    (void)c;
+    struct tfactory *tf = (struct tfactory *)f;
+    tf->failed++;
+    tf->fail = *reason;
+    tf->done = 1;
+}
+static void tf_client_lost(factory *f, connector *c, const protocol_reason *reason)
+{
+    (void)c;
+    (void)reason;
+    struct tfactory *tf = (struct tfactory *)f;
+    tf->client_lost++;
+    if (tf->client_lost > tf->lost)
+        tf->order_bad = 1;
+}
+
+static const factory_ops tf_ops = {
+    .build_protocol = tf_build,
+    .start_factory = tf_start,
+    .stop_factory = tf_stop,
+    .started_connecting = tf_connecting,
+    .client_connection_failed = tf_failed,
+    .client_connection_lost = tf_client_lost,
+};
+
+void tf_init(struct tfactory *tf, enum tp_mode mode)
+{
+    memset(tf, 0, sizeof *tf);
+    factory_init(&tf->f, &tf_ops, NULL);
+    tf->mode = mode;
+}
+
+static void rawc_io(reactor *r, int fd, unsigned events, void *data)
+{
+    (void)events;
+    struct rawc *c = data;
+    for (int i = 0; i < 64; i++) {
+        if (c->cap - c->len < 65536) {
+            c->cap = c->cap * 2 + 65536;
+            c->buf = realloc(c->buf, c->cap);
+            ck_assert_ptr_nonnull(c->buf);
+        }
+        ssize_t n = recv(fd, c->buf + c->len, c->cap - c->len, 0);
+        if (n > 0) {
+            c->len += (size_t)n;
+            continue;
+        }
+        if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK))
+            break;
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n == 0)
+            c->eof = 1;
+        else
+            c->err = errno;
+        reactor_unwatch(r, fd);
+        c->watching = 0;
+        break;
+    }
+    if (c->eof || c->err || (c->want && c->len >= c->want))
+        c->done = 1;
+}
+
+void rawc_connect(struct rawc *c, reactor *r, int port, int v6)
+{
+    memset(c, 0, sizeof *c);
+    c->r = r;
+    struct sockaddr_storage ss;
+    memset(&ss, 0, sizeof ss);
+    socklen_t len;
+    if (v6) {
+        struct sockaddr_in6 *a = (struct sockaddr_in6 *)&ss;
+        a->sin6_family = AF_INET6;
+        a->sin6_port = htons((uint16_t)port);
+        inet_pton(AF_INET6, "::1", &a->sin6_addr);
+        len = sizeof *a;
+    } else {
+        struct sockaddr_in *a = (struct sockaddr_in *)&ss;
+        a->sin_family = AF_INET;
+        a->sin_port = htons((uint16_t)port);
+        a->sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+        len = sizeof *a;
+    }
+    c->fd = socket(ss.ss_family, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    ck_assert_int_ge(c->fd, 0);
+    ck_assert_msg(connect(c->fd, (struct sockaddr *)&ss, len) == 0, "connect: %s",
+                  strerror(errno));
+    ck_assert_int_eq(fcntl(c->fd, F_SETFL, fcntl(c->fd, F_GETFL) | O_NONBLOCK), 0);
+    ck_assert_int_eq(reactor_watch(r, c->fd, REACTOR_READABLE, rawc_io, c), 0);
+    c->watching = 1;
+}
+
+void rawc_send(struct rawc *c, const void *data, size_t len)
+{
+    const char *p = data;
+    while (len) {
+        ssize_t n = send(c->fd, p, len, MSG_NOSIGNAL);
+        ck_assert_msg(n > 0, "rawc_send: %s", strerror(errno));
+        p += n;
+        len -= (size_t)n;
+    }
+}
+
+void rawc_close(struct rawc *c)
+{
+    if (c->fd < 0)
+        return;
+    if (c->watching)
+        reactor_unwatch(c->r, c->fd);
+    c->watching = 0;
+    close(c->fd);
+    c->fd = -1;
+}
+
+void rawc_free(struct rawc *c)
+{
+    rawc_close(c);
+    free(c->buf);
+    c->buf = NULL;
+}
