@@ -276,7 +276,7 @@ int coro__fiber_init(coro__fiber *f, size_t stack_size, coro__entry_fn entry, vo
     (void)arg;
     return -ENOSYS;
 #else
-    int rc = coro__stack_alloc(&f->stack, stack_size);
+    int rc = coro__stack_get(&f->stack, stack_size);
     if (rc < 0)
         return rc;
     f->entry = entry;
@@ -285,7 +285,7 @@ int coro__fiber_init(coro__fiber *f, size_t stack_size, coro__entry_fn entry, vo
 #if defined(TWISTC_CORO_UCONTEXT)
     rc = uc_prepare(f);
     if (rc < 0) {
-        coro__stack_free(&f->stack);
+        coro__stack_put(&f->stack);
         return rc;
     }
 #else
@@ -346,5 +346,5 @@ void coro__fiber_destroy(coro__fiber *f)
         f->tsan_fiber = NULL;
     }
 #endif
-    coro__stack_free(&f->stack);
+    coro__stack_put(&f->stack);
 }

@@ -72,6 +72,13 @@ int coro__stack_alloc(coro__stack *s, size_t size);
 /* Unmaps it (no-op on a zeroed or already freed stack). Never call it on the stack
  * you are running on. */
 void coro__stack_free(coro__stack *s);
+/* Same as alloc/free, through this thread's cache of up to 8 stacks: get() takes a
+ * cached stack of the same (rounded) size if there is one, put() keeps the stack for
+ * later if there is room (else frees it). Cached stacks are unmapped when the thread
+ * exits, or by coro__stack_cache_flush(). */
+int coro__stack_get(coro__stack *s, size_t size);
+void coro__stack_put(coro__stack *s);
+void coro__stack_cache_flush(void);
 static inline size_t coro__stack_size(const coro__stack *s)
 {
     return (size_t)((char *)s->hi - (char *)s->lo);
@@ -122,7 +129,8 @@ int coro__fiber_resume(coro__fiber *f);
 /* From inside f (it must be the fiber running now): switches back to the caller of
  * the resume() that ran it; returns when f is resumed again. */
 void coro__fiber_yield(coro__fiber *f);
-/* Frees the stack of a fiber that is not running: DONE, READY or SUSPENDED. A
+/* Releases the stack (into this thread's cache, see coro__stack_put) of a fiber that
+ * is not running: DONE, READY or SUSPENDED. A
  * suspended fiber is dropped without unwinding (whatever its frames own leaks): callers
  * should let it finish first. Never call it from f itself. */
 void coro__fiber_destroy(coro__fiber *f);

@@ -2,6 +2,7 @@
  * nesting, registers surviving a switch, the guard page. */
 #include <check.h>
 #include <errno.h>
+#include <pthread.h>
 #include <signal.h>
 #include <stdint.h>
 #include <stdlib.h>
@@ -320,6 +321,60 @@ START_TEST(test_drop_suspended)
 END_TEST
 
 extern Suite *suite_deferred_coro_switch(void);
+/* Stacks of finished fibers are reused (same size), and the cache can be emptied. */
+START_TEST(test_stack_cache_reuse)
+{
+    coro__stack_cache_flush();
+    coro__fiber f;
+    int ran = 0;
+    ck_assert_int_eq(coro__fiber_init(&f, 64 * 1024, empty_body, &ran), 0);
+    void *lo = f.stack.lo;
+    ck_assert_int_eq(coro__fiber_resume(&f), 0);
+    coro__fiber_destroy(&f);
+    ck_assert_ptr_null(f.stack.map);
+    ck_assert_int_eq(coro__fiber_init(&f, 64 * 1024, empty_body, &ran), 0);
+    ck_assert_ptr_eq(f.stack.lo, lo); /* from the cache */
+    coro__fiber_destroy(&f);
+    /* Another size does not take it. */
+    ck_assert_int_eq(coro__fiber_init(&f, 128 * 1024, empty_body, &ran), 0);
+    ck_assert_uint_eq(coro__stack_size(&f.stack), 128 * 1024);
+    coro__fiber_destroy(&f);
+    /* More than the cache holds: the extra ones are unmapped. */
+    coro__fiber many[12];
+    for (int i = 0; i < 12; i++)
+        ck_assert_int_eq(coro__fiber_init(&many[i], 0, empty_body, &ran), 0);
+    for (int i = 0; i < 12; i++)
+        coro__fiber_destroy(&many[i]);
+    coro__stack_cache_flush();
+}
+END_TEST
+
+/* A thread that used fibers exits: its cached stacks are unmapped by the destructor
+ * (checked by the tools: no leak, no error). */
+static void *thread_with_fibers(void *arg)
+{
+    int ran = 0;
+    for (int i = 0; i < 4; i++) {
+        coro__fiber f;
+        if (coro__fiber_init(&f, 0, empty_body, &ran) < 0)
+            return NULL;
+        coro__fiber_resume(&f);
+        coro__fiber_destroy(&f);
+    }
+    *(int *)arg = ran;
+    return NULL;
+}
+
+START_TEST(test_fibers_on_a_thread)
+{
+    pthread_t t;
+    int ran = 0;
+    ck_assert_int_eq(pthread_create(&t, NULL, thread_with_fibers, &ran), 0);
+    ck_assert_int_eq(pthread_join(t, NULL), 0);
+    ck_assert_int_eq(ran, 4);
+}
+END_TEST
+
 Suite *suite_deferred_coro_switch(void)
 {
     Suite *s = suite_create("deferred_coro_switch");
@@ -332,7 +387,13 @@ Suite *suite_deferred_coro_switch(void)
     tcase_add_test(tc, test_running_fiber_refuses_resume);
     tcase_add_test(tc, test_many_interleaved);
     tcase_add_test(tc, test_drop_suspended);
+    tcase_add_test(tc, test_stack_cache_reuse);
     suite_add_tcase(s, tc);
+
+    TCase *tt = tcase_create("thread");
+    tcase_set_tags(tt, "threads");
+    tcase_add_test(tt, test_fibers_on_a_thread);
+    suite_add_tcase(s, tt);
 
     /* The guard-page test needs a child process to die in, and no tool that catches
      * SIGSEGV itself (ASan reports and aborts; valgrind reports it as an error). */
