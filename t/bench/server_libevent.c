@@ -1,0 +1,333 @@
+#define _GNU_SOURCE
+/* server_libevent: the notification protocol (shared/spec/protocol.md) written the usual
+ * libevent 2 way (evconnlistener + bufferevents + a persistent timer event), as a
+ * comparison point for the library's server. Lines are found with evbuffer_search_eol
+ * and read in place through evbuffer_pullup (no per-line allocation, unlike
+ * evbuffer_readln); answers are appended to the bufferevent's output buffer, which
+ * libevent writes when the socket is writable.
+ *
+ * Options: --port N (6789; 0 picks one), --bind ADDR (127.0.0.1), --interval SECONDS (1),
+ * --max-clients N (0 = no limit), --cap BYTES (1 MiB). Prints "port=N" once listening. */
+#include <arpa/inet.h>
+#include <errno.h>
+#include <getopt.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <signal.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/resource.h>
+#include <sys/socket.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <event2/buffer.h>
+#include <event2/bufferevent.h>
+#include <event2/event.h>
+#include <event2/listener.h>
+
+#define MAX_LINE 1024
+
+struct client {
+	struct bufferevent *bev;
+	int notify, closing, draining, eof;
+	struct client *prev, *next; /* subscribers */
+};
+
+static const char *ads[] = {
+	"nice flat in the 11e",
+	"bicycle for sale, barely used",
+	"looking for a C programmer who likes Twisted",
+	"piano lessons, first one free",
+	"lost cat answering to Reactor",
+	"sunny room near the canal",
+};
+#define N_ADS (sizeof ads / sizeof ads[0])
+
+static struct event_base *base;
+static struct client subs = {.prev = &subs, .next = &subs};
+static unsigned cur_ad;
+static uint64_t rng = 0x9e3779b97f4a7c15ull;
+static long max_clients, nclients;
+static size_t cap = 1 << 20;
+static unsigned long long stat_conns, stat_requests, stat_notifs, stat_slow;
+
+static uint32_t rand_below(uint32_t n)
+{
+	rng ^= rng >> 12;
+	rng ^= rng << 25;
+	rng ^= rng >> 27;
+	return (uint32_t)(((rng * 0x2545F4914F6CDD1Dull) >> 32) % n);
+}
+
+static void unsubscribe(struct client *c)
+{
+	if (c->notify) {
+		c->prev->next = c->next;
+		c->next->prev = c->prev;
+		c->notify = 0;
+	}
+}
+
+static void free_client(struct client *c)
+{
+	unsubscribe(c);
+	bufferevent_free(c->bev);
+	free(c);
+	nclients--;
+}
+
+/* Everything owed has been written: half-close, then discard input until the peer
+ * closes (a bounded read timeout covers a peer that never does). */
+static void finish(struct client *c)
+{
+	if (c->eof) {
+		free_client(c);
+		return;
+	}
+	unsubscribe(c);
+	shutdown(bufferevent_getfd(c->bev), SHUT_WR);
+	c->draining = 1;
+	struct timeval tv = {5, 0};
+	bufferevent_set_timeouts(c->bev, &tv, NULL);
+}
+
+static void close_after_flush(struct client *c)
+{
+	c->closing = 1;
+	if (evbuffer_get_length(bufferevent_get_output(c->bev)) == 0)
+		finish(c);
+	/* else the write callback finishes once the output is drained */
+}
+
+static void answer_line(struct client *c, struct evbuffer *out, const char *l, size_t n)
+{
+	if (n && l[n - 1] == '\r')
+		n--;
+	if (!n)
+		return;
+	stat_requests++;
+	if (n == 7 && memcmp(l, "random?", 7) == 0) {
+		char num[8];
+		int k = snprintf(num, sizeof num, "%u\n", (unsigned)rand_below(100000));
+		evbuffer_add(out, num, (size_t)k);
+	} else if (n == 11 && memcmp(l, "classified?", 11) == 0) {
+		evbuffer_add_printf(out, "%s\n", ads[cur_ad]);
+	} else if (n == 6 && memcmp(l, "notify", 6) == 0) {
+		if (!c->notify) {
+			c->notify = 1;
+			c->next = &subs;
+			c->prev = subs.prev;
+			subs.prev->next = c;
+			subs.prev = c;
+		}
+	} else if (n == 4 && memcmp(l, "stop", 4) == 0) {
+		unsubscribe(c);
+	} else if (n == 4 && memcmp(l, "quit", 4) == 0) {
+		c->closing = 1;
+	} else {
+		evbuffer_add(out, "error: unknown command\n", 23);
+	}
+}
+
+static void read_cb(struct bufferevent *bev, void *arg)
+{
+	struct client *c = arg;
+	struct evbuffer *in = bufferevent_get_input(bev);
+	struct evbuffer *out = bufferevent_get_output(bev);
+	if (c->draining || c->closing) {
+		evbuffer_drain(in, evbuffer_get_length(in));
+		return;
+	}
+	for (;;) {
+		size_t eol_len = 0;
+		struct evbuffer_ptr eol = evbuffer_search_eol(in, NULL, &eol_len, EVBUFFER_EOL_LF);
+		if (eol.pos < 0)
+			break;
+		size_t n = (size_t)eol.pos;
+		if (n > MAX_LINE + 1 || (n == MAX_LINE + 1 && ((const char *)evbuffer_pullup(in, (ssize_t)n))[MAX_LINE] != '\r')) {
+			evbuffer_add(out, "error: line too long\n", 21);
+			evbuffer_drain(in, evbuffer_get_length(in));
+			close_after_flush(c);
+			return;
+		}
+		const char *l = (const char *)evbuffer_pullup(in, (ssize_t)(n + 1));
+		answer_line(c, out, l, n);
+		evbuffer_drain(in, n + 1);
+		if (c->closing) { /* quit */
+			evbuffer_drain(in, evbuffer_get_length(in));
+			c->closing = 0;
+			close_after_flush(c);
+			return;
+		}
+	}
+	size_t rest = evbuffer_get_length(in);
+	if (rest > MAX_LINE + 1 || (rest == MAX_LINE + 1 && ((const char *)evbuffer_pullup(in, -1))[MAX_LINE] != '\r')) {
+		evbuffer_add(out, "error: line too long\n", 21);
+		evbuffer_drain(in, rest);
+		close_after_flush(c);
+	}
+}
+
+static void write_cb(struct bufferevent *bev, void *arg)
+{
+	struct client *c = arg;
+	(void)bev;
+	if (c->closing && !c->draining)
+		finish(c);
+}
+
+static void event_cb(struct bufferevent *bev, short what, void *arg)
+{
+	struct client *c = arg;
+	if ((what & BEV_EVENT_EOF) && !c->draining &&
+	    evbuffer_get_length(bufferevent_get_output(bev)) > 0) {
+		/* Half-close with answers owed: deliver them, then close. */
+		c->eof = 1;
+		c->closing = 1;
+		bufferevent_disable(bev, EV_READ);
+		return;
+	}
+	free_client(c);
+}
+
+static void accept_cb(struct evconnlistener *l, evutil_socket_t fd, struct sockaddr *sa, int len, void *arg)
+{
+	(void)l;
+	(void)sa;
+	(void)len;
+	(void)arg;
+	if (max_clients && nclients >= max_clients) {
+		if (send(fd, "error: server full\n", 19, MSG_NOSIGNAL) < 0) {
+			/* nothing more to do */
+		}
+		evutil_closesocket(fd);
+		return;
+	}
+	struct client *c = calloc(1, sizeof *c);
+	if (!c) {
+		evutil_closesocket(fd);
+		return;
+	}
+	int one = 1;
+	setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+	c->bev = bufferevent_socket_new(base, fd, BEV_OPT_CLOSE_ON_FREE);
+	if (!c->bev) {
+		evutil_closesocket(fd);
+		free(c);
+		return;
+	}
+	bufferevent_setcb(c->bev, read_cb, write_cb, event_cb, c);
+	bufferevent_enable(c->bev, EV_READ | EV_WRITE);
+	nclients++;
+	stat_conns++;
+}
+
+static void timer_cb(evutil_socket_t fd, short what, void *arg)
+{
+	static unsigned tick;
+	(void)fd;
+	(void)what;
+	(void)arg;
+	const char *line;
+	size_t len;
+	if (tick++ & 1) {
+		cur_ad = (cur_ad + 1) % (unsigned)N_ADS;
+		line = "notif: classified\n";
+		len = 18;
+	} else {
+		line = "notif: random\n";
+		len = 14;
+	}
+	for (struct client *c = subs.next, *next; c != &subs; c = next) {
+		next = c->next;
+		struct evbuffer *out = bufferevent_get_output(c->bev);
+		if (evbuffer_get_length(out) + len > cap) {
+			stat_slow++;
+			free_client(c);
+			continue;
+		}
+		evbuffer_add(out, line, len);
+		stat_notifs++;
+	}
+}
+
+static void signal_cb(evutil_socket_t sig, short what, void *arg)
+{
+	(void)sig;
+	(void)what;
+	(void)arg;
+	event_base_loopbreak(base);
+}
+
+int main(int argc, char **argv)
+{
+	static const struct option lopts[] = {
+		{"port", 1, 0, 'p'}, {"bind", 1, 0, 'b'}, {"interval", 1, 0, 'i'},
+		{"max-clients", 1, 0, 'm'}, {"cap", 1, 0, 'c'}, {0, 0, 0, 0}};
+	int port = 6789, ch;
+	const char *bind_addr = "127.0.0.1";
+	double interval = 1.0;
+	while ((ch = getopt_long(argc, argv, "", lopts, NULL)) != -1) {
+		switch (ch) {
+		case 'p': port = atoi(optarg); break;
+		case 'b': bind_addr = optarg; break;
+		case 'i': interval = atof(optarg); break;
+		case 'm': max_clients = atol(optarg); break;
+		case 'c': cap = (size_t)atol(optarg); break;
+		default:
+			fprintf(stderr, "usage: server_libevent [--port N] [--bind ADDR] [--interval S] [--max-clients N] [--cap BYTES]\n");
+			return 2;
+		}
+	}
+	struct sockaddr_in sin = {.sin_family = AF_INET, .sin_port = htons((uint16_t)port)};
+	if (port < 0 || port > 65535 || interval <= 0 || optind != argc || inet_pton(AF_INET, bind_addr, &sin.sin_addr) != 1) {
+		fprintf(stderr, "server_libevent: bad arguments\n");
+		return 2;
+	}
+	struct rlimit rl;
+	if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur < rl.rlim_max) {
+		rl.rlim_cur = rl.rlim_max;
+		setrlimit(RLIMIT_NOFILE, &rl);
+	}
+	signal(SIGPIPE, SIG_IGN);
+	struct timespec now;
+	clock_gettime(CLOCK_MONOTONIC, &now);
+	rng ^= (uint64_t)now.tv_nsec * 0x9E3779B97F4A7C15ull;
+
+	base = event_base_new();
+	if (!base)
+		return 1;
+	struct evconnlistener *lst = evconnlistener_new_bind(base, accept_cb, NULL,
+		LEV_OPT_CLOSE_ON_FREE | LEV_OPT_REUSEABLE | LEV_OPT_CLOSE_ON_EXEC, 4096,
+		(struct sockaddr *)&sin, sizeof sin);
+	if (!lst) {
+		fprintf(stderr, "server_libevent: cannot listen on %s:%d: %s\n", bind_addr, port, strerror(errno));
+		return 1;
+	}
+	socklen_t sl = sizeof sin;
+	getsockname(evconnlistener_get_fd(lst), (struct sockaddr *)&sin, &sl);
+	printf("port=%d\n", ntohs(sin.sin_port));
+	fflush(stdout);
+
+	struct event *timer = event_new(base, -1, EV_PERSIST, timer_cb, NULL);
+	struct timeval tv = {(time_t)interval, (suseconds_t)((interval - (double)(time_t)interval) * 1e6)};
+	event_add(timer, &tv);
+	struct event *sigint = evsignal_new(base, SIGINT, signal_cb, NULL);
+	struct event *sigterm = evsignal_new(base, SIGTERM, signal_cb, NULL);
+	event_add(sigint, NULL);
+	event_add(sigterm, NULL);
+
+	event_base_dispatch(base);
+
+	fprintf(stderr, "server_libevent: connections=%llu requests=%llu notifications=%llu slow_dropped=%llu\n",
+		stat_conns, stat_requests, stat_notifs, stat_slow);
+	event_free(timer);
+	event_free(sigint);
+	event_free(sigterm);
+	evconnlistener_free(lst);
+	event_base_free(base);
+	return 0;
+}
