@@ -352,6 +352,7 @@ int line_receiver_data_received(line_receiver *lr, const char *data, size_t len)
         size_t n;
         char *all = gather(lr, &f, &n);
         free(f.own);
+        d_done(&f);
         if (n && !all)
             return -ENOMEM;
         lr->buf = all;

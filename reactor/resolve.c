@@ -77,13 +77,14 @@ static void *worker(void *arg)
         free_job(job);
         return NULL;
     }
-    if (reactor_call_from_thread(job->mod->r, job_done, job) == 0)
-        job->queued = 1;
-    else
-        job->orphaned = 1; /* the reactor refuses: nobody will run job_done */
-    int orphaned = job->orphaned;
+    /* Mark it queued first: once the call is queued the loop may run job_done and free
+     * the job at any moment, so we must not touch it after a successful call. */
+    job->queued = 1;
+    if (reactor_call_from_thread(job->mod->r, job_done, job) != 0) {
+        job->queued = 0;
+        job->orphaned = 1; /* the reactor is closing: its teardown frees the job */
+    }
     pthread_mutex_unlock(&resolve_lock);
-    (void)orphaned; /* the loop's teardown frees it (it is still on the job list) */
     return NULL;
 }
 
