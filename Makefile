@@ -71,7 +71,10 @@ T_OBJS    := $(T_SRCS:%.c=$(BUILD)/obj/%.o)
 CHECK_ALL := $(BUILD)/t/check_all
 
 BENCH_SRCS := $(wildcard t/bench/*.c)
-BENCH_BINS := $(BENCH_SRCS:t/bench/%.c=$(BUILD)/bench/%)
+# The libevent / libuv comparison servers are skipped where pkg-config does not find the library.
+BENCH_SKIP := $(if $(shell pkg-config --exists libevent 2>/dev/null && echo y),,server_libevent) \
+	$(if $(shell pkg-config --exists libuv 2>/dev/null && echo y),,server_libuv)
+BENCH_BINS := $(filter-out $(addprefix $(BUILD)/bench/,$(BENCH_SKIP)),$(BENCH_SRCS:t/bench/%.c=$(BUILD)/bench/%))
 
 DEPS_STAMP := $(BUILD)/.deps-ok
 
