@@ -334,7 +334,8 @@ deferred *defer_to_thread_full(reactor *r, defer_to_thread_fn fn, void *arg,
         job_finish(j);
         return ret;
     }
-    pthread_cond_signal(&p->work);
+    if (p->idle > 0) /* busy workers take the job when they finish theirs */
+        pthread_cond_signal(&p->work);
     pthread_mutex_unlock(&p->lock);
     return deferred_ref(d);
 }

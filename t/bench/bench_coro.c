@@ -16,6 +16,8 @@
 
 #include <twistc/coro.h>
 #include <twistc/deferred.h>
+#include <twistc/reactor.h>
+#include <twistc/thread_pool.h>
 
 #include "deferred/coro_switch_internal.h"
 
@@ -164,6 +166,38 @@ static double bench_start_uncached(long n)
     return t * 1e9 / n;
 }
 
+/* ns per defer_to_thread call of a trivial function, end to end (queue, worker, wake,
+ * fire on the reactor thread), n calls in flight at once on the default 4 threads. */
+static deferred_result trivial(void *arg)
+{
+    return deferred_int(1);
+}
+
+static deferred_result count_done(deferred_result r, void *arg)
+{
+    ++*(long *)arg;
+    return r;
+}
+
+static double bench_defer_to_thread(long n)
+{
+    reactor *r = reactor_new();
+    if (!r)
+        return -1;
+    long done = 0;
+    double t0 = now();
+    for (long i = 0; i < n; i++) {
+        deferred *d = defer_to_thread(r, trivial, NULL);
+        deferred_add_callback(d, count_done, &done);
+        deferred_unref(d);
+    }
+    for (int i = 0; i < 100000 && done < n; i++)
+        reactor_iterate(r, 0.1);
+    double t = now() - t0;
+    reactor_free(r);
+    return done == n ? t * 1e9 / n : -1;
+}
+
 static double best(double (*fn)(long), long n)
 {
     double b = 1e30;
@@ -185,6 +219,10 @@ int main(int argc, char **argv)
         bench_switch(atol(argv[2]));
         return 0;
     }
+    if (argc == 3 && strcmp(argv[1], "threads") == 0) {
+        printf("%.1f ns per call\n", bench_defer_to_thread(atol(argv[2])));
+        return 0;
+    }
     if (argc == 3 && strcmp(argv[1], "await") == 0) {
         bench_await(atol(argv[2]));
         return 0;
@@ -200,6 +238,8 @@ int main(int argc, char **argv)
            best(bench_await_fired, 1000000));
     printf("start_finish_ns %8.1f   (coro_start + return, stack from the per-thread cache)\n",
            best(bench_start, 200000));
+    printf("thread_call_ns  %8.1f   (defer_to_thread of a trivial function, 20000 in flight)\n",
+           best(bench_defer_to_thread, 20000));
     printf("start_nocache_ns %7.1f   (same, stack mapped and unmapped each time)\n",
            best(bench_start_uncached, 5000));
     return 0;

@@ -5,6 +5,7 @@
                   (resume), up to the next yield: new Deferred + suspend + fire + resume
   await_fired_ns  yield of an already-fired Deferred (succeed(1))
   start_finish_ns calling an @inlineCallbacks function that returns at once
+  thread_call_ns  deferToThread of a trivial function, 20000 in flight, reactor running
 
 Run with Debian's python3-twisted:  /usr/bin/python3 t/bench/bench_coro_twisted.py
 Prints one "name ns" line per measurement (best of 5 runs).
@@ -71,6 +72,28 @@ def bench_start(n):
     return t * 1e9 / n
 
 
+def bench_threads(n):
+    from twisted.internet import reactor, threads
+    from twisted.internet.defer import gatherResults
+
+    out = []
+
+    def start():
+        t0 = time.perf_counter()
+        d = gatherResults([threads.deferToThread(lambda: 1) for _ in range(n)])
+
+        def done(values):
+            out.append((time.perf_counter() - t0) * 1e9 / n)
+            assert len(values) == n
+            reactor.stop()
+
+        d.addCallback(done)
+
+    reactor.callWhenRunning(start)
+    reactor.run()
+    return out[0]
+
+
 def best(fn, n):
     return min(fn(n) for _ in range(5))
 
@@ -82,3 +105,5 @@ if __name__ == "__main__":
     print("await_rt_ns     %8.1f" % best(bench_await, 100000))
     print("await_fired_ns  %8.1f" % best(bench_await_fired, 100000))
     print("start_finish_ns %8.1f" % best(bench_start, 100000))
+    # A reactor runs once: one run only.
+    print("thread_call_ns  %8.1f" % bench_threads(20000))
