@@ -7,6 +7,7 @@
  * Deferred on an explicit stack. A chain of 100 000 Deferreds so runs at constant C
  * stack depth. Freeing is queued the same way (see deferred_unref). */
 #include <errno.h>
+#include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -22,10 +23,84 @@ static deferred_result deferred__continue(deferred_result r, void *arg)
 
 /* ---- Creation and freeing ----------------------------------------------------------- */
 
+/* Per-thread state: a small cache of freed Deferred structs (the hot path "make, fire,
+ * free" then costs no malloc/free), and the queue that makes freeing iterative.
+ * The cache is off under the sanitizers so they see every use after free. Its blocks
+ * are returned to malloc when the thread exits (deferred_thread_cleanup, run by a
+ * pthread key destructor; the main thread's cache is freed at exit by atexit). */
+#if !defined(TWISTC_ASAN) && !defined(TWISTC_TSAN)
+#define DEFERRED__CACHE_MAX 64
+#else
+#define DEFERRED__CACHE_MAX 0
+#endif
+
+struct deferred__tls {
+    deferred *cache;   /* linked through free_next */
+    unsigned ncache;
+    int freeing;
+    int registered;
+    deferred *queue_head, *queue_tail;
+};
+static _Thread_local struct deferred__tls tls;
+
+#if DEFERRED__CACHE_MAX > 0
+static pthread_key_t cache_key;
+static pthread_once_t cache_once = PTHREAD_ONCE_INIT;
+
+static void drain_cache(struct deferred__tls *t)
+{
+    while (t->cache) {
+        deferred *d = t->cache;
+        t->cache = d->free_next;
+        free(d);
+    }
+    t->ncache = 0;
+}
+static void thread_exit(void *arg)
+{
+    (void)arg;
+    drain_cache(&tls);
+}
+static void main_exit(void) { drain_cache(&tls); }
+static void make_key(void)
+{
+    pthread_key_create(&cache_key, thread_exit);
+    atexit(main_exit);
+}
+static void cache_put(deferred *d)
+{
+    if (tls.ncache < DEFERRED__CACHE_MAX) {
+        if (!tls.registered) {
+            pthread_once(&cache_once, make_key);
+            pthread_setspecific(cache_key, &tls);
+            tls.registered = 1;
+        }
+        d->free_next = tls.cache;
+        tls.cache = d;
+        tls.ncache++;
+        return;
+    }
+    free(d);
+}
+static deferred *cache_get(void)
+{
+    deferred *d = tls.cache;
+    if (d) {
+        tls.cache = d->free_next;
+        tls.ncache--;
+        return d;
+    }
+    return malloc(sizeof *d);
+}
+#else
+static void cache_put(deferred *d) { free(d); }
+static deferred *cache_get(void) { return malloc(sizeof(deferred)); }
+#endif
+
 deferred *deferred_new_at(const char *file, int line, deferred_canceller canceller,
                           void *canceller_arg)
 {
-    deferred *d = malloc(sizeof *d);
+    deferred *d = cache_get();
     if (!d) {
         errno = ENOMEM;
         return NULL;
@@ -37,21 +112,20 @@ deferred *deferred_new_at(const char *file, int line, deferred_canceller cancell
     d->count = 0;
     d->cap = DEFERRED__INLINE_PAIRS;
     d->pairs = d->inl;
-    d->result = deferred_none();
-    d->chained_to = NULL;
-    d->canceller = canceller;
-    d->canceller_arg = canceller_arg;
-    d->canceller_arg_free = NULL;
+    d->result.kind = DEFERRED_NONE;
+    d->result.free_fn = NULL;
+    d->result.u.i = 0;
     d->created_file = file;
     d->created_line = line;
     d->fired_file = NULL;
-    d->fired_line = 0;
-    d->live_prev = d->live_next = NULL;
+    d->chained_to = NULL;
+    d->canceller = canceller;
+    d->canceller_arg = canceller_arg;
     d->on_live = d->reported = 0;
-    d->free_next = NULL;
-    d->debug = NULL;
-    if (deferred__debugging)
+    if (__atomic_load_n(&deferred__debugging, __ATOMIC_RELAXED)) {
         deferred__debug_created(d);
+        d->flags |= DEFERRED__SLOW_FREE | DEFERRED__DEBUG;
+    }
     return d;
 }
 
@@ -64,94 +138,111 @@ deferred *deferred_ref(deferred *d)
 
 static void destroy(deferred *d)
 {
-    if (d->result.kind == DEFERRED_FAILURE)
-        deferred__live_destroy(d);
-    deferred_result_clear(&d->result);
+    if (d->result.kind >= DEFERRED_STR) { /* something to free */
+        if (d->result.kind == DEFERRED_FAILURE)
+            deferred__live_destroy(d);
+        deferred_result_clear(&d->result);
+    }
     /* Pairs that never ran: give their args back. A discarded continuation releases
      * the Deferred that waited on this one (see continuation_free). */
     while (d->head < d->count) {
-        deferred__pair p = d->pairs[d->head++];
-        if (p.arg_free)
-            p.arg_free(p.arg);
+        deferred__pair *p = &d->pairs[d->head++];
+        if (p->arg_free)
+            p->arg_free(p->arg);
     }
-    if (d->canceller_arg_free)
-        d->canceller_arg_free(d->canceller_arg);
-    if (d->debug)
-        deferred__debug_free(d);
-    if (d->pairs != d->inl)
-        free(d->pairs);
-    free(d);
+    if (d->flags & DEFERRED__SLOW_FREE) {
+        if (d->flags & DEFERRED__HAS_CANCELLER_ARG_FREE)
+            d->canceller_arg_free(d->canceller_arg);
+        if (d->flags & DEFERRED__DEBUG)
+            deferred__debug_free(d);
+        if (d->pairs != d->inl)
+            free(d->pairs);
+    }
+    cache_put(d);
 }
 
 /* Freeing one Deferred can release others (discarded continuations, DeferredList
  * inputs...). They are queued and freed by the outermost call, so freeing a chain of
- * 100 000 unfired Deferreds does not recurse either. Per thread: a Deferred belongs
- * to one thread. */
-static _Thread_local deferred *free_queue_head;
-static _Thread_local deferred *free_queue_tail;
-static _Thread_local int freeing;
+ * 100 000 unfired Deferreds does not recurse either. */
+static void unref_slow(deferred *d)
+{
+    if (tls.freeing) {
+        d->free_next = NULL;
+        if (tls.queue_tail)
+            tls.queue_tail->free_next = d;
+        else
+            tls.queue_head = d;
+        tls.queue_tail = d;
+        return;
+    }
+    tls.freeing = 1;
+    destroy(d);
+    while ((d = tls.queue_head) != NULL) {
+        tls.queue_head = d->free_next;
+        if (!tls.queue_head)
+            tls.queue_tail = NULL;
+        destroy(d);
+    }
+    tls.freeing = 0;
+}
 
 void deferred_unref(deferred *d)
 {
-    if (!d || --d->refs > 0)
-        return;
-    d->free_next = NULL;
-    if (free_queue_tail)
-        free_queue_tail->free_next = d;
-    else
-        free_queue_head = d;
-    free_queue_tail = d;
-    if (freeing)
-        return;
-    freeing = 1;
-    while ((d = free_queue_head) != NULL) {
-        free_queue_head = d->free_next;
-        if (!free_queue_head)
-            free_queue_tail = NULL;
-        destroy(d);
+    if (d && --d->refs == 0) {
+        if (!tls.freeing && !(d->flags & DEFERRED__SLOW_FREE) && d->head == d->count &&
+            d->result.kind < DEFERRED_STR) {
+            cache_put(d); /* nothing inside to free or report: the common case */
+            return;
+        }
+        unref_slow(d);
     }
-    freeing = 0;
 }
 
 unsigned deferred_refcount(const deferred *d) { return d ? d->refs : 0; }
 
 /* ---- The pair queue ---------------------------------------------------------------- */
 
-static int push_pair(deferred *d, deferred_cb cb, deferred_cb eb, void *arg,
-                     deferred_free_fn arg_free)
+/* Makes room for one more pair (the array is full). */
+static int grow_pairs(deferred *d)
+{
+    unsigned live = d->count - d->head;
+    if (d->head > 0 && live < d->cap / 2) {
+        /* Mostly consumed: slide down instead of growing. */
+        memmove(d->pairs, d->pairs + d->head, live * sizeof *d->pairs);
+    } else {
+        unsigned ncap = d->cap * 2;
+        deferred__pair *np;
+        if (d->pairs == d->inl) {
+            np = malloc(ncap * sizeof *np);
+            if (np)
+                memcpy(np, d->pairs + d->head, live * sizeof *np);
+        } else {
+            if (d->head > 0)
+                memmove(d->pairs, d->pairs + d->head, live * sizeof *d->pairs);
+            np = realloc(d->pairs, ncap * sizeof *np);
+        }
+        if (!np) {
+            if (d->head > 0 && d->pairs != d->inl) {
+                d->head = 0;
+                d->count = live;
+            }
+            return -ENOMEM;
+        }
+        d->pairs = np;
+        d->cap = ncap;
+    }
+    d->head = 0;
+    d->count = live;
+    return 0;
+}
+
+static inline int push_pair(deferred *d, deferred_cb cb, deferred_cb eb, void *arg,
+                            deferred_free_fn arg_free)
 {
     if (d->head == d->count) /* empty: reuse from the start */
         d->head = d->count = 0;
-    if (d->count == d->cap) {
-        unsigned live = d->count - d->head;
-        if (d->head > 0 && live < d->cap / 2) {
-            /* Mostly consumed: slide down instead of growing. */
-            memmove(d->pairs, d->pairs + d->head, live * sizeof *d->pairs);
-        } else {
-            unsigned ncap = d->cap * 2;
-            deferred__pair *np;
-            if (d->pairs == d->inl) {
-                np = malloc(ncap * sizeof *np);
-                if (np)
-                    memcpy(np, d->pairs + d->head, live * sizeof *np);
-            } else {
-                if (d->head > 0)
-                    memmove(d->pairs, d->pairs + d->head, live * sizeof *d->pairs);
-                np = realloc(d->pairs, ncap * sizeof *np);
-            }
-            if (!np) {
-                if (d->head > 0 && d->pairs != d->inl) {
-                    d->head = 0;
-                    d->count = live;
-                }
-                return -ENOMEM;
-            }
-            d->pairs = np;
-            d->cap = ncap;
-        }
-        d->head = 0;
-        d->count = live;
-    }
+    if (d->count == d->cap && grow_pairs(d) < 0)
+        return -ENOMEM;
     deferred__pair *p = &d->pairs[d->count++];
     p->cb = cb;
     p->eb = eb;
@@ -196,7 +287,8 @@ static void run_callbacks(deferred *self)
     deferred *inline_stack[STACK_INLINE];
     deferred **stack = inline_stack;
     size_t n = 0, cap = STACK_INLINE;
-    stack[n++] = deferred_ref(self);
+    self->refs++; /* held across the run: a callback may drop the last user reference */
+    stack[n++] = self;
 
     while (n > 0) {
         deferred *cur = stack[n - 1];
@@ -205,7 +297,8 @@ static void run_callbacks(deferred *self)
              * abandons the whole stack here; going on with the Deferreds below lets
              * their own remaining pairs run now instead of at their next add. */
             n--;
-            deferred_unref(cur);
+            if (--cur->refs == 0)
+                unref_slow(cur);
             continue;
         }
         int finished = 1;
@@ -213,9 +306,9 @@ static void run_callbacks(deferred *self)
         if (cur->result.kind == DEFERRED_FAILURE && cur->head < cur->count)
             deferred__live_remove(cur);
         while (cur->head < cur->count) {
+            /* A copy: the array may move if the callback adds pairs. */
             deferred__pair p = cur->pairs[cur->head++];
-            int failed = cur->result.kind == DEFERRED_FAILURE;
-            deferred_cb fn = failed ? p.eb : p.cb;
+            deferred_cb fn = cur->result.kind == DEFERRED_FAILURE ? p.eb : p.cb;
             if (fn == deferred__continue) {
                 /* Hand our result to the Deferred waiting on us and go on with it;
                  * the pair's reference on it moves to the stack. */
@@ -286,7 +379,8 @@ static void run_callbacks(deferred *self)
             if (cur->result.kind == DEFERRED_FAILURE)
                 deferred__live_add(cur);
             n--;
-            deferred_unref(cur);
+            if (--cur->refs == 0)
+                unref_slow(cur);
         }
     }
     if (stack != inline_stack)
@@ -375,14 +469,14 @@ static int start(deferred *d, deferred_result r, const char *file, int line)
             d->flags &= ~DEFERRED__SUPPRESS;
             return 0;
         }
-        if (deferred__debugging)
+        if (__atomic_load_n(&deferred__debugging, __ATOMIC_RELAXED))
             deferred__report(DEFERRED_REPORT_ALREADY_CALLED, d, file, line);
         return -EALREADY;
     }
     d->flags |= DEFERRED__CALLED;
     d->fired_file = file;
     d->fired_line = line;
-    if (d->debug)
+    if (d->flags & DEFERRED__DEBUG)
         deferred__debug_fired(d);
     d->result = r;
     run_callbacks(d);
@@ -425,7 +519,7 @@ void deferred_sites(const deferred *d, const char **cf, int *cl, const char **ff
     if (cf) *cf = d ? d->created_file : NULL;
     if (cl) *cl = d ? d->created_line : 0;
     if (ff) *ff = d ? d->fired_file : NULL;
-    if (fl) *fl = d ? d->fired_line : 0;
+    if (fl) *fl = d && d->fired_file ? d->fired_line : 0;
 }
 
 /* ---- Pause and cancel -------------------------------------------------------------- */
@@ -454,11 +548,15 @@ int deferred_set_canceller(deferred *d, deferred_canceller canceller, void *arg,
         return -EINVAL;
     if (d->flags & DEFERRED__CALLED)
         return -EALREADY;
-    if (d->canceller_arg_free)
+    if (d->flags & DEFERRED__HAS_CANCELLER_ARG_FREE)
         d->canceller_arg_free(d->canceller_arg);
     d->canceller = canceller;
     d->canceller_arg = arg;
     d->canceller_arg_free = arg_free;
+    if (arg_free)
+        d->flags |= DEFERRED__SLOW_FREE | DEFERRED__HAS_CANCELLER_ARG_FREE;
+    else
+        d->flags &= ~DEFERRED__HAS_CANCELLER_ARG_FREE;
     return 0;
 }
 

@@ -23,11 +23,17 @@ enum {
     DEFERRED__RUNNING = 1u << 1,     /* one of its pairs is executing */
     DEFERRED__SUPPRESS = 1u << 2,    /* cancelled without canceller: swallow one firing */
     DEFERRED__CANCELLING = 1u << 3,  /* canceller already called (runs at most once) */
+    /* destroy() has more to do than the common case: a heap pair array, a canceller
+     * argument to free, debug data. One test instead of three on the hot path. */
+    DEFERRED__SLOW_FREE = 1u << 4,
+    DEFERRED__DEBUG = 1u << 5,       /* d->debug is set (debugging was on at creation) */
+    DEFERRED__HAS_CANCELLER_ARG_FREE = 1u << 6,
 };
 
 struct deferred__debug; /* backtraces, debugging mode only */
 
 struct deferred {
+    /* Hot: touched by every make/add/fire/free (first cache lines). */
     unsigned refs;
     unsigned flags;
     int paused;
@@ -36,22 +42,23 @@ struct deferred {
     unsigned cap;
     deferred__pair *pairs; /* == inl, or a heap array */
     deferred_result result;
-    deferred *chained_to; /* weak: the inner Deferred this one waits on (A14) */
-    deferred_canceller canceller;
-    void *canceller_arg;
-    deferred_free_fn canceller_arg_free;
+    deferred__pair inl[DEFERRED__INLINE_PAIRS];
     const char *created_file;
     const char *fired_file;
     int created_line;
     int fired_line;
-    /* Live-failure list; these three fields are only touched under its lock, since the
+    /* Cold. */
+    deferred *chained_to; /* weak: the inner Deferred this one waits on (A14) */
+    deferred_canceller canceller;
+    void *canceller_arg;
+    deferred_free_fn canceller_arg_free; /* valid with DEFERRED__HAS_CANCELLER_ARG_FREE */
+    struct deferred__debug *debug;       /* valid with DEFERRED__DEBUG */
+    deferred *free_next; /* free queue / per-thread cache of freed structs */
+    /* Live-failure list; these four fields are only touched under its lock, since the
      * shutdown report may run on another thread. */
-    deferred *live_prev, *live_next;
+    deferred *live_prev, *live_next; /* valid while on_live */
     unsigned char on_live;  /* on the list */
     unsigned char reported; /* its failure was reported already (do not report again) */
-    deferred *free_next;             /* queue of Deferreds being freed (no recursion) */
-    struct deferred__debug *debug;
-    deferred__pair inl[DEFERRED__INLINE_PAIRS];
 };
 
 /* deferred_report.c */

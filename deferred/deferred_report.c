@@ -82,6 +82,7 @@ int deferred_get_debugging(void) { return __atomic_load_n(&deferred__debugging, 
 
 void deferred__debug_created(deferred *d)
 {
+    /* NULL on out of memory: the flag is set anyway, every user checks the pointer. */
     d->debug = calloc(1, sizeof *d->debug);
 #ifdef DEFERRED__HAVE_BACKTRACE
     if (d->debug)
@@ -109,7 +110,7 @@ void deferred__debug_free(deferred *d)
 static char *debug_text(const deferred *d)
 {
 #ifdef DEFERRED__HAVE_BACKTRACE
-    if (!d->debug)
+    if (!(d->flags & DEFERRED__DEBUG) || !d->debug)
         return NULL;
     char *buf = NULL;
     size_t len = 0;

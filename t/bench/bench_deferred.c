@@ -4,8 +4,10 @@
  *
  * Measures, best of 3 runs each:
  *   create_fire_free  deferred_new + one add_callback + callback + unref, per second
- *   chain_callbacks   callbacks run per second along one chain of 1 000 000 pairs
- *                     (adding and running them, then freeing the Deferred)
+ *   chain_callbacks   callbacks per second along chains of 1 000 pairs (adding and
+ *                     running them, then freeing the Deferred), 1 000 000 in all
+ *   long_chain        the same along ONE chain of 1 000 000 pairs (Twisted: 100 000,
+ *                     since its list.pop(0) makes a long chain quadratic)
  *   implicit_chain    Deferreds per second handing their result along an implicit
  *                     chain of 100 000 (each callback returned the next Deferred)
  * Then runs t/bench/bench_deferred_twisted.py with /usr/bin/python3 (Twisted from
@@ -55,19 +57,34 @@ static double bench_create_fire_free(long n)
     return (double)n / (now() - t0);
 }
 
-static double bench_chain(long n)
+static void one_chain(long len)
 {
-    double t0 = now();
     deferred *d = deferred_new();
-    for (long i = 0; i < n; i++)
+    for (long i = 0; i < len; i++)
         deferred_add_callback(d, add_one, NULL);
     deferred_callback(d, deferred_int(0));
     const deferred_result *r = deferred_peek_result(d);
-    if (!r || r->u.i != n) {
+    if (!r || r->u.i != len) {
         fprintf(stderr, "bench_chain: wrong result\n");
         exit(1);
     }
     deferred_unref(d);
+}
+
+#define CHAIN_LEN 1000
+
+static double bench_chain(long n)
+{
+    double t0 = now();
+    for (long i = 0; i < n / CHAIN_LEN; i++)
+        one_chain(CHAIN_LEN);
+    return (double)n / (now() - t0);
+}
+
+static double bench_long_chain(long n)
+{
+    double t0 = now();
+    one_chain(n);
     return (double)n / (now() - t0);
 }
 
@@ -108,7 +125,8 @@ static double best(double (*fn)(long), long n)
 }
 
 /* Runs the Twisted script and reads its key=value lines. */
-static int run_twisted(const char *script, int quick, double *cff, double *chain, double *impl)
+static int run_twisted(const char *script, int quick, double *cff, double *chain, double *impl,
+                       double *lng)
 {
     char cmd[512];
     snprintf(cmd, sizeof cmd, "/usr/bin/python3 %s%s", script, quick ? " --quick" : "");
@@ -126,9 +144,11 @@ static int run_twisted(const char *script, int quick, double *cff, double *chain
             *chain = v, got |= 2;
         else if (sscanf(line, "twisted_implicit_chain_deferreds_per_s=%lf", &v) == 1)
             *impl = v, got |= 4;
+        else if (sscanf(line, "twisted_long_chain_callbacks_per_s=%lf", &v) == 1)
+            *lng = v, got |= 8;
     }
     int rc = pclose(p);
-    return (rc == 0 && got == 7) ? 0 : -EIO;
+    return (rc == 0 && got == 15) ? 0 : -EIO;
 }
 
 int main(int argc, char **argv)
@@ -150,23 +170,28 @@ int main(int argc, char **argv)
     long n_cff = quick ? 200000 : 5000000;
     long n_chain = quick ? 100000 : 1000000;
     long n_impl = quick ? 10000 : 100000;
+    long n_long = quick ? 100000 : 1000000;
 
     double cff = best(bench_create_fire_free, n_cff);
     double chain = best(bench_chain, n_chain);
     double impl = best(bench_implicit_chain, n_impl);
+    double lng = best(bench_long_chain, n_long);
     printf("c_create_fire_free_per_s=%.0f\n", cff);
     printf("c_chain_callbacks_per_s=%.0f\n", chain);
     printf("c_implicit_chain_deferreds_per_s=%.0f\n", impl);
+    printf("c_long_chain_n=%ld\n", n_long);
+    printf("c_long_chain_callbacks_per_s=%.0f\n", lng);
     fflush(stdout);
     if (!twisted)
         return 0;
-    double tcff = 0, tchain = 0, timpl = 0;
-    if (run_twisted(script, quick, &tcff, &tchain, &timpl) < 0) {
+    double tcff = 0, tchain = 0, timpl = 0, tlng = 0;
+    if (run_twisted(script, quick, &tcff, &tchain, &timpl, &tlng) < 0) {
         fprintf(stderr, "twisted run failed (%s)\n", script);
         return 1;
     }
     printf("ratio_create_fire_free=%.1f\n", cff / tcff);
     printf("ratio_chain_callbacks=%.1f\n", chain / tchain);
     printf("ratio_implicit_chain=%.1f\n", impl / timpl);
+    printf("ratio_long_chain=%.1f\n", lng / tlng);
     return 0;
 }
