@@ -35,7 +35,9 @@ typedef struct coro {
     deferred_result awaited; /* delivered by await_cb */
     deferred_result final;   /* what the body returned */
     unsigned refs;
+    unsigned ran_pairs;     /* await pairs whose function ran, arg_free still to come */
     unsigned char have_result;
+    unsigned char orphaned; /* the awaited Deferred was freed without firing */
     unsigned char cancel_pending;
     unsigned char closing;
     struct coro_registry *reg; /* reactor registry, NULL when none or closed */
@@ -62,9 +64,27 @@ static void co_unref(coro *co)
         free(co);
 }
 
-static void co_unref_void(void *p)
+static void co_resume(coro *co);
+
+/* arg_free of an await pair: after await_cb ran, or when the awaited Deferred was freed
+ * without firing and discarded the pair. In the second case nothing will ever resume
+ * the coroutine, so it is resumed now with a failure (Python closes a generator that is
+ * garbage collected in the same spirit). */
+static void pair_released(void *p)
 {
-    co_unref(p);
+    coro *co = p;
+    if (co->ran_pairs > 0) {
+        co->ran_pairs--;
+    } else if (co->waiting && !co->have_result && !co->closing &&
+               co->fiber.state != CORO__FIBER_DONE) {
+        co->waiting = NULL;
+        co->orphaned = 1;
+        if (co->fiber.state == CORO__FIBER_SUSPENDED)
+            co_resume(co); /* our reference (below) keeps co alive meanwhile */
+        /* RUNNING: coro_await_take dropped the last reference itself; it sees
+         * waiting == NULL and does not suspend. */
+    }
+    co_unref(co);
 }
 
 /* ---- the per-reactor registry (closing on reactor_free) ------------------------- */
@@ -84,8 +104,6 @@ static void reg_remove(coro *co)
     co->reg = NULL;
     reg->count--;
 }
-
-static void co_resume(coro *co);
 
 /* Module free hook: reactor_free() on a reactor with coroutines still suspended. */
 static void reg_free(void *data)
@@ -258,6 +276,7 @@ deferred *coro_start(reactor *r, coro_fn fn, void *arg, size_t stack_size)
 static deferred_result await_cb(deferred_result r, void *arg)
 {
     coro *co = arg;
+    co->ran_pairs++; /* tells pair_released this pair was not discarded */
     if (co->waiting == NULL || co->have_result) {
         /* Detached (the coroutine was closed): nobody wants this result any more. */
         deferred_result_clear(&r);
@@ -272,43 +291,63 @@ static deferred_result await_cb(deferred_result r, void *arg)
     return deferred_none();
 }
 
-deferred_result coro_await(deferred *d)
+/* take: the caller's reference on d is dropped, before suspending (so that a producer
+ * dropping d unfired is noticed, see pair_released). */
+static deferred_result await_impl(deferred *d, int take)
 {
     coro *co = current;
+    deferred_result out;
     if (!d)
         return deferred_error(EINVAL, "coro_await(NULL)");
     if (!co)
-        return deferred_error(EINVAL, "coro_await called outside a coroutine");
-    if (co->closing)
-        return deferred_error(ECANCELED, "coroutine closed: its reactor was freed");
-    if (d == co->target)
-        return deferred_error(EDEADLK, "a coroutine cannot await its own Deferred");
-    /* Already fired: no pair, no switch, no stack (20 000 of these in a loop are fine). */
-    deferred_result out;
-    if (deferred_take_result(d, &out) == 0)
-        return out;
-    co->waiting = d;
-    co->have_result = 0;
-    co->refs++; /* owned by the pair, dropped by its arg_free */
-    if (!deferred_add_callbacks_full(d, await_cb, await_cb, co, co_unref_void)) {
-        int err = errno ? errno : ENOMEM; /* arg_free already dropped the reference */
-        co->waiting = NULL;
-        return deferred_error(err, "coro_await: cannot add callbacks");
+        out = deferred_error(EINVAL, "coro_await called outside a coroutine");
+    else if (co->closing)
+        out = deferred_error(ECANCELED, "coroutine closed: its reactor was freed");
+    else if (d == co->target)
+        out = deferred_error(EDEADLK, "a coroutine cannot await its own Deferred");
+    else if (deferred_take_result(d, &out) == 0)
+        ; /* already fired: no pair, no switch, no stack (20 000 in a loop are fine) */
+    else {
+        co->waiting = d;
+        co->have_result = 0;
+        co->orphaned = 0;
+        co->refs++; /* owned by the pair, dropped by pair_released */
+        if (!deferred_add_callbacks_full(d, await_cb, await_cb, co, pair_released)) {
+            int err = errno ? errno : ENOMEM; /* pair_released already ran */
+            co->waiting = NULL;
+            out = deferred_error(err, "coro_await: cannot add callbacks");
+        } else {
+            if (take) {
+                take = 0;
+                deferred_unref(d); /* may free d unfired: then waiting is NULL */
+            }
+            if (!co->have_result && co->waiting)
+                coro__fiber_yield(&co->fiber);
+            co->waiting = NULL;
+            if (co->have_result) {
+                co->have_result = 0;
+                out = deferred_result_take(&co->awaited);
+            } else if (co->orphaned) {
+                co->orphaned = 0;
+                out = deferred_error(ECANCELED, "the awaited Deferred was freed without firing");
+            } else {
+                out = deferred_error(ECANCELED, "coroutine closed: its reactor was freed");
+            }
+        }
     }
-    if (!co->have_result)
-        coro__fiber_yield(&co->fiber);
-    co->waiting = NULL;
-    if (!co->have_result)
-        return deferred_error(ECANCELED, "coroutine closed: its reactor was freed");
-    co->have_result = 0;
-    return deferred_result_take(&co->awaited);
+    if (take)
+        deferred_unref(d);
+    return out;
+}
+
+deferred_result coro_await(deferred *d)
+{
+    return await_impl(d, 0);
 }
 
 deferred_result coro_await_take(deferred *d)
 {
-    deferred_result r = coro_await(d);
-    deferred_unref(d);
-    return r;
+    return await_impl(d, 1);
 }
 
 /* ---- small queries ------------------------------------------------------------------ */

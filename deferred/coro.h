@@ -32,9 +32,13 @@
  *   - coro_start() returns one reference on the coroutine's Deferred (deferred_unref it).
  *     Dropping it does not stop the coroutine: the coroutine holds its own reference until
  *     it returns.
- *   - coro_await(d) BORROWS d: it neither takes nor drops the caller's reference;
- *     coro_await_take(d) drops the caller's reference when the wait is over (for
- *     `coro_await_take(request(...))`).
+ *   - coro_await(d) BORROWS d: it neither takes nor drops the caller's reference.
+ *     coro_await_take(d) TAKES it: it drops the caller's reference before suspending
+ *     (for `coro_await_take(request(...))`). The producer must then hold its own
+ *     reference until it fires d (the usual producer rule of deferred.h): if the
+ *     producer drops d without firing it, d is freed and the await returns an
+ *     ECANCELED failure ("the awaited Deferred was freed without firing") instead of
+ *     waiting forever.
  *   - The awaited Deferred's result is MOVED to the coroutine: d's chain continues with
  *     NONE after the await (a failure is therefore handled, not reported as unhandled).
  *   - A coroutine's stack is freed as soon as its function returns, from the stack that
@@ -81,8 +85,9 @@ TWISTC_API deferred *coro_start(reactor *r, coro_fn fn, void *arg, size_t stack_
  * once, without a switch. Outside a coroutine, or for d NULL: an EINVAL failure. In a
  * coroutine being closed (its reactor was freed): an ECANCELED failure. d is borrowed. */
 TWISTC_API deferred_result coro_await(deferred *d);
-/* Same, and then drops the caller's reference on d (also when d is NULL: that gives the
- * EINVAL failure, so `coro_await_take(request())` needs no error check of its own). */
+/* Same, but takes the caller's reference on d (dropped before suspending: see the
+ * ownership notes above). d NULL gives the EINVAL failure, so
+ * `coro_await_take(request())` needs no error check of its own. */
 TWISTC_API deferred_result coro_await_take(deferred *d);
 
 /* 1 when called from inside a coroutine. */

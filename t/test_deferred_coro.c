@@ -163,8 +163,9 @@ static deferred_result body_pingpong(void *arg)
     struct pingpong *p = arg;
     int64_t sum = 0;
     for (int i = 0; i < 2000; i++) {
-        p->next = deferred_new();
-        deferred_result r = coro_await_take(p->next);
+        deferred *d = deferred_new();
+        p->next = deferred_ref(d); /* the producer's (the test's) reference */
+        deferred_result r = coro_await_take(d);
         sum += r.u.i;
         p->rounds++;
     }
@@ -177,8 +178,9 @@ START_TEST(test_manySuspensions)
     struct pingpong p = {0};
     deferred *d = coro_start(NULL, body_pingpong, &p, 0);
     for (int i = 0; i < 2000 && p.next; i++) {
-        deferred *n = deferred_ref(p.next);
-        deferred_callback(n, deferred_int(i));
+        deferred *n = p.next;
+        p.next = NULL;
+        deferred_callback(n, deferred_int(i)); /* resumes the body: sets p.next again */
         deferred_unref(n);
     }
     ck_assert_int_eq(p.rounds, 2000);
@@ -554,6 +556,57 @@ START_TEST(test_reactorFreeClosesSuspended)
 }
 END_TEST
 
+/* The producer drops the only reference on the awaited Deferred without firing it
+ * (coro_await_take gave up the coroutine's own): the await returns an ECANCELED
+ * failure instead of hanging forever, and nothing leaks. */
+struct orphan {
+    deferred *producer;
+    int code;
+    int after;
+};
+
+static deferred_result body_orphan(void *arg)
+{
+    struct orphan *o = arg;
+    deferred_result r = coro_await_take(deferred_ref(o->producer));
+    o->code = deferred_result_code(&r);
+    deferred_result_clear(&r);
+    /* The coroutine goes on normally afterwards. */
+    deferred_result again = coro_await_take(deferred_succeed(deferred_int(5)));
+    o->after = (int)again.u.i;
+    return deferred_int(1);
+}
+
+START_TEST(test_awaitedDeferredFreedUnfired)
+{
+    struct orphan o = {.producer = deferred_new()};
+    deferred *d = coro_start(NULL, body_orphan, &o, 0);
+    ck_assert(!deferred_called(d));
+    deferred_unref(o.producer); /* the last reference: freed unfired */
+    ck_assert_int_eq(o.code, ECANCELED);
+    ck_assert_int_eq(o.after, 5);
+    deferred_result r = take_and_unref(d);
+    ck_assert_int_eq(r.u.i, 1);
+}
+END_TEST
+
+/* With coro_await (borrowing), the coroutine's own reference keeps the Deferred alive:
+ * a producer dropping its reference changes nothing; firing it later still works. */
+START_TEST(test_awaitBorrowKeepsDeferred)
+{
+    struct steps s = {.wait_on = deferred_new()};
+    deferred *keep = deferred_ref(s.wait_on);
+    deferred *d = coro_start(NULL, body_await_once, &s, 0);
+    deferred_unref(s.wait_on); /* the test's "producer" reference */
+    ck_assert_int_eq(s.step, 1);
+    deferred_callback(keep, deferred_int(1));
+    ck_assert_int_eq(s.step, 2);
+    deferred_unref(keep);
+    deferred_result r = take_and_unref(d);
+    ck_assert_int_eq(r.u.i, 2);
+}
+END_TEST
+
 START_TEST(test_backendNamed)
 {
     const char *b = coro_backend();
@@ -581,6 +634,8 @@ Suite *suite_deferred_coro(void)
     tcase_add_test(tc, test_dropResultEarly);
     tcase_add_test(tc, test_nestedCoroutines);
     tcase_add_test(tc, test_backendNamed);
+    tcase_add_test(tc, test_awaitedDeferredFreedUnfired);
+    tcase_add_test(tc, test_awaitBorrowKeepsDeferred);
     suite_add_tcase(s, tc);
 
     TCase *tcc = tcase_create("cancel");

@@ -92,8 +92,9 @@ static deferred_result await_body(void *arg)
 {
     int64_t sum = 0;
     for (long i = 0; i < rounds; i++) {
-        pending = deferred_new();
-        deferred_result r = coro_await_take(pending);
+        deferred *d = deferred_new();
+        pending = deferred_ref(d); /* the firing side's reference */
+        deferred_result r = coro_await_take(d);
         sum += r.u.i;
     }
     pending = NULL;
@@ -110,6 +111,7 @@ static double bench_await(long n)
     for (long i = 0; i < n; i++) {
         deferred *p = pending;
         deferred_callback(p, deferred_int(1));
+        deferred_unref(p);
     }
     double t = now() - t0;
     deferred_result r;
