@@ -206,9 +206,11 @@ static int buf_reserve(transport *t, size_t add)
     char *b = malloc(want);
     if (!b)
         return -ENOMEM;
-    memcpy(b, t->out, t->out_len);
+    uint32_t len = t->out_len; /* out_off is 0 here (moved above) */
+    memcpy(b, t->out, len);
     buf_release(t); /* gives a standard buffer back to the cache */
     t->out = b;
+    t->out_len = len;
     t->out_cap = (uint32_t)want;
     return 0;
 }
@@ -393,7 +395,11 @@ static void step(transport *t)
     }
     if (!pending(t)) {
         t->flags &= ~(uint32_t)T_WANT_WRITE;
-        int producer = t->x && t->x->pops;
+        /* lose_connection waits for a registered producer to unregister (Twisted),
+         * except after the peer's EOF on a protocol that cannot half-close: that
+         * connection is over, the producer just gets stop_producing. */
+        int producer = t->x && t->x->pops &&
+                       !((t->flags & T_READ_EOF) && !t->proto->ops->read_connection_lost);
         if ((t->flags & T_DISCONNECTING) && !producer) {
             close_socket(t, PROTOCOL_DONE, 0, 0);
             finish(t);
@@ -439,6 +445,7 @@ static void do_read(transport *t)
     }
     if (n == 0) {
         t->flags |= T_READ_EOF;
+        sync_watch(t); /* no more read interest: EOF stays readable forever */
         if (t->proto->ops->read_connection_lost) {
             t->flags |= T_IN_CB;
             t->proto->ops->read_connection_lost(t->proto);

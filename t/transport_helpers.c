@@ -153,9 +153,20 @@ static void rawc_io(reactor *r, int fd, unsigned events, void *data)
             c->buf = realloc(c->buf, c->cap);
             ck_assert_ptr_nonnull(c->buf);
         }
-        ssize_t n = recv(fd, c->buf + c->len, c->cap - c->len, 0);
+        size_t room = c->cap - c->len;
+        if (c->max_per_read && room > c->max_per_read)
+            room = c->max_per_read;
+        ssize_t n = recv(fd, c->buf + c->len, room, 0);
         if (n > 0) {
+            if (c->check_pattern && !c->bad_at)
+                for (size_t k = 0; k < (size_t)n; k++)
+                    if ((unsigned char)c->buf[c->len + k] != (c->len + k) % 251) {
+                        c->bad_at = c->len + k + 1;
+                        break;
+                    }
             c->len += (size_t)n;
+            if (c->max_per_read)
+                break;
             continue;
         }
         if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK))
@@ -174,7 +185,31 @@ static void rawc_io(reactor *r, int fd, unsigned events, void *data)
         c->done = 1;
 }
 
+void fill_pattern(char *buf, size_t len, size_t off)
+{
+    for (size_t i = 0; i < len; i++)
+        buf[i] = (char)((off + i) % 251);
+}
+
+void rawc_watch(struct rawc *c)
+{
+    ck_assert_int_eq(reactor_watch(c->r, c->fd, REACTOR_READABLE, rawc_io, c), 0);
+    c->watching = 1;
+}
+
+static void rawc_open(struct rawc *c, reactor *r, int port, int v6, int rcvbuf, int watch);
+
 void rawc_connect(struct rawc *c, reactor *r, int port, int v6)
+{
+    rawc_open(c, r, port, v6, 0, 1);
+}
+
+void rawc_connect_slow(struct rawc *c, reactor *r, int port, int rcvbuf)
+{
+    rawc_open(c, r, port, 0, rcvbuf, 0);
+}
+
+static void rawc_open(struct rawc *c, reactor *r, int port, int v6, int rcvbuf, int watch)
 {
     memset(c, 0, sizeof *c);
     c->r = r;
@@ -196,11 +231,13 @@ void rawc_connect(struct rawc *c, reactor *r, int port, int v6)
     }
     c->fd = socket(ss.ss_family, SOCK_STREAM | SOCK_CLOEXEC, 0);
     ck_assert_int_ge(c->fd, 0);
+    if (rcvbuf)
+        setsockopt(c->fd, SOL_SOCKET, SO_RCVBUF, &rcvbuf, sizeof rcvbuf);
     ck_assert_msg(connect(c->fd, (struct sockaddr *)&ss, len) == 0, "connect: %s",
                   strerror(errno));
     ck_assert_int_eq(fcntl(c->fd, F_SETFL, fcntl(c->fd, F_GETFL) | O_NONBLOCK), 0);
-    ck_assert_int_eq(reactor_watch(r, c->fd, REACTOR_READABLE, rawc_io, c), 0);
-    c->watching = 1;
+    if (watch)
+        rawc_watch(c);
 }
 
 void rawc_send(struct rawc *c, const void *data, size_t len)

@@ -60,10 +60,19 @@ struct rawc {
     size_t len, cap;
     size_t want; /* done once len >= want (if want) or on EOF/error */
     int eof, err, done, watching;
+    size_t max_per_read; /* 0: read everything available; else at most this per event */
+    int check_pattern;   /* verify bytes are (offset % 251) as they arrive */
+    size_t bad_at;       /* first wrong byte + 1, 0 if all good */
 };
 
 /* Blocking connect to 127.0.0.1:port (or ::1 if v6), then non-blocking + watched. */
 void rawc_connect(struct rawc *c, reactor *r, int port, int v6);
+/* Same with a small SO_RCVBUF (set before connecting) and not yet watched (a peer that
+ * does not read until rawc_watch). */
+void rawc_connect_slow(struct rawc *c, reactor *r, int port, int rcvbuf);
+void rawc_watch(struct rawc *c);
+/* Fills buf with the test pattern (offset % 251) starting at offset off. */
+void fill_pattern(char *buf, size_t len, size_t off);
 void rawc_send(struct rawc *c, const void *data, size_t len);
 void rawc_close(struct rawc *c);
 void rawc_free(struct rawc *c);
