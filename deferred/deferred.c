@@ -230,6 +230,7 @@ static int grow_pairs(deferred *d)
         }
         d->pairs = np;
         d->cap = ncap;
+        d->flags |= DEFERRED__SLOW_FREE; /* destroy() frees the heap array */
     }
     d->head = 0;
     d->count = live;

@@ -109,21 +109,20 @@ const char *deferred_code_name(int code)
     switch (code) {
     case DEFERRED_EFIRST: return "FirstError";
     case DEFERRED_EUSER: return "Error";
-    case ECANCELED: return "ECANCELED";
-    case ETIMEDOUT: return "ETIMEDOUT";
-    case EALREADY: return "EALREADY";
-    case EDEADLK: return "EDEADLK";
-    case ENOMEM: return "ENOMEM";
-    case EINVAL: return "EINVAL";
-    case ECONNREFUSED: return "ECONNREFUSED";
-    case ECONNRESET: return "ECONNRESET";
-    case EPIPE: return "EPIPE";
-    case ENOTCONN: return "ENOTCONN";
-    case EIO: return "EIO";
-    case ENOENT: return "ENOENT";
-    case EAGAIN: return "EAGAIN";
-    case EPROTO: return "EPROTO";
-    default: return "E?";
+#define N(e) \
+    case e: return #e;
+    /* The codes a network library meets; the rest fall back to "errno N". */
+    N(ECANCELED) N(ETIMEDOUT) N(EALREADY) N(EDEADLK) N(ENOMEM) N(EINVAL) N(ECONNREFUSED)
+    N(ECONNRESET) N(ECONNABORTED) N(EPIPE) N(ENOTCONN) N(EIO) N(ENOENT) N(EAGAIN) N(EPROTO)
+    N(EDOM) N(ERANGE) N(EBADF) N(EBADMSG) N(EBUSY) N(EEXIST) N(EHOSTUNREACH) N(ENETUNREACH)
+    N(EADDRINUSE) N(EADDRNOTAVAIL) N(EMFILE) N(ENFILE) N(ENOSPC) N(ENOSYS) N(ENOTSUP)
+    N(EPERM) N(EACCES) N(EINTR) N(EMSGSIZE) N(ESHUTDOWN) N(EOVERFLOW) N(EFAULT)
+#undef N
+    default: {
+        static _Thread_local char buf[24];
+        snprintf(buf, sizeof buf, "errno %d", code);
+        return buf;
+    }
     }
 }
 
