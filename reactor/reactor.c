@@ -290,13 +290,14 @@ static int poll_timeout(reactor *r, double max_wait)
  * rather than the whole timeout, so frequent signals cannot push timers late. */
 static int poll_backend(reactor *r, int timeout_ms)
 {
+    const int full = timeout_ms;
     double start = reactor__clock_now();
     for (;;) {
         int n = r->be->poll(r->be_state, timeout_ms, r->ready, r->ready_cap);
         if (n != -EINTR)
             return n;
-        if (timeout_ms > 0)
-            timeout_ms = reactor__ceil_ms(timeout_ms - (reactor__clock_now() - start) * 1000.0);
+        if (full > 0) /* what is left of the FULL timeout, rounded up */
+            timeout_ms = reactor__ceil_ms(full - (reactor__clock_now() - start) * 1000.0);
     }
 }
 

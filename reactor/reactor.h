@@ -173,6 +173,10 @@ TWISTC_API int reactor_stop_on_signals(reactor *r);
  * order with the other queued calls, at the start of the next iteration. Every call is
  * kept (none merged or lost). -ENOMEM, or -EINVAL once the reactor is freed. */
 TWISTC_API int reactor_call_from_thread(reactor *r, reactor_fn fn, void *data);
+/* Thread-safe too: makes the current poll (or the next one, if the loop is not polling)
+ * return at once. From a callback it means "do not block in this iteration's poll",
+ * e.g. after setting a flag that the code driving reactor_iterate() checks. */
+TWISTC_API int reactor_wakeup(reactor *r);
 
 /* ---- fork ------------------------------------------------------------------------ */
 

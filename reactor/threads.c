@@ -82,19 +82,38 @@ int reactor__threads_init(reactor *r)
     return rc;
 }
 
+/* Called with q_lock held: the wake write happens under the lock so reactor_free cannot
+ * close the fd under us; it is rare (once per batch), so the lock is not held for a
+ * syscall per call. */
+static void wake_locked(reactor *r)
+{
+    if (!atomic_exchange(&r->wake_pending, 1)) {
+        static const uint64_t one = 1; /* eventfd wants 8 bytes; a pipe takes them too */
+        ssize_t w = write(r->wake_fd[1], &one, sizeof one);
+        (void)w; /* EAGAIN: the pipe is full of wake bytes already, which is enough */
+    }
+}
+
 int reactor_call_from_thread(reactor *r, reactor_fn fn, void *data)
 {
     if (!r || !fn)
         return -EINVAL;
     pthread_mutex_lock(&r->q_lock);
     int rc = r->q_closed ? -EINVAL : reactor__calls_push(&r->q, fn, data);
-    /* The wake write happens under the lock so reactor_free cannot close the fd under
-     * us; it is rare (once per batch), so the lock is not held for a syscall per call. */
-    if (rc == 0 && !atomic_exchange(&r->wake_pending, 1)) {
-        static const uint64_t one = 1; /* eventfd wants 8 bytes; a pipe takes them too */
-        ssize_t w = write(r->wake_fd[1], &one, sizeof one);
-        (void)w; /* EAGAIN: the pipe is full of wake bytes already, which is enough */
-    }
+    if (rc == 0)
+        wake_locked(r);
+    pthread_mutex_unlock(&r->q_lock);
+    return rc;
+}
+
+int reactor_wakeup(reactor *r)
+{
+    if (!r)
+        return -EINVAL;
+    pthread_mutex_lock(&r->q_lock);
+    int rc = r->q_closed ? -EINVAL : 0;
+    if (rc == 0)
+        wake_locked(r);
     pthread_mutex_unlock(&r->q_lock);
     return rc;
 }

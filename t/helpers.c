@@ -37,18 +37,12 @@ reactor *th_reactor(int i)
     return r;
 }
 
-static void th_noop(reactor *r, void *data)
-{
-    (void)r;
-    (void)data;
-}
-
 void th_set_flag(reactor *r, void *data)
 {
     *(int *)data = 1;
-    /* A timer runs before the poll of its iteration: a call_soon makes that poll return
-     * at once, so the caller's loop sees the flag now rather than at the next event. */
-    reactor_call_soon(r, th_noop, NULL);
+    /* Timers and thread calls run before the poll of their iteration: without this the
+     * poll would wait for the next event before the caller's loop sees the flag. */
+    reactor_wakeup(r);
 }
 
 int th_iterate_until(reactor *r, const int *done, double max_seconds)
