@@ -70,6 +70,10 @@ T_SRCS    := $(filter-out t/check_all.c,$(wildcard t/*.c))
 T_OBJS    := $(T_SRCS:%.c=$(BUILD)/obj/%.o)
 CHECK_ALL := $(BUILD)/t/check_all
 
+FUZZ_SRCS := $(wildcard t/fuzz/*.c)
+FUZZ_BINS := $(FUZZ_SRCS:t/fuzz/%.c=$(BUILD)/fuzz/%)
+FUZZ_SECONDS ?= 20
+
 BENCH_SRCS := $(wildcard t/bench/*.c)
 # The libevent / libuv comparison servers are skipped where pkg-config does not find the library.
 BENCH_SKIP := $(if $(shell pkg-config --exists libevent 2>/dev/null && echo y),,server_libevent) \
@@ -78,7 +82,7 @@ BENCH_BINS := $(filter-out $(addprefix $(BUILD)/bench/,$(BENCH_SKIP)),$(BENCH_SR
 
 DEPS_STAMP := $(BUILD)/.deps-ok
 
-.PHONY: all lib apps tests check test asan tsan valgrind bench demo install uninstall clean deps
+.PHONY: all lib apps tests check test asan tsan valgrind bench fuzz fuzz-replay demo install uninstall clean deps
 .DEFAULT_GOAL := all
 
 all: lib apps tests
@@ -133,7 +137,7 @@ $(CHECK_ALL): $(BUILD)/obj/t/check_all.o $(T_OBJS) $(STATIC)
 	$(CC) -o $@ $^ $$(pkg-config --libs check) $(LDLIBS_BASE)
 
 # The runner prints Check's summary line last and fails when no test ran.
-check test: all
+check test: all fuzz-replay
 	$(CHECK_ALL)
 
 asan:
@@ -159,6 +163,28 @@ $(BUILD)/bench/%: t/bench/%.c $(STATIC) | $(HDR_LINKS)
 BENCH_LIBS_server_libevent = $(shell pkg-config --libs libevent 2>/dev/null)
 BENCH_LIBS_server_libuv    = $(shell pkg-config --libs libuv 2>/dev/null)
 
+# Fuzz targets: libFuzzer with ASan+UBSan (clang), each for FUZZ_SECONDS. The same files
+# build with any compiler as replay/random drivers (fuzz-replay, run by make check).
+fuzz:
+	@command -v clang >/dev/null || sh tools/deps.sh clang
+	$(MAKE) BUILD=build-fuzz CC=clang SAN=asan OPT="-O1 -g" CFLAGS="-fsanitize=fuzzer-no-link" lib
+	@mkdir -p build-fuzz/fuzz/corpus
+	@for src in $(FUZZ_SRCS); do \
+	  name=$$(basename $$src .c); \
+	  echo "clang -fsanitize=fuzzer $$src"; \
+	  clang -std=c11 -D_POSIX_C_SOURCE=200809L -DTWISTC_LIBFUZZER -O1 -g -Ibuild-fuzz/include \
+	    -fsanitize=fuzzer,address,undefined -o build-fuzz/fuzz/$$name $$src build-fuzz/libtwistc.a -pthread || exit 1; \
+	  mkdir -p build-fuzz/fuzz/corpus/$$name; \
+	  build-fuzz/fuzz/$$name -max_total_time=$(FUZZ_SECONDS) -print_final_stats=0 \
+	    build-fuzz/fuzz/corpus/$$name 2>&1 | tail -3 || exit 1; \
+	done
+
+fuzz-replay: $(FUZZ_BINS)
+	@for b in $(FUZZ_BINS); do $$b --random 20000 || exit 1; done
+$(BUILD)/fuzz/%: t/fuzz/%.c $(STATIC) | $(HDR_LINKS)
+	@mkdir -p $(@D)
+	$(CC) $(ALL_CFLAGS) -o $@ $< $(STATIC) $(LDLIBS_BASE)
+
 demo: all
 	sh apps/demo.sh $(BUILD)/bin
 
@@ -181,6 +207,6 @@ uninstall:
 	  $(DESTDIR)$(LIBDIR)/$(SONAME) $(DESTDIR)$(LIBDIR)/libtwistc.so $(DESTDIR)$(LIBDIR)/pkgconfig/twistc.pc
 
 clean:
-	rm -rf build build-asan build-tsan
+	rm -rf build build-asan build-tsan build-fuzz
 
 -include $(shell find $(BUILD)/obj -name '*.d' 2>/dev/null)
