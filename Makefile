@@ -175,8 +175,10 @@ fuzz:
 	  clang -std=c11 -D_POSIX_C_SOURCE=200809L -DTWISTC_LIBFUZZER -O1 -g -Ibuild-fuzz/include \
 	    -fsanitize=fuzzer,address,undefined -o build-fuzz/fuzz/$$name $$src build-fuzz/libtwistc.a -pthread || exit 1; \
 	  mkdir -p build-fuzz/fuzz/corpus/$$name; \
-	  build-fuzz/fuzz/$$name -max_total_time=$(FUZZ_SECONDS) -print_final_stats=0 \
-	    build-fuzz/fuzz/corpus/$$name 2>&1 | tail -3 || exit 1; \
+	  if ! build-fuzz/fuzz/$$name -max_total_time=$(FUZZ_SECONDS) \
+	      build-fuzz/fuzz/corpus/$$name > build-fuzz/fuzz/$$name.log 2>&1; then \
+	    tail -40 build-fuzz/fuzz/$$name.log; exit 1; fi; \
+	  tail -1 build-fuzz/fuzz/$$name.log; \
 	done
 
 fuzz-replay: $(FUZZ_BINS)
