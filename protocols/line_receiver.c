@@ -6,7 +6,7 @@
  *         needed, the bytes that completed it);
  *   d     the bytes of this read (borrowed from the transport's shared buffer), or a
  *         buffer we own that was appended during a callback;
- *   tail  lr->buf: bytes appended by a re-entrant call during a callback
+ *   tail  bytes appended by a re-entrant call during a callback
  *         (set_line_mode(extra), data_received from inside line_received).
  * Lines found inside `d` are handed over without a copy. Only when the loop stops does
  * what is left get copied into lr->buf. A re-entrant call only appends to the tail, so
@@ -23,7 +23,20 @@ enum {
     LR_STOPPED = 1u << 2,
     LR_CLEARED = 1u << 3, /* clear_line_buffer during a feed: drop everything */
     LR_PARTIAL = 1u << 4, /* lr->buf holds no complete delimiter (line mode leftover) */
+    LR_FEEDING = 1u << 5, /* data_received runs: the union holds lr->feed, not lr->buf */
 };
+
+/* Outside data_received the kept bytes sit in a buffer of exactly cap_of(buf_len) bytes,
+ * so the struct needs no capacity field (it stays at 40 bytes). */
+static size_t cap_of(size_t len)
+{
+    size_t c = 128;
+    if (!len)
+        return 0;
+    while (c < len)
+        c *= 2;
+    return c;
+}
 
 struct line_receiver_feed {
     char *own;
@@ -32,6 +45,8 @@ struct line_receiver_feed {
     size_t d_len;
     char *d_owned; /* d points into this buffer when not NULL */
     int own_nodelim;
+    char *tail; /* bytes appended by re-entrant calls */
+    size_t tail_len, tail_cap;
 };
 
 static const char *delim(const line_receiver *lr)
@@ -94,16 +109,12 @@ static int own_append(struct line_receiver_feed *f, const char *p, size_t n)
     return 0;
 }
 
-static int tail_append(line_receiver *lr, const char *p, size_t n)
+static int tail_append(struct line_receiver_feed *f, const char *p, size_t n)
 {
-    size_t cap = lr->buf_cap;
-    if ((size_t)lr->buf_len + n > UINT32_MAX)
-        return -ENOBUFS;
-    if (grow(&lr->buf, &cap, (size_t)lr->buf_len + n) < 0)
+    if (grow(&f->tail, &f->tail_cap, f->tail_len + n) < 0)
         return -ENOMEM;
-    lr->buf_cap = (uint32_t)cap;
-    memcpy(lr->buf + lr->buf_len, p, n);
-    lr->buf_len += (uint32_t)n;
+    memcpy(f->tail + f->tail_len, p, n);
+    f->tail_len += n;
     return 0;
 }
 
@@ -119,18 +130,20 @@ static void d_done(struct line_receiver_feed *f)
 static void steal_tail(line_receiver *lr, struct line_receiver_feed *f)
 {
     d_done(f);
-    f->d_owned = lr->buf;
-    f->d = lr->buf;
-    f->d_len = lr->buf_len;
-    lr->buf = NULL;
-    lr->buf_len = lr->buf_cap = 0;
+    (void)lr;
+    f->d_owned = f->tail;
+    f->d = f->tail;
+    f->d_len = f->tail_len;
+    f->tail = NULL;
+    f->tail_len = f->tail_cap = 0;
 }
 
 /* Everything not delivered yet, in order, as one malloc'd buffer; the sources are emptied. */
 static char *gather(line_receiver *lr, struct line_receiver_feed *f, size_t *len)
 {
     size_t orest = f->own_len - f->own_off;
-    size_t total = orest + f->d_len + lr->buf_len;
+    (void)lr;
+    size_t total = orest + f->d_len + f->tail_len;
     *len = total;
     char *out = total ? malloc(total) : NULL;
     if (out) {
@@ -138,16 +151,16 @@ static char *gather(line_receiver *lr, struct line_receiver_feed *f, size_t *len
             memcpy(out, f->own + f->own_off, orest);
         if (f->d_len)
             memcpy(out + orest, f->d, f->d_len);
-        if (lr->buf_len)
-            memcpy(out + orest + f->d_len, lr->buf, lr->buf_len);
+        if (f->tail_len)
+            memcpy(out + orest + f->d_len, f->tail, f->tail_len);
     }
     /* Emptied, not freed: a callback may still be reading a line that points into own
      * or d_owned. They are freed once the loop moves on. */
     f->own_off = f->own_len = 0;
     f->d_len = 0;
-    free(lr->buf);
-    lr->buf = NULL;
-    lr->buf_len = lr->buf_cap = 0;
+    free(f->tail);
+    f->tail = NULL;
+    f->tail_len = f->tail_cap = 0;
     return out;
 }
 
@@ -178,7 +191,7 @@ static int run(line_receiver *lr, struct line_receiver_feed *f, int *partial)
             return 0;
         size_t orest = f->own_len - f->own_off;
         if (!orest && !f->d_len) {
-            if (!lr->buf_len)
+            if (!f->tail_len)
                 return 0;
             steal_tail(lr, f);
         }
@@ -222,7 +235,7 @@ static int run(line_receiver *lr, struct line_receiver_feed *f, int *partial)
             } else {
                 /* own holds an unfinished line: complete it from what follows */
                 if (!f->d_len) {
-                    if (!lr->buf_len) {
+                    if (!f->tail_len) {
                         if (orest >= maxl + dlen)
                             return exceeded(lr, f);
                         *partial = 1;
@@ -260,7 +273,7 @@ static int run(line_receiver *lr, struct line_receiver_feed *f, int *partial)
         } else {
             long pos = find(lr, f->d, f->d_len);
             if (pos < 0) {
-                if (lr->buf_len) { /* more follows in the tail: keep this part */
+                if (f->tail_len) { /* more follows in the tail: keep this part */
                     if (own_append(f, f->d, f->d_len) < 0)
                         return -ENOMEM;
                     f->own_nodelim = 1;
@@ -295,10 +308,41 @@ static int run(line_receiver *lr, struct line_receiver_feed *f, int *partial)
     }
 }
 
+/* Stores what was not delivered as lr->buf, with capacity cap_of(len). */
+static int keep(line_receiver *lr, char *buf, size_t len, size_t cap)
+{
+    if (!len) {
+        free(buf);
+        lr->buf = NULL;
+        lr->buf_len = 0;
+        return 0;
+    }
+    if (len > UINT32_MAX) {
+        free(buf);
+        lr->buf = NULL;
+        lr->buf_len = 0;
+        return -ENOBUFS;
+    }
+    if (cap != cap_of(len)) { /* shrink (or grow) to the size the struct implies */
+        char *b = realloc(buf, cap_of(len));
+        if (!b && cap < cap_of(len)) {
+            free(buf);
+            lr->buf = NULL;
+            lr->buf_len = 0;
+            return -ENOMEM;
+        }
+        if (b)
+            buf = b;
+    }
+    lr->buf = buf;
+    lr->buf_len = (uint32_t)len;
+    return 0;
+}
+
 int line_receiver_data_received(line_receiver *lr, const char *data, size_t len)
 {
-    if (lr->feed) /* re-entrant: only append, the running loop will parse it */
-        return len ? tail_append(lr, data, len) : 0;
+    if (lr->flags & LR_FEEDING) /* re-entrant: only append, the running loop parses it */
+        return len ? tail_append(lr->feed, data, len) : 0;
     if (lr->flags & LR_STOPPED)
         return 0;
     if (!len && !lr->buf_len)
@@ -306,48 +350,47 @@ int line_receiver_data_received(line_receiver *lr, const char *data, size_t len)
     struct line_receiver_feed f = {
         .own = lr->buf,
         .own_len = lr->buf_len,
-        .own_cap = lr->buf_cap,
+        .own_cap = cap_of(lr->buf_len),
         .d = data,
         .d_len = len,
         .own_nodelim = (lr->flags & LR_PARTIAL) && !(lr->flags & LR_RAW),
     };
-    lr->buf = NULL;
-    lr->buf_len = lr->buf_cap = 0;
+    lr->buf_len = 0;
     lr->flags &= (uint8_t)~LR_PARTIAL;
     lr->feed = &f;
+    lr->flags |= LR_FEEDING;
     int partial;
     int rc = run(lr, &f, &partial);
-    lr->feed = NULL;
+    lr->flags &= (uint8_t)~LR_FEEDING;
+    lr->buf = NULL;
 
     /* Keep what was not delivered: own rest, then d, then the tail. */
     size_t orest = f.own_len - f.own_off;
+    int krc;
     if (lr->flags & LR_CLEARED) {
         lr->flags &= (uint8_t)~LR_CLEARED;
         free(f.own);
         d_done(&f);
-        free(lr->buf);
-        lr->buf = NULL;
-        lr->buf_len = lr->buf_cap = 0;
+        free(f.tail);
         return rc;
     }
     if (!orest && !f.d_len) {
         free(f.own);
         d_done(&f);
-    } else if (f.own && !lr->buf_len && (f.own_len - f.own_off + f.d_len) <= UINT32_MAX) {
+        krc = keep(lr, f.tail, f.tail_len, f.tail_cap);
+    } else if (f.own && !f.tail_len) {
         if (f.own_off) {
             memmove(f.own, f.own + f.own_off, orest);
             f.own_len = orest;
             f.own_off = 0;
         }
-        if (f.d_len && own_append(&f, f.d, f.d_len) < 0) {
-            free(f.own);
-            d_done(&f);
-            return -ENOMEM;
-        }
+        krc = f.d_len ? own_append(&f, f.d, f.d_len) : 0;
         d_done(&f);
-        lr->buf = f.own;
-        lr->buf_len = (uint32_t)f.own_len;
-        lr->buf_cap = (uint32_t)(f.own_cap > UINT32_MAX ? UINT32_MAX : f.own_cap);
+        if (krc < 0) {
+            free(f.own);
+            return krc;
+        }
+        krc = keep(lr, f.own, f.own_len, f.own_cap);
     } else {
         size_t n;
         char *all = gather(lr, &f, &n);
@@ -355,10 +398,10 @@ int line_receiver_data_received(line_receiver *lr, const char *data, size_t len)
         d_done(&f);
         if (n && !all)
             return -ENOMEM;
-        lr->buf = all;
-        lr->buf_len = (uint32_t)n;
-        lr->buf_cap = (uint32_t)n;
+        krc = keep(lr, all, n, n);
     }
+    if (krc < 0)
+        return krc;
     if (partial && lr->buf_len && !(lr->flags & LR_RAW))
         lr->flags |= LR_PARTIAL;
     return rc;
@@ -387,9 +430,11 @@ static void lr_read_lost(protocol *p)
 static void lr_lost(protocol *p, const protocol_reason *reason)
 {
     line_receiver *lr = (line_receiver *)p;
-    free(lr->buf);
-    lr->buf = NULL;
-    lr->buf_len = lr->buf_cap = 0;
+    if (!(lr->flags & LR_FEEDING)) {
+        free(lr->buf);
+        lr->buf = NULL;
+        lr->buf_len = 0;
+    }
     if (lr->lops->connection_lost)
         lr->lops->connection_lost(lr, reason); /* may free lr */
 }
@@ -448,24 +493,15 @@ char *line_receiver_take_buffer(line_receiver *lr, size_t *len)
 {
     size_t n;
     char *out;
-    if (lr->feed) {
+    if (lr->flags & LR_FEEDING) {
         out = gather(lr, lr->feed, &n);
         lr->flags |= LR_CLEARED;
     } else {
         out = lr->buf;
         n = lr->buf_len;
-        if (out && n < lr->buf_cap) { /* hand over exactly n bytes' worth */
-            char *s = realloc(out, n ? n : 1);
-            if (s)
-                out = s;
-        }
         lr->buf = NULL;
-        lr->buf_len = lr->buf_cap = 0;
+        lr->buf_len = 0;
         lr->flags &= (uint8_t)~LR_PARTIAL;
-        if (!n) {
-            free(out);
-            out = NULL;
-        }
     }
     if (len)
         *len = n;
@@ -479,7 +515,10 @@ size_t line_receiver_clear_line_buffer(line_receiver *lr)
     return n;
 }
 
-size_t line_receiver_buffered(const line_receiver *lr) { return lr->buf_len; }
+size_t line_receiver_buffered(const line_receiver *lr)
+{
+    return (lr->flags & LR_FEEDING) ? 0 : lr->buf_len;
+}
 
 void line_receiver_pause_producing(line_receiver *lr)
 {

@@ -74,13 +74,16 @@ typedef struct line_receiver_ops {
 
 struct line_receiver_feed;
 
-/* The fields are private; the struct is public so you can embed it (56 bytes on 64-bit). */
+/* The fields are private; the struct is public so you can embed it (40 bytes on 64-bit:
+ * an idle connection's receiver is this and nothing else). */
 struct line_receiver {
     protocol base; /* &lr->base is the protocol; lr->base.transport the transport */
     const line_receiver_ops *lops;
-    char *buf;                        /* bytes kept between reads, NULL when none */
-    struct line_receiver_feed *feed;  /* non-NULL while data_received runs */
-    uint32_t buf_len, buf_cap;
+    union {
+        char *buf;                       /* bytes kept between reads, NULL when none */
+        struct line_receiver_feed *feed; /* while data_received runs */
+    };
+    uint32_t buf_len;
     uint8_t flags, delim_len;
 };
 
