@@ -643,6 +643,7 @@ Suite *suite_deferred_chain(void)
     tc = tcase_create("bounded_stack");
     dth_fixture(tc);
     tcase_set_timeout(tc, 60); /* a million pairs under valgrind/ASan */
+    tcase_set_tags(tc, "threads"); /* runs work on small-stack threads: also under TSan */
     tcase_add_test(tc, test_boundedStackDepth);
     tcase_add_test(tc, test_boundedStackDepthLongChainSmallStack);
     tcase_add_test(tc, test_boundedStackDepthFreeAndCancelSmallStack);
