@@ -72,7 +72,7 @@ TWISTC_API int transport_disconnecting(const transport *t);
 /* ---- Flow control --------------------------------------------------------------- */
 
 /* Stop / restart reading from the socket (the peer's TCP window fills up). Resume does
- * nothing once the connection is closing. Nestable? No: like Twisted, a flag. */
+ * nothing once the connection is closing. A flag, not a counter (as in Twisted). */
 TWISTC_API int transport_pause_producing(transport *t);
 TWISTC_API int transport_resume_producing(transport *t);
 TWISTC_API int transport_paused(const transport *t);
@@ -148,11 +148,11 @@ TWISTC_API void listener_set_accept_budget(listener *l, unsigned n);
 /* ---- Connecting ----------------------------------------------------------------- */
 
 /* Connects to host:port. A numeric address connects at once; a host name is resolved on
- * a worker thread first (the loop never blocks). timeout <= 0 means 30 s. Calls
- * f->started_connecting, then either builds a protocol (connection_made) or calls
- * f->client_connection_failed with a reason saying which failure (refused, timeout,
- * unreachable, DNS, ...). Never calls back from inside this function. NULL+errno
- * (ENOMEM, EINVAL). */
+ * a worker thread first (the loop never blocks). timeout <= 0 means 30 s (Twisted's).
+ * f->started_connecting runs before this returns (as in Twisted); everything else comes
+ * from the loop: either a protocol is built (connection_made) or
+ * f->client_connection_failed gets a reason saying which failure (refused, timeout,
+ * unreachable, DNS, ...), even for an error known at once. NULL+errno (ENOMEM, EINVAL). */
 TWISTC_API connector *reactor_connect_tcp(reactor *r, const char *host, int port, factory *f,
                                           double timeout);
 TWISTC_API connector *reactor_connect_unix(reactor *r, const char *path, factory *f,
@@ -169,9 +169,10 @@ TWISTC_API int connector_disconnect(connector *c);
 /* The connection's transport while connected, else NULL. */
 TWISTC_API transport *connector_transport(const connector *c);
 TWISTC_API factory *connector_factory(const connector *c);
-/* Disconnects (abort, no callbacks after this returns... except from inside a
- * callback of this connector, where the free waits until the callback returns) and
- * frees. */
+/* Frees the connector. An attempt in progress is dropped silently (no
+ * client_connection_failed); a live connection is closed with lose_connection (its
+ * protocol still gets connection_lost; client_connection_lost is not called) and the
+ * connector's memory goes with it. Safe inside the connector's own callbacks. */
 TWISTC_API void connector_free(connector *c);
 
 #ifdef __cplusplus
