@@ -13,6 +13,12 @@
 
 #include "deferred/deferred_internal.h"
 
+#if defined(__GNUC__) || defined(__clang__)
+#define HOT_INLINE inline __attribute__((always_inline))
+#else
+#define HOT_INLINE inline
+#endif
+
 /* The continuation marker. Never actually called through the chain; its address is
  * what matters. */
 static deferred_result deferred__continue(deferred_result r, void *arg)
@@ -67,14 +73,9 @@ static void make_key(void)
     pthread_key_create(&cache_key, thread_exit);
     atexit(main_exit);
 }
-static void cache_put(deferred *d)
+static inline void cache_put(deferred *d)
 {
     if (tls.ncache < DEFERRED__CACHE_MAX) {
-        if (!tls.registered) {
-            pthread_once(&cache_once, make_key);
-            pthread_setspecific(cache_key, &tls);
-            tls.registered = 1;
-        }
         d->free_next = tls.cache;
         tls.cache = d;
         tls.ncache++;
@@ -82,7 +83,7 @@ static void cache_put(deferred *d)
     }
     free(d);
 }
-static deferred *cache_get(void)
+static inline deferred *cache_get(void)
 {
     deferred *d = tls.cache;
     if (d) {
@@ -90,11 +91,18 @@ static deferred *cache_get(void)
         tls.ncache--;
         return d;
     }
+    /* Every struct that reaches the cache came from here first: registering the
+     * thread's exit cleanup here keeps cache_put minimal. */
+    if (!tls.registered) {
+        pthread_once(&cache_once, make_key);
+        pthread_setspecific(cache_key, &tls);
+        tls.registered = 1;
+    }
     return malloc(sizeof *d);
 }
 #else
-static void cache_put(deferred *d) { free(d); }
-static deferred *cache_get(void) { return malloc(sizeof(deferred)); }
+static inline void cache_put(deferred *d) { free(d); }
+static inline deferred *cache_get(void) { return malloc(sizeof(deferred)); }
 #endif
 
 deferred *deferred_new_at(const char *file, int line, deferred_canceller canceller,
@@ -237,7 +245,7 @@ static int grow_pairs(deferred *d)
     return 0;
 }
 
-static inline int push_pair(deferred *d, deferred_cb cb, deferred_cb eb, void *arg,
+static HOT_INLINE int push_pair(deferred *d, deferred_cb cb, deferred_cb eb, void *arg,
                             deferred_free_fn arg_free)
 {
     if (d->head == d->count) /* empty: reuse from the start */
@@ -265,11 +273,6 @@ static void continuation_free(void *arg)
 
 /* ---- The loop --------------------------------------------------------------------- */
 
-static void set_result(deferred *d, deferred_result r)
-{
-    d->result = r;
-}
-
 /* Takes the result of `from` (which becomes NONE). `from` stops holding a failure, so
  * it never reports it as unhandled (A8). */
 static deferred_result steal_result(deferred *from)
@@ -279,16 +282,63 @@ static deferred_result steal_result(deferred *from)
     return deferred_result_take(&from->result);
 }
 
+/* Runs one callback or errback of cur (fn may be NULL: pass-through) and stores what it
+ * returns. Returns 1 when cur now waits on an inner Deferred that the callback returned
+ * (A7): the caller stops running cur's pairs. */
+static HOT_INLINE int run_pair(deferred *cur, deferred_cb fn, void *arg, deferred_free_fn arg_free)
+{
+    if (fn) {
+        cur->flags |= DEFERRED__RUNNING;
+        deferred_result out = fn(deferred_result_take(&cur->result), arg);
+        cur->flags &= ~DEFERRED__RUNNING;
+        if (out.kind == DEFERRED_DEFERRED) {
+            deferred *inner = out.u.deferred;
+            if (inner == cur || inner == NULL) {
+                /* A11: returning the Deferred itself would wait forever. */
+                if (inner)
+                    deferred_unref(inner);
+                out = deferred_error(EDEADLK, inner ? "callback returned the Deferred it is "
+                                                      "attached to (circular chain)"
+                                                    : "callback returned a NULL Deferred");
+            } else if (!(inner->flags & DEFERRED__CALLED) || inner->paused ||
+                       (inner->flags & DEFERRED__RUNNING)) {
+                /* A7: wait for it. The continuation holds `cur` alive. */
+                cur->refs++;
+                if (push_pair(inner, deferred__continue, deferred__continue, cur,
+                              continuation_free) == 0) {
+                    cur->paused++;
+                    cur->chained_to = inner;
+                    deferred_unref(inner); /* the callback's reference */
+                    if (arg_free)
+                        arg_free(arg);
+                    return 1;
+                }
+                cur->refs--; /* not taken after all (still > 0: the loop holds one) */
+                deferred_unref(inner);
+                out = deferred_failure_result(deferred_failure_ref(&deferred__enomem_failure));
+            } else {
+                /* A7: it has a result: take it over and go on now. */
+                out = steal_result(inner);
+                deferred_unref(inner);
+            }
+        }
+        cur->result = out;
+    }
+    if (arg_free)
+        arg_free(arg);
+    return 0;
+}
+
 #define STACK_INLINE 16
 
-static void run_callbacks(deferred *self)
+/* The general loop: Twisted's _runCallbacks, with an explicit stack of Deferreds that
+ * receive a result handed over by a continuation. `self` comes with a reference held
+ * for the run, which the loop drops. */
+static void run_chain(deferred *self)
 {
-    if (self->flags & DEFERRED__RUNNING)
-        return; /* A6: the running loop picks the new pairs up */
     deferred *inline_stack[STACK_INLINE];
     deferred **stack = inline_stack;
     size_t n = 0, cap = STACK_INLINE;
-    self->refs++; /* held across the run: a callback may drop the last user reference */
     stack[n++] = self;
 
     while (n > 0) {
@@ -307,13 +357,15 @@ static void run_callbacks(deferred *self)
         if (cur->result.kind == DEFERRED_FAILURE && cur->head < cur->count)
             deferred__live_remove(cur);
         while (cur->head < cur->count) {
-            /* A copy: the array may move if the callback adds pairs. */
-            deferred__pair p = cur->pairs[cur->head++];
-            deferred_cb fn = cur->result.kind == DEFERRED_FAILURE ? p.eb : p.cb;
+            /* Copied out: the array may move if the callback adds pairs. */
+            deferred__pair *pp = &cur->pairs[cur->head++];
+            deferred_cb fn = cur->result.kind == DEFERRED_FAILURE ? pp->eb : pp->cb;
+            void *arg = pp->arg;
+            deferred_free_fn arg_free = pp->arg_free;
             if (fn == deferred__continue) {
                 /* Hand our result to the Deferred waiting on us and go on with it;
                  * the pair's reference on it moves to the stack. */
-                deferred *waiting = p.arg;
+                deferred *waiting = arg;
                 deferred_result_clear(&waiting->result);
                 waiting->result = deferred_result_take(&cur->result);
                 waiting->paused--;
@@ -322,7 +374,8 @@ static void run_callbacks(deferred *self)
                     if (!ns) {
                         /* Out of memory for the explicit stack: recurse once instead
                          * (rare, and still correct). */
-                        run_callbacks(waiting);
+                        waiting->refs++;
+                        run_chain(waiting);
                         deferred_unref(waiting);
                         continue;
                     }
@@ -336,45 +389,8 @@ static void run_callbacks(deferred *self)
                 finished = 0;
                 break;
             }
-            if (fn) {
-                cur->flags |= DEFERRED__RUNNING;
-                deferred_result out = fn(deferred_result_take(&cur->result), p.arg);
-                cur->flags &= ~DEFERRED__RUNNING;
-                if (out.kind == DEFERRED_DEFERRED) {
-                    deferred *inner = out.u.deferred;
-                    if (inner == cur || inner == NULL) {
-                        /* A11: returning the Deferred itself would wait forever. */
-                        if (inner)
-                            deferred_unref(inner);
-                        out = deferred_error(EDEADLK,
-                                             inner ? "callback returned the Deferred it is attached "
-                                                     "to (circular chain)"
-                                                   : "callback returned a NULL Deferred");
-                    } else if (!(inner->flags & DEFERRED__CALLED) || inner->paused ||
-                               (inner->flags & DEFERRED__RUNNING)) {
-                        /* A7: wait for it. The continuation holds `cur` alive. */
-                        if (push_pair(inner, deferred__continue, deferred__continue,
-                                      deferred_ref(cur), continuation_free) == 0) {
-                            cur->paused++;
-                            cur->chained_to = inner;
-                            deferred_unref(inner); /* the callback's reference */
-                            if (p.arg_free)
-                                p.arg_free(p.arg);
-                            break;
-                        }
-                        cur->refs--; /* the ref taken for the continuation (still > 0) */
-                        deferred_unref(inner);
-                        out = deferred_failure_result(deferred_failure_ref(&deferred__enomem_failure));
-                    } else {
-                        /* A7: it has a result: take it over and go on now. */
-                        out = steal_result(inner);
-                        deferred_unref(inner);
-                    }
-                }
-                set_result(cur, out);
-            }
-            if (p.arg_free)
-                p.arg_free(p.arg);
+            if (run_pair(cur, fn, arg, arg_free))
+                break;
         }
         if (finished) {
             if (cur->result.kind == DEFERRED_FAILURE)
@@ -388,10 +404,42 @@ static void run_callbacks(deferred *self)
         free(stack);
 }
 
+/* Runs d's pending pairs (d has fired). The common case, a Deferred whose pairs are
+ * plain callbacks, runs here without the explicit stack; the first continuation met
+ * hands over to run_chain. */
+static void run_callbacks(deferred *self)
+{
+    if (self->flags & DEFERRED__RUNNING)
+        return; /* A6: the running loop picks the new pairs up */
+    if (self->paused)
+        return;
+    self->refs++; /* held across the run: a callback may drop the last user reference */
+    self->chained_to = NULL;
+    if (self->result.kind == DEFERRED_FAILURE && self->head < self->count)
+        deferred__live_remove(self);
+    while (self->head < self->count) {
+        deferred__pair *pp = &self->pairs[self->head];
+        deferred_cb fn = self->result.kind == DEFERRED_FAILURE ? pp->eb : pp->cb;
+        if (fn == deferred__continue) {
+            run_chain(self); /* takes over our reference */
+            return;
+        }
+        void *arg = pp->arg;
+        deferred_free_fn arg_free = pp->arg_free;
+        self->head++;
+        if (run_pair(self, fn, arg, arg_free))
+            break;
+    }
+    if (self->result.kind == DEFERRED_FAILURE)
+        deferred__live_add(self);
+    if (--self->refs == 0)
+        unref_slow(self);
+}
+
 /* ---- Adding pairs ------------------------------------------------------------------- */
 
-deferred *deferred_add_callbacks_full(deferred *d, deferred_cb cb, deferred_cb eb, void *arg,
-                                      deferred_free_fn arg_free)
+static HOT_INLINE deferred *add_pair(deferred *d, deferred_cb cb, deferred_cb eb, void *arg,
+                                     deferred_free_fn arg_free)
 {
     if (!d) {
         if (arg_free)
@@ -410,24 +458,30 @@ deferred *deferred_add_callbacks_full(deferred *d, deferred_cb cb, deferred_cb e
     return d;
 }
 
+deferred *deferred_add_callbacks_full(deferred *d, deferred_cb cb, deferred_cb eb, void *arg,
+                                      deferred_free_fn arg_free)
+{
+    return add_pair(d, cb, eb, arg, arg_free);
+}
+
 deferred *deferred_add_callbacks(deferred *d, deferred_cb cb, deferred_cb eb, void *arg)
 {
-    return deferred_add_callbacks_full(d, cb, eb, arg, NULL);
+    return add_pair(d, cb, eb, arg, NULL);
 }
 
 deferred *deferred_add_callback(deferred *d, deferred_cb cb, void *arg)
 {
-    return deferred_add_callbacks_full(d, cb, NULL, arg, NULL);
+    return add_pair(d, cb, NULL, arg, NULL);
 }
 
 deferred *deferred_add_errback(deferred *d, deferred_cb eb, void *arg)
 {
-    return deferred_add_callbacks_full(d, NULL, eb, arg, NULL);
+    return add_pair(d, NULL, eb, arg, NULL);
 }
 
 deferred *deferred_add_both(deferred *d, deferred_cb fn, void *arg)
 {
-    return deferred_add_callbacks_full(d, fn, fn, arg, NULL);
+    return add_pair(d, fn, fn, arg, NULL);
 }
 
 /* chainDeferred: the pair returns "continue with other" after giving other our result.
@@ -454,7 +508,7 @@ deferred *deferred_chain_deferred(deferred *d, deferred *other)
 
 /* ---- Firing -------------------------------------------------------------------------- */
 
-static int start(deferred *d, deferred_result r, const char *file, int line)
+static HOT_INLINE int start(deferred *d, deferred_result r, const char *file, int line)
 {
     if (!d) {
         deferred_result_clear(&r);
