@@ -11,6 +11,7 @@
 #include "reactor/transport_internal.h"
 
 #include "reactor/module_internal.h"
+#include "reactor/reactor_internal.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -27,6 +28,14 @@
 #endif
 
 static void step(transport *t);
+
+/* The teaching trace (REACTOR_TRACE=1): one line per connection event. */
+#define TTRACE(t, ...)                                                              \
+    do {                                                                            \
+        struct transport_mod *tm_ = t_mod(t);                                       \
+        if (tm_ && reactor_trace_file(tm_->r))                                      \
+            reactor__trace(tm_->r, __VA_ARGS__);                                    \
+    } while (0)
 static void mod_free(void *data);
 static void mod_shutdown(reactor *r, void *data);
 
@@ -315,6 +324,7 @@ static void finish(transport *t)
         reason.message = "connection lost: reactor shutting down";
     stop_producer(t);
     protocol *p = t->proto;
+    TTRACE(t, "transport event=lost reason=%s err=%d", protocol_reason_name(reason.kind), t->err);
     t->flags |= T_IN_CB;
     if (p && p->ops && p->ops->connection_lost)
         p->ops->connection_lost(p, &reason); /* may free p */
@@ -357,6 +367,7 @@ static void step(transport *t)
                 return;
             }
         } else {
+            TTRACE(t, "transport fd=%d send bytes=%zd left=%zu", t->fd, w, pending(t) - (size_t)w);
             t->out_off += (uint32_t)w;
             if (pending(t))
                 t->flags |= T_WANT_WRITE;
@@ -444,6 +455,7 @@ static void do_read(transport *t)
         return;
     }
     if (n == 0) {
+        TTRACE(t, "transport fd=%d event=eof", t->fd);
         t->flags |= T_READ_EOF;
         sync_watch(t); /* no more read interest: EOF stays readable forever */
         if (t->proto->ops->read_connection_lost) {
@@ -510,6 +522,7 @@ transport *transport__new_socket(struct transport_mod *m, void *owner, int fd, p
         /* cannot watch it (select and fd >= FD_SETSIZE...): it is lost at once */
         close_socket(t, PROTOCOL_LOST, ERANGE, 0);
     }
+    TTRACE(t, "transport fd=%d event=made%s", fd, (flags & T_CLIENT) ? " side=client" : "");
     t->flags |= T_MADE | T_IN_CB;
     if (p->ops->connection_made)
         p->ops->connection_made(p);
