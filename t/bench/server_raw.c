@@ -339,7 +339,7 @@ static void on_readable(struct client *c)
 		}
 		p = nl + 1;
 	}
-	for (;;) {
+	while (p < end) {
 		const char *nl = memchr(p, '\n', (size_t)(end - p));
 		if (!nl)
 			break;
