@@ -1,0 +1,259 @@
+#define _GNU_SOURCE /* getopt_long, SO_REUSEPORT */
+/* notif-server: the talk's notification server (protocol: docs/demo.md).
+ *
+ *   notif-server [--port N] [--bind ADDR] [--interval SECONDS] [--ads FILE]
+ *                [--max-clients N] [--backend NAME] [--workers N] [--trace]
+ *
+ * Prints "listening on ADDR:PORT" once ready (useful with --port 0). SIGINT/SIGTERM stop
+ * it gracefully: every answer owed is sent and every connection closed, then one summary
+ * line. --workers N forks N processes that share the port (SO_REUSEPORT), one reactor
+ * each; the first one forwards SIGINT/SIGTERM to the others and waits for them. */
+#include <arpa/inet.h>
+#include <errno.h>
+#include <getopt.h>
+#include <limits.h>
+#include <math.h>
+#include <netinet/in.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/resource.h>
+#include <sys/socket.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <twistc/notif_server.h>
+#include <twistc/reactor.h>
+#include <twistc/transport.h>
+
+static const char usage_text[] =
+    "usage: notif-server [options]\n"
+    "  --port N           TCP port (default 6789; 0 picks a free one)\n"
+    "  --bind ADDR        address to listen on (default 127.0.0.1)\n"
+    "  --interval SECONDS time between published events, fractions allowed (default 1)\n"
+    "  --ads FILE         classified ads, one per line (default: built-in list)\n"
+    "  --max-clients N    refuse connections beyond N with \"error: server full\" (0: no limit)\n"
+    "  --backend NAME     reactor backend: epoll, poll, select, kqueue\n"
+    "  --workers N        N processes sharing the port with SO_REUSEPORT (default 1)\n"
+    "  --trace            print the reactor's trace (one line per loop phase) on stderr\n";
+
+static void usage_error(const char *fmt, const char *arg)
+{
+    fprintf(stderr, "notif-server: ");
+    fprintf(stderr, fmt, arg);
+    fprintf(stderr, "\n%s", usage_text);
+    exit(2);
+}
+
+static long parse_long(const char *opt, const char *s, long min, long max)
+{
+    char *end;
+    errno = 0;
+    long v = strtol(s, &end, 10);
+    if (errno || end == s || *end || v < min || v > max) {
+        char msg[128];
+        snprintf(msg, sizeof msg, "%s: expected a number from %ld to %ld, got '%%s'", opt, min,
+                 max);
+        usage_error(msg, s);
+    }
+    return v;
+}
+
+/* A port picked for several workers: bound (not listening) with SO_REUSEPORT so that it
+ * stays ours while the workers bind it too. */
+static int reserve_port(const char *bind_addr, int *port)
+{
+    struct sockaddr_storage ss;
+    memset(&ss, 0, sizeof ss);
+    socklen_t len;
+    int family;
+    struct sockaddr_in *a4 = (struct sockaddr_in *)&ss;
+    struct sockaddr_in6 *a6 = (struct sockaddr_in6 *)&ss;
+    if (inet_pton(AF_INET, bind_addr, &a4->sin_addr) == 1) {
+        family = a4->sin_family = AF_INET;
+        len = sizeof *a4;
+    } else if (inet_pton(AF_INET6, bind_addr, &a6->sin6_addr) == 1) {
+        family = a6->sin6_family = AF_INET6;
+        len = sizeof *a6;
+    } else {
+        errno = EINVAL;
+        return -1;
+    }
+    int fd = socket(family, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    if (fd < 0)
+        return -1;
+    int on = 1;
+    setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &on, sizeof on);
+#ifdef SO_REUSEPORT
+    setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &on, sizeof on);
+#endif
+    if (bind(fd, (struct sockaddr *)&ss, len) < 0 || getsockname(fd, (struct sockaddr *)&ss, &len) < 0) {
+        int e = errno;
+        close(fd);
+        errno = e;
+        return -1;
+    }
+    *port = ntohs(family == AF_INET ? a4->sin_port : a6->sin6_port);
+    return fd;
+}
+
+static pid_t children[1024];
+static int nchildren;
+
+/* First worker: SIGINT/SIGTERM go to the others too, then we stop ourselves. */
+static void on_stop_signal(reactor *r, void *data)
+{
+    for (int i = 0; i < nchildren; i++)
+        kill(children[i], SIGTERM);
+    reactor_stop(r);
+}
+
+int main(int argc, char **argv)
+{
+    const char *bind_addr = "127.0.0.1", *ads_file = NULL, *backend = NULL;
+    long port = NOTIF_DEFAULT_PORT, max_clients = 0, workers = 1;
+    double interval = NOTIF_DEFAULT_INTERVAL;
+    int trace = 0;
+    static const struct option opts[] = {
+        {"port", required_argument, NULL, 'p'},     {"bind", required_argument, NULL, 'b'},
+        {"interval", required_argument, NULL, 'i'}, {"ads", required_argument, NULL, 'a'},
+        {"max-clients", required_argument, NULL, 'm'},
+        {"backend", required_argument, NULL, 'B'},  {"workers", required_argument, NULL, 'w'},
+        {"trace", no_argument, NULL, 't'},          {"help", no_argument, NULL, 'h'},
+        {NULL, 0, NULL, 0},
+    };
+    int ch;
+    opterr = 0;
+    while ((ch = getopt_long(argc, argv, "", opts, NULL)) != -1) {
+        switch (ch) {
+        case 'p': port = parse_long("--port", optarg, 0, 65535); break;
+        case 'b': bind_addr = optarg; break;
+        case 'i': {
+            char *end;
+            interval = strtod(optarg, &end);
+            if (end == optarg || *end || !isfinite(interval) || interval <= 0 || interval > 86400)
+                usage_error("--interval: expected seconds > 0 (e.g. 0.3), got '%s'", optarg);
+            break;
+        }
+        case 'a': ads_file = optarg; break;
+        case 'm': max_clients = parse_long("--max-clients", optarg, 0, INT_MAX); break;
+        case 'B': backend = optarg; break;
+        case 'w': workers = parse_long("--workers", optarg, 1, 1024); break;
+        case 't': trace = 1; break;
+        case 'h': fputs(usage_text, stdout); return 0;
+        default:
+            if (optopt)
+                usage_error("option --%s needs a value", argv[optind - 1] + 2);
+            usage_error("unknown option '%s'", argv[optind - 1]);
+        }
+    }
+    if (optind < argc)
+        usage_error("unexpected argument '%s'", argv[optind]);
+
+    char **ads = NULL;
+    size_t n_ads = 0;
+    if (ads_file) {
+        char err[512];
+        if (notif_ads_load(ads_file, &ads, &n_ads, err, sizeof err) < 0) {
+            fprintf(stderr, "notif-server: %s\n", err);
+            return 1;
+        }
+    }
+
+    /* Many clients need many descriptors: take the hard limit. */
+    struct rlimit rl;
+    if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur < rl.rlim_max) {
+        rl.rlim_cur = rl.rlim_max;
+        setrlimit(RLIMIT_NOFILE, &rl);
+    }
+
+    unsigned flags = 0;
+    int reserved = -1;
+    if (workers > 1) {
+        flags = LISTEN_REUSEPORT;
+        if (port == 0) {
+            int p;
+            reserved = reserve_port(bind_addr, &p);
+            if (reserved < 0) {
+                fprintf(stderr, "notif-server: cannot bind %s: %s\n", bind_addr, strerror(errno));
+                return 1;
+            }
+            port = p;
+        }
+    }
+    /* Fork before any reactor exists: each worker makes its own. */
+    int worker = 0;
+    fflush(stdout);
+    for (int i = 1; i < workers; i++) {
+        pid_t pid = fork();
+        if (pid < 0) {
+            perror("notif-server: fork");
+            break;
+        }
+        if (pid == 0) {
+            worker = i;
+            nchildren = 0;
+            break;
+        }
+        children[nchildren++] = pid;
+    }
+
+    reactor *r = reactor_new_with_backend(backend);
+    if (!r) {
+        fprintf(stderr, "notif-server: cannot use backend '%s': %s\n", backend ? backend : "default",
+                errno == EINVAL ? "unknown backend" : strerror(errno));
+        return 2;
+    }
+    if (trace)
+        reactor_set_trace(r, stderr);
+    notif_server_config cfg = {
+        .interval = interval,
+        .max_clients = (size_t)max_clients,
+        .ads = (const char *const *)ads,
+        .n_ads = n_ads,
+    };
+    notif_server *s = notif_server_new(r, &cfg);
+    if (!s) {
+        fprintf(stderr, "notif-server: %s\n", strerror(errno));
+        return 1;
+    }
+    listener *l = reactor_listen_tcp_flags(r, bind_addr, (int)port, notif_server_factory(s), 1024, flags);
+    if (reserved >= 0)
+        close(reserved);
+    if (!l) {
+        fprintf(stderr, "notif-server: cannot listen on %s:%ld: %s\n", bind_addr, port,
+                strerror(errno));
+        for (int i = 0; i < nchildren; i++)
+            kill(children[i], SIGTERM);
+        return 1;
+    }
+    notif_server_stop_on_shutdown(s, 5.0);
+    if (worker == 0 && nchildren > 0) {
+        reactor_on_signal(r, SIGINT, on_stop_signal, NULL);
+        reactor_on_signal(r, SIGTERM, on_stop_signal, NULL);
+    } else {
+        reactor_stop_on_signals(r);
+    }
+    if (worker == 0) {
+        printf("listening on %s:%d%s\n", bind_addr, listener_port(l),
+               workers > 1 ? " (workers share the port)" : "");
+        fflush(stdout);
+    }
+
+    int rc = reactor_run(r);
+    char line[512];
+    notif_server_format_stats(s, line, sizeof line);
+    if (workers > 1)
+        printf("notif-server: worker %d stopped: %s\n", worker, line);
+    else
+        printf("notif-server: stopped: %s\n", line);
+    fflush(stdout);
+    listener_free(l);
+    notif_server_free(s);
+    reactor_free(r);
+    notif_ads_free(ads);
+    for (int i = 0; i < nchildren; i++)
+        waitpid(children[i], NULL, 0);
+    return rc == 0 ? 0 : 1;
+}

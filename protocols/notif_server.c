@@ -1,0 +1,802 @@
+/* The notification server (notif_server.h). How a request travels:
+ *
+ *   transport read -> conn_data (checks an unfinished line's length) -> LineReceiver
+ *   -> conn_line: strip CR, look the command up in the uthash table, answer with one
+ *   transport_write from a stack buffer (copied once into the connection's output
+ *   buffer, sent with every other answer of that read in one send).
+ *
+ * Nothing on that path allocates: the output buffer comes from the transport's cache,
+ * the line points into the shared read buffer.
+ *
+ * Flow control: a connection gets a push producer (the LineReceiver) only once its
+ * pending output nears the 64 KiB high-water mark, so idle and well-behaved connections
+ * carry no producer state at all. */
+#include <twistc/notif_server.h>
+
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/types.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <twistc/line_receiver.h>
+#include <twistc/transport.h>
+
+#include "protocols/notif_hash_internal.h"
+
+_Thread_local int notif__hash_oom;
+
+enum { CMD_RANDOM, CMD_CLASSIFIED, CMD_NOTIFY, CMD_STOP, CMD_QUIT, CMD_COUNT };
+
+struct notif_cmd {
+    const char *name;
+    int id;
+    UT_hash_handle hh;
+};
+
+static const char *const cmd_names[CMD_COUNT] = {
+    [CMD_RANDOM] = "random?", [CMD_CLASSIFIED] = "classified?", [CMD_NOTIFY] = "notify",
+    [CMD_STOP] = "stop",      [CMD_QUIT] = "quit",
+};
+
+enum {
+    C_NOTIFY = 1u << 0,   /* in notification mode */
+    C_PRODUCER = 1u << 1, /* the LineReceiver is registered as the transport's producer */
+    C_CLOSING = 1u << 2,  /* close once the paused receiver has delivered what it holds */
+    C_MADE = 1u << 3,     /* connection_made ran */
+};
+
+struct notif_conn {
+    line_receiver lr; /* first: &c->lr.base is the protocol */
+    notif_server *srv; /* NULL once the server was freed */
+    uint64_t id;       /* registry key, never reused */
+    UT_hash_handle hh;
+    unsigned flags;
+};
+
+/* A connection over max_clients: told so, then closed. Touches no server state after
+ * connection_made, so it may outlive the server. */
+struct full_conn {
+    protocol base;
+};
+
+struct notif_server {
+    factory f;
+    reactor *r;
+    struct notif_conn *conns; /* the registry, by id */
+    struct notif_cmd cmds[CMD_COUNT];
+    struct notif_cmd *cmd_table;
+    char **ads;
+    size_t *ad_len;
+    size_t n_ads, ad_cur;
+    uint64_t rng;
+    uint64_t next_id;
+    double interval;
+    size_t max_clients, cap;
+    reactor_timer *tick;
+    reactor_timer *grace;
+    reactor_trigger *trigger;
+    double trigger_grace;
+    FILE *trace; /* refreshed at each read */
+    int started, shutting_down;
+    void (*done)(void *data);
+    void *done_data;
+    notif_server_stats st;
+};
+
+static const char *const builtin_ads[] = {
+    "nice flat in the 11e",
+    "bicycle for sale, barely used",
+    "cat sitter wanted for august",
+    "piano lessons, first one free",
+    "old Twisted books, make an offer",
+    "room to let near the canal",
+    "vintage typewriter, works",
+    "looking for a bass player",
+};
+
+#define HIGH_WATER (64u * 1024u)
+
+/* ---- Small helpers ------------------------------------------------------------------ */
+
+static uint64_t next_rand(notif_server *s)
+{
+    /* xorshift64*: fast, good enough for a demo, never zero once seeded non-zero */
+    uint64_t x = s->rng;
+    x ^= x >> 12;
+    x ^= x << 25;
+    x ^= x >> 27;
+    s->rng = x;
+    return x * 0x2545F4914F6CDD1Dull;
+}
+
+static void trace_line(notif_server *s, const struct notif_conn *c, const char *what,
+                       const char *text, size_t len)
+{
+    if (len && text[len - 1] == '\n')
+        len--;
+    fprintf(s->trace, "iter=%llu notif-server conn=%llu %s=\"",
+            (unsigned long long)reactor_iterations(s->r), (unsigned long long)c->id, what);
+    for (size_t i = 0; i < len && i < 80; i++) {
+        unsigned char ch = (unsigned char)text[i];
+        if (ch >= 0x20 && ch < 0x7f && ch != '"' && ch != '\\')
+            fputc(ch, s->trace);
+        else
+            fprintf(s->trace, "\\x%02x", ch);
+    }
+    fprintf(s->trace, "\"%s\n", len > 80 ? "..." : "");
+}
+
+static const transport_producer_ops conn_producer_ops;
+
+/* Every write to a connection goes through here: the cap (drop a slow reader, alone) and
+ * the lazy producer registration (pause a pipelining client that does not read). */
+static int conn_writev(struct notif_conn *c, const struct iovec *iov, int n, size_t len)
+{
+    notif_server *s = c->srv;
+    transport *t = c->lr.base.transport;
+    size_t pend = transport_pending(t);
+    if (pend + len > s->cap) {
+        if (!transport_disconnecting(t)) {
+            s->st.dropped_slow++;
+            transport_abort_connection(t);
+        }
+        return -ENOBUFS;
+    }
+    if (pend + len > HIGH_WATER && !(c->flags & C_PRODUCER)) {
+        /* registered before the write, so the write itself pauses the receiver */
+        if (transport_register_producer(t, &conn_producer_ops, c, 1) == 0)
+            c->flags |= C_PRODUCER;
+    }
+    if (s->trace)
+        trace_line(s, c, "answer", iov[0].iov_base, iov[0].iov_len);
+    return n == 1 ? transport_write(t, iov[0].iov_base, len) : transport_writev(t, iov, n);
+}
+
+static int conn_write(struct notif_conn *c, const char *buf, size_t len)
+{
+    struct iovec iov = {.iov_base = (void *)buf, .iov_len = len};
+    return conn_writev(c, &iov, 1, len);
+}
+
+/* quit, half-close, line too long, server shutdown: flush what is owed, then close. */
+static void begin_close(struct notif_conn *c)
+{
+    transport *t = c->lr.base.transport;
+    if (!t || transport_disconnecting(t))
+        return;
+    if (line_receiver_paused(&c->lr)) {
+        c->flags |= C_CLOSING; /* conn_resume closes once the held lines are answered */
+        return;
+    }
+    if (c->flags & C_PRODUCER) {
+        c->flags &= ~C_PRODUCER;
+        transport_unregister_producer(t); /* lose_connection waits for no producer */
+    }
+    transport_lose_connection(t);
+}
+
+static void too_long(struct notif_conn *c)
+{
+    static const char msg[] = "error: line too long\n";
+    c->srv->st.errors++;
+    conn_write(c, msg, sizeof msg - 1);
+    begin_close(c);
+}
+
+/* ---- The protocol ------------------------------------------------------------------- */
+
+static int conn_line(line_receiver *lr, const char *line, size_t len)
+{
+    struct notif_conn *c = (struct notif_conn *)lr;
+    notif_server *s = c->srv;
+    if (len && line[len - 1] == '\r')
+        len--;
+    if (len == 0)
+        return 0; /* empty lines are ignored */
+    if (s->trace)
+        trace_line(s, c, "line", line, len);
+    if (len > NOTIF_MAX_LINE) {
+        too_long(c);
+        return 0;
+    }
+    s->st.requests++;
+    struct notif_cmd *cmd;
+    HASH_FIND(hh, s->cmd_table, line, len, cmd);
+    int rc = 0;
+    if (!cmd) {
+        static const char msg[] = "error: unknown command\n";
+        s->st.errors++;
+        rc = conn_write(c, msg, sizeof msg - 1);
+    } else {
+        switch (cmd->id) {
+        case CMD_RANDOM: {
+            /* formatted backwards into a stack buffer, written once */
+            char buf[8];
+            char *p = buf + sizeof buf;
+            unsigned v = (unsigned)(next_rand(s) % 100000u);
+            *--p = '\n';
+            do
+                *--p = (char)('0' + v % 10);
+            while ((v /= 10) != 0);
+            rc = conn_write(c, p, (size_t)(buf + sizeof buf - p));
+            break;
+        }
+        case CMD_CLASSIFIED: {
+            struct iovec iov[2] = {
+                {.iov_base = s->ads[s->ad_cur], .iov_len = s->ad_len[s->ad_cur]},
+                {.iov_base = "\n", .iov_len = 1},
+            };
+            rc = conn_writev(c, iov, 2, s->ad_len[s->ad_cur] + 1);
+            break;
+        }
+        case CMD_NOTIFY:
+            if (!(c->flags & C_NOTIFY)) {
+                c->flags |= C_NOTIFY;
+                s->st.subscribers++;
+            }
+            break;
+        case CMD_STOP:
+            if (c->flags & C_NOTIFY) {
+                c->flags &= ~C_NOTIFY;
+                s->st.subscribers--;
+            }
+            break;
+        case CMD_QUIT:
+            begin_close(c); /* the receiver delivers nothing more: we are disconnecting */
+            break;
+        }
+    }
+    /* -ENOBUFS: we dropped this slow connection ourselves; the receiver stops since the
+     * transport is disconnecting. Anything else (ENOMEM) closes it on error. */
+    return rc == -ENOBUFS ? 0 : rc;
+}
+
+static int conn_exceeded(line_receiver *lr, const char *data, size_t len)
+{
+    too_long((struct notif_conn *)lr);
+    return 0;
+}
+
+static const line_receiver_ops conn_lr_ops = {
+    .delimiter = "\n",
+    /* 1024 bytes + an optional CR; conn_line and conn_data check the exact limit */
+    .max_length = NOTIF_MAX_LINE + 1,
+    .line_received = conn_line,
+    .line_length_exceeded = conn_exceeded,
+};
+
+static void conn_made(protocol *p)
+{
+    struct notif_conn *c = (struct notif_conn *)p;
+    c->flags |= C_MADE;
+    if (c->srv)
+        c->srv->st.connections++;
+}
+
+static int conn_data(protocol *p, const char *data, size_t len)
+{
+    struct notif_conn *c = (struct notif_conn *)p;
+    notif_server *s = c->srv;
+    if (!s)
+        return 0;
+    s->trace = s->r ? reactor_trace_file(s->r) : NULL;
+    if (s->trace)
+        fprintf(s->trace, "iter=%llu notif-server conn=%llu data_received bytes=%zu\n",
+                (unsigned long long)reactor_iterations(s->r), (unsigned long long)c->id, len);
+    int rc = line_receiver_data_received(&c->lr, data, len);
+    /* An unfinished line of 1025 bytes is too long unless its last byte is the CR of a
+     * CRLF still to come (the receiver itself only gives up at 1026). The bytes it keeps
+     * are the tail of this read, so their last byte is data[len - 1]. */
+    if (rc == 0 && line_receiver_buffered(&c->lr) == NOTIF_MAX_LINE + 1 &&
+        data[len - 1] != '\r' && !line_receiver_paused(&c->lr) &&
+        !transport_disconnecting(p->transport))
+        too_long(c);
+    return rc;
+}
+
+/* The peer shut down its sending side: answer what it sent, then close. */
+static void conn_read_lost(protocol *p)
+{
+    struct notif_conn *c = (struct notif_conn *)p;
+    if (c->srv)
+        begin_close(c);
+    else
+        transport_lose_connection(p->transport);
+}
+
+static void shutdown_finished(notif_server *s);
+
+static void conn_lost(protocol *p, const protocol_reason *reason)
+{
+    struct notif_conn *c = (struct notif_conn *)p;
+    notif_server *s = c->srv;
+    line_receiver_clear_line_buffer(&c->lr);
+    if (s) {
+        HASH_DEL(s->conns, c);
+        if (c->flags & C_NOTIFY)
+            s->st.subscribers--;
+        s->st.clients--;
+        if (s->shutting_down && !s->conns)
+            shutdown_finished(s);
+    }
+    free(c);
+}
+
+static const protocol_ops conn_ops = {
+    .connection_made = conn_made,
+    .data_received = conn_data,
+    .read_connection_lost = conn_read_lost,
+    .connection_lost = conn_lost,
+};
+
+/* Producer glue: the transport pauses/resumes the receiver around the high-water mark. */
+static void conn_pause(void *data)
+{
+    line_receiver_pause_producing(&((struct notif_conn *)data)->lr);
+}
+
+static void conn_resume(void *data)
+{
+    struct notif_conn *c = data;
+    line_receiver_resume_producing(&c->lr); /* answers the lines it held, now */
+    if ((c->flags & C_CLOSING) && !line_receiver_paused(&c->lr)) {
+        c->flags &= ~C_CLOSING;
+        begin_close(c);
+    }
+}
+
+static void conn_stop(void *data)
+{
+    (void)data; /* the connection is gone: connection_lost cleans up */
+}
+
+static const transport_producer_ops conn_producer_ops = {
+    .pause_producing = conn_pause,
+    .resume_producing = conn_resume,
+    .stop_producing = conn_stop,
+};
+
+/* ---- Refused connections ----------------------------------------------------------- */
+
+static void full_made(protocol *p)
+{
+    static const char msg[] = "error: server full\n";
+    transport_write(p->transport, msg, sizeof msg - 1);
+    transport_lose_connection(p->transport);
+}
+
+static int full_data(protocol *p, const char *data, size_t len)
+{
+    return 0; /* closing; whatever it sends is ignored */
+}
+
+static void full_lost(protocol *p, const protocol_reason *reason) { free(p); }
+
+static const protocol_ops full_ops = {
+    .connection_made = full_made,
+    .data_received = full_data,
+    .connection_lost = full_lost,
+};
+
+/* ---- Factory ------------------------------------------------------------------------ */
+
+protocol *notif_server_connection(notif_server *s)
+{
+    if (!s) {
+        errno = EINVAL;
+        return NULL;
+    }
+    if (s->shutting_down) {
+        errno = ESHUTDOWN;
+        return NULL;
+    }
+    if (s->max_clients && s->st.clients >= s->max_clients) {
+        struct full_conn *fc = malloc(sizeof *fc);
+        if (!fc)
+            return NULL;
+        protocol_init(&fc->base, &full_ops);
+        s->st.refused++;
+        return &fc->base;
+    }
+    struct notif_conn *c = malloc(sizeof *c);
+    if (!c)
+        return NULL;
+    line_receiver_init(&c->lr, &conn_lr_ops);
+    c->lr.base.ops = &conn_ops; /* our glue calls line_receiver_data_received itself */
+    c->srv = s;
+    c->flags = 0;
+    c->id = ++s->next_id;
+    notif__hash_oom = 0;
+    HASH_ADD(hh, s->conns, id, sizeof c->id, c);
+    if (notif__hash_oom) {
+        free(c);
+        errno = ENOMEM;
+        return NULL;
+    }
+    s->st.clients++;
+    return &c->lr.base;
+}
+
+static protocol *build(factory *f, const struct sockaddr *addr, socklen_t addrlen)
+{
+    return notif_server_connection(f->data);
+}
+
+static void tick(reactor *r, void *data)
+{
+    notif_server *s = data;
+    s->tick = NULL;
+    if (s->shutting_down)
+        return;
+    s->tick = reactor_call_later(r, s->interval, tick, s);
+    notif_server_publish(s, (next_rand(s) >> 32) & 1 ? NOTIF_EVENT_CLASSIFIED : NOTIF_EVENT_RANDOM);
+}
+
+int notif_server_start(notif_server *s)
+{
+    if (!s)
+        return -EINVAL;
+    if (s->started || s->shutting_down || !s->r || s->interval < 0)
+        return 0;
+    s->tick = reactor_call_later(s->r, s->interval, tick, s);
+    if (!s->tick)
+        return -errno;
+    s->started = 1;
+    return 0;
+}
+
+static void stop_timer(notif_server *s)
+{
+    if (s->tick) {
+        reactor_timer_cancel(s->tick);
+        s->tick = NULL;
+    }
+    s->started = 0;
+}
+
+static void f_start(factory *f) { notif_server_start(f->data); }
+static void f_stop(factory *f) { stop_timer(f->data); }
+
+static const factory_ops server_factory_ops = {
+    .build_protocol = build,
+    .start_factory = f_start,
+    .stop_factory = f_stop,
+};
+
+factory *notif_server_factory(notif_server *s) { return s ? &s->f : NULL; }
+
+int notif_server_publish(notif_server *s, notif_event ev)
+{
+    static const char m_random[] = "notif: random\n";
+    static const char m_classified[] = "notif: classified\n";
+    if (!s)
+        return -EINVAL;
+    s->st.events++;
+    const char *msg = m_random;
+    size_t len = sizeof m_random - 1;
+    if (ev == NOTIF_EVENT_CLASSIFIED) {
+        if (s->n_ads > 1) /* a new ad: any other one */
+            s->ad_cur = (s->ad_cur + 1 + next_rand(s) % (s->n_ads - 1)) % s->n_ads;
+        msg = m_classified;
+        len = sizeof m_classified - 1;
+    }
+    s->trace = s->r ? reactor_trace_file(s->r) : NULL;
+    int n = 0;
+    struct notif_conn *c, *tmp;
+    HASH_ITER(hh, s->conns, c, tmp) {
+        transport *t = c->lr.base.transport;
+        if (!(c->flags & C_NOTIFY) || !t || transport_disconnecting(t))
+            continue;
+        if (conn_write(c, msg, len) == 0) {
+            s->st.notifications++;
+            n++;
+        }
+    }
+    return n;
+}
+
+/* ---- Shutdown ----------------------------------------------------------------------- */
+
+static void shutdown_finished(notif_server *s)
+{
+    if (s->grace) {
+        reactor_timer_cancel(s->grace);
+        s->grace = NULL;
+    }
+    void (*done)(void *) = s->done;
+    s->done = NULL;
+    if (done)
+        done(s->done_data);
+}
+
+static void grace_over(reactor *r, void *data)
+{
+    notif_server *s = data;
+    s->grace = NULL;
+    struct notif_conn *c, *tmp;
+    HASH_ITER(hh, s->conns, c, tmp) {
+        if (c->lr.base.transport)
+            transport_abort_connection(c->lr.base.transport);
+    }
+}
+
+int notif_server_shutdown(notif_server *s, double grace, void (*done)(void *data), void *data)
+{
+    if (!s)
+        return -EINVAL;
+    s->shutting_down = 1;
+    stop_timer(s);
+    s->done = done;
+    s->done_data = data;
+    int n = 0;
+    struct notif_conn *c, *tmp;
+    HASH_ITER(hh, s->conns, c, tmp) {
+        begin_close(c);
+        n++;
+    }
+    if (!s->conns) {
+        shutdown_finished(s);
+        return 0;
+    }
+    if (s->r && !s->grace)
+        s->grace = reactor_call_later(s->r, grace > 0 ? grace : 5.0, grace_over, s);
+    return n;
+}
+
+static void release_shutdown(void *data)
+{
+    notif_server *s = data;
+    reactor_shutdown_release(s->r);
+}
+
+static void before_shutdown(reactor *r, void *data)
+{
+    notif_server *s = data;
+    s->trigger = NULL;
+    reactor_shutdown_hold(r);
+    notif_server_shutdown(s, s->trigger_grace, release_shutdown, s);
+}
+
+int notif_server_stop_on_shutdown(notif_server *s, double grace)
+{
+    if (!s || !s->r)
+        return -EINVAL;
+    if (s->trigger)
+        return 0;
+    s->trigger_grace = grace;
+    s->trigger = reactor_add_trigger(s->r, REACTOR_BEFORE_SHUTDOWN, before_shutdown, s);
+    return s->trigger ? 0 : -errno;
+}
+
+/* ---- Life cycle ----------------------------------------------------------------------- */
+
+const char *notif_ad_check(const char *ad, size_t len)
+{
+    if (!ad || len == 0)
+        return "empty";
+    if (len > NOTIF_MAX_LINE)
+        return "too long (more than 1024 bytes)";
+    if (memchr(ad, '\0', len) || memchr(ad, '\n', len))
+        return "contains a NUL or newline byte";
+    if (ad[len - 1] == '\r')
+        return "ends with a CR";
+    if (len >= 6 && memcmp(ad, "notif:", 6) == 0)
+        return "starts with \"notif:\"";
+    if (len >= 6 && memcmp(ad, "error:", 6) == 0)
+        return "starts with \"error:\"";
+    return NULL;
+}
+
+static void free_ads(notif_server *s)
+{
+    if (s->ads)
+        for (size_t i = 0; i < s->n_ads; i++)
+            free(s->ads[i]);
+    free(s->ads);
+    free(s->ad_len);
+    s->ads = NULL;
+    s->ad_len = NULL;
+}
+
+notif_server *notif_server_new(reactor *r, const notif_server_config *cfg)
+{
+    notif_server_config def = {0};
+    if (!cfg)
+        cfg = &def;
+    if (cfg->ads && cfg->n_ads == 0) {
+        errno = EINVAL;
+        return NULL;
+    }
+    notif_server *s = calloc(1, sizeof *s);
+    if (!s)
+        return NULL;
+    factory_init(&s->f, &server_factory_ops, s);
+    s->r = r;
+    s->interval = cfg->interval == 0 ? NOTIF_DEFAULT_INTERVAL : cfg->interval;
+    s->max_clients = cfg->max_clients;
+    s->cap = cfg->output_cap ? cfg->output_cap : NOTIF_DEFAULT_CAP;
+    s->rng = cfg->seed;
+    if (!s->rng) {
+        struct timespec ts;
+        clock_gettime(CLOCK_REALTIME, &ts);
+        s->rng = ((uint64_t)ts.tv_sec << 32) ^ (uint64_t)ts.tv_nsec ^ ((uint64_t)getpid() << 16);
+    }
+    if (!s->rng)
+        s->rng = 0x9E3779B97F4A7C15ull;
+
+    const char *const *ads = cfg->ads ? cfg->ads : builtin_ads;
+    size_t n = cfg->ads ? cfg->n_ads : sizeof builtin_ads / sizeof builtin_ads[0];
+    s->ads = calloc(n, sizeof *s->ads);
+    s->ad_len = calloc(n, sizeof *s->ad_len);
+    if (!s->ads || !s->ad_len)
+        goto nomem;
+    s->n_ads = n;
+    for (size_t i = 0; i < n; i++) {
+        size_t len = ads[i] ? strlen(ads[i]) : 0;
+        if (notif_ad_check(ads[i], len)) {
+            free_ads(s);
+            free(s);
+            errno = EINVAL;
+            return NULL;
+        }
+        s->ads[i] = malloc(len + 1);
+        if (!s->ads[i])
+            goto nomem;
+        memcpy(s->ads[i], ads[i], len + 1);
+        s->ad_len[i] = len;
+    }
+
+    notif__hash_oom = 0;
+    for (int i = 0; i < CMD_COUNT; i++) {
+        s->cmds[i].name = cmd_names[i];
+        s->cmds[i].id = i;
+        HASH_ADD_KEYPTR(hh, s->cmd_table, cmd_names[i], strlen(cmd_names[i]), &s->cmds[i]);
+        if (notif__hash_oom)
+            goto nomem;
+    }
+    return s;
+nomem:
+    HASH_CLEAR(hh, s->cmd_table);
+    free_ads(s);
+    free(s);
+    errno = ENOMEM;
+    return NULL;
+}
+
+void notif_server_free(notif_server *s)
+{
+    if (!s)
+        return;
+    struct notif_conn *c, *tmp;
+    HASH_ITER(hh, s->conns, c, tmp) {
+        HASH_DEL(s->conns, c);
+        c->srv = NULL;
+        if (c->lr.base.transport)
+            transport_abort_connection(c->lr.base.transport); /* conn_lost frees c */
+        else
+            free(c); /* built but never connected */
+    }
+    stop_timer(s);
+    if (s->grace)
+        reactor_timer_cancel(s->grace);
+    if (s->trigger)
+        reactor_remove_trigger(s->r, s->trigger);
+    HASH_CLEAR(hh, s->cmd_table);
+    free_ads(s);
+    free(s);
+}
+
+notif_server_stats notif_server_get_stats(const notif_server *s)
+{
+    notif_server_stats z = {0};
+    return s ? s->st : z;
+}
+
+int notif_server_format_stats(const notif_server *s, char *buf, size_t n)
+{
+    notif_server_stats st = notif_server_get_stats(s);
+    return snprintf(buf, n,
+                    "connections=%llu requests=%llu notifications=%llu dropped_slow=%llu "
+                    "refused=%llu errors=%llu events=%llu",
+                    (unsigned long long)st.connections, (unsigned long long)st.requests,
+                    (unsigned long long)st.notifications, (unsigned long long)st.dropped_slow,
+                    (unsigned long long)st.refused, (unsigned long long)st.errors,
+                    (unsigned long long)st.events);
+}
+
+/* ---- Ads from a file ------------------------------------------------------------------ */
+
+void notif_ads_free(char **ads)
+{
+    if (!ads)
+        return;
+    for (char **a = ads; *a; a++)
+        free(*a);
+    free(ads);
+}
+
+int notif_ads_load(const char *path, char ***out, size_t *out_n, char *err, size_t err_len)
+{
+    if (err && err_len)
+        err[0] = '\0';
+    if (!path || !out) {
+        if (err && err_len)
+            snprintf(err, err_len, "no file given");
+        return -EINVAL;
+    }
+    FILE *fp = fopen(path, "r");
+    if (!fp) {
+        int e = errno;
+        if (err && err_len)
+            snprintf(err, err_len, "%s: %s", path, strerror(e));
+        return -e;
+    }
+    char **ads = NULL;
+    size_t n = 0, cap = 0;
+    char *line = NULL;
+    size_t lcap = 0;
+    ssize_t got;
+    unsigned long lineno = 0;
+    int rc = 0;
+    while ((got = getline(&line, &lcap, fp)) >= 0) {
+        lineno++;
+        size_t len = (size_t)got;
+        if (len && line[len - 1] == '\n')
+            len--;
+        if (len && line[len - 1] == '\r')
+            len--;
+        const char *why = notif_ad_check(line, len);
+        if (why) {
+            if (err && err_len)
+                snprintf(err, err_len, "%s:%lu: bad ad: %s", path, lineno, why);
+            rc = -EINVAL;
+            break;
+        }
+        if (n + 2 > cap) {
+            size_t nc = cap ? cap * 2 : 16;
+            char **na = realloc(ads, nc * sizeof *na);
+            if (!na) {
+                rc = -ENOMEM;
+                break;
+            }
+            ads = na;
+            cap = nc;
+        }
+        ads[n] = malloc(len + 1);
+        if (!ads[n]) {
+            rc = -ENOMEM;
+            break;
+        }
+        memcpy(ads[n], line, len);
+        ads[n][len] = '\0';
+        ads[++n] = NULL;
+    }
+    if (rc == 0 && ferror(fp)) {
+        rc = -EIO;
+        if (err && err_len)
+            snprintf(err, err_len, "%s: read error", path);
+    }
+    if (rc == 0 && n == 0) {
+        rc = -EINVAL;
+        if (err && err_len)
+            snprintf(err, err_len, "%s: no ads in the file", path);
+    }
+    if (rc == -ENOMEM && err && err_len)
+        snprintf(err, err_len, "%s: out of memory", path);
+    free(line);
+    fclose(fp);
+    if (rc < 0) {
+        if (ads) {
+            ads[n] = NULL;
+            notif_ads_free(ads);
+        }
+        return rc;
+    }
+    *out = ads;
+    if (out_n)
+        *out_n = n;
+    return 0;
+}
