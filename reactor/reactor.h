@@ -101,8 +101,9 @@ TWISTC_API int reactor_unwatch(reactor *r, int fd);
 
 typedef void (*reactor_fn)(reactor *r, void *data);
 
-/* The reactor's clock in seconds (CLOCK_MONOTONIC, or the fake clock); cached once per
- * iteration. */
+/* The reactor's clock in seconds (CLOCK_MONOTONIC, or the fake clock). Cached: read at
+ * the start of each iteration, before and after each poll, and whenever a call is
+ * scheduled (so a delay always counts from the moment of the call: never early). */
 TWISTC_API double reactor_seconds(const reactor *r);
 
 /* Runs fn(r, data) once, `delay` seconds from now (delay >= 0), never early. Calls due at

@@ -146,6 +146,10 @@ static inline int reactor__ceil_ms(double ms)
 
 /* ---- reactor.c */
 double reactor__clock_now(void);
+/* Refreshes the cached time (unless the clock is fake) and returns it. Timers are
+ * scheduled from a fresh reading, so a call made long after the iteration began (or
+ * long after reactor_new) still never fires early. */
+double reactor__now_fresh(reactor *r);
 /* A non-blocking, close-on-exec pipe. */
 int reactor__pipe(int fds[2]);
 

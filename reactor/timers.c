@@ -131,7 +131,7 @@ reactor_timer *reactor_call_later_named(reactor *r, double delay, reactor_fn fn,
     } else if (!(t = malloc(sizeof *t))) {
         return NULL; /* errno is ENOMEM */
     }
-    *t = (reactor_timer){.r = r, .when = r->now + delay, .seq = r->next_seq++, .fn = fn,
+    *t = (reactor_timer){.r = r, .when = reactor__now_fresh(r) + delay, .seq = r->next_seq++, .fn = fn,
                          .data = data, .name = name ? name : "?", .refs = 1,
                          .state = REACTOR__T_PENDING};
     if (heap_push(r, t) < 0) {
@@ -198,7 +198,7 @@ int reactor_timer_reset(reactor_timer *t, double seconds)
         return rc;
     if (!(seconds >= 0))
         return -EINVAL;
-    return timer_move(t, t->r->now + seconds);
+    return timer_move(t, reactor__now_fresh(t->r) + seconds);
 }
 
 int reactor_timer_delay(reactor_timer *t, double seconds)
