@@ -490,7 +490,9 @@ deferred *deferred_add_both(deferred *d, deferred_cb fn, void *arg)
 static deferred_result chain_to_other(deferred_result r, void *arg)
 {
     deferred *other = arg;
-    deferred_callback_at(other, r, __FILE__, __LINE__);
+    /* Twisted: other.callback() raising AlreadyCalledError fails this chain. */
+    if (deferred_callback_at(other, r, __FILE__, __LINE__) == -EALREADY)
+        return deferred_error(EALREADY, "chained Deferred was already called");
     return deferred_none();
 }
 

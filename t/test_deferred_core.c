@@ -519,6 +519,15 @@ START_TEST(test_chainDeferred)
     deferred_callback(d1, deferred_int(9));
     ck_assert_str_eq(dth_log, "d2(int:9) d1after(none) ");
     deferred_unref(d1);
+    /* Chaining into a Deferred that has fired already fails the chain (EALREADY). */
+    d1 = deferred_new();
+    deferred_chain_deferred(d1, d2);
+    deferred_add_errback(d1, dth_record, "d1err");
+    deferred_add_errback(d1, dth_recover, NULL);
+    deferred_callback(d1, deferred_int(1));
+    ck_assert_str_eq(dth_log, "d2(int:9) d1after(none) d1err(fail:EALREADY) ");
+    ck_assert_ptr_null(deferred_chain_deferred(d1, d1));
+    deferred_unref(d1);
     deferred_unref(d2);
 }
 END_TEST

@@ -1,6 +1,9 @@
 /* Deferred micro-benchmarks, and the same operations on Twisted's Deferred.
  *
  *   build/bench/bench_deferred [--no-twisted] [--quick]
+ *   build/bench/bench_deferred --only cff|chain N   (for valgrind --tool=callgrind:
+ *       runs N operations untimed; the difference between two N gives instructions
+ *       per operation)
  *
  * Measures, best of 3 runs each:
  *   create_fire_free  deferred_new + one add_callback + callback + unref, per second
@@ -155,6 +158,16 @@ int main(int argc, char **argv)
 {
     int twisted = 1, quick = 0;
     const char *script = "t/bench/bench_deferred_twisted.py";
+    if (argc == 4 && !strcmp(argv[1], "--only")) {
+        long n = atol(argv[3]);
+        if (!strcmp(argv[2], "cff"))
+            bench_create_fire_free(n);
+        else if (!strcmp(argv[2], "chain"))
+            bench_chain(n);
+        else
+            return 2;
+        return 0;
+    }
     for (int i = 1; i < argc; i++) {
         if (!strcmp(argv[i], "--no-twisted"))
             twisted = 0;
