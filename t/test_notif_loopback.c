@@ -1,0 +1,330 @@
+/* The notification server over real loopback sockets: the protocol end to end and the
+ * bad-input list of the issue, each while another client is being served. */
+#include <check.h>
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <sys/socket.h>
+
+#include <twistc/notif_server.h>
+#include <twistc/transport.h>
+
+#include "helpers.h"
+#include "notif_helpers.h"
+
+struct fx {
+    reactor *r;
+    notif_server *s;
+    listener *l;
+    int port;
+};
+
+static void fx_open(struct fx *f, int backend, const notif_server_config *cfg)
+{
+    f->r = th_reactor(backend);
+    f->s = notif_server_new(f->r, cfg);
+    ck_assert_ptr_nonnull(f->s);
+    f->l = reactor_listen_tcp(f->r, "127.0.0.1", 0, notif_server_factory(f->s), 0);
+    ck_assert_ptr_nonnull(f->l);
+    f->port = listener_port(f->l);
+}
+
+static void fx_close(struct fx *f)
+{
+    listener_free(f->l);
+    notif_server_free(f->s);
+    reactor_free(f->r);
+}
+
+static int is_number(const char *s)
+{
+    size_t n = strlen(s);
+    if (n < 1 || n > 5)
+        return 0;
+    for (size_t i = 0; i < n; i++)
+        if (s[i] < '0' || s[i] > '9')
+            return 0;
+    return 1;
+}
+
+/* Another client asks random? and must get its answer while the bad one misbehaves. */
+static void check_other_served(struct fx *f)
+{
+    struct nraw o;
+    nraw_connect(&o, f->r, f->port, 0, 1);
+    nraw_send_str(&o, "random?\nclassified?\n");
+    struct nt_lines want = {&o, 2};
+    ck_assert(nt_wait(f->r, nt_pred_lines, &want, 10));
+    char line[1100];
+    ck_assert(is_number(nraw_line(&o, 0, line, sizeof line)));
+    nraw_free(&o);
+}
+
+START_TEST(test_session)
+{
+    struct fx f;
+    notif_server_config cfg = {.interval = -1};
+    fx_open(&f, _i, &cfg);
+    struct nraw c;
+    nraw_connect(&c, f.r, f.port, 0, 1);
+    nraw_send_str(&c, "random?\r\nclassified?\nnotify\nwhat\n\n");
+    struct nt_lines want = {&c, 3};
+    ck_assert(nt_wait(f.r, nt_pred_lines, &want, 10));
+    notif_server_publish(f.s, NOTIF_EVENT_CLASSIFIED);
+    want.want = 4;
+    ck_assert(nt_wait(f.r, nt_pred_lines, &want, 10));
+    nraw_send_str(&c, "stop\nrandom?\nquit\nrandom?\n");
+    ck_assert(nt_wait(f.r, nt_pred_eof, &c, 10));
+    char line[1100];
+    ck_assert(is_number(nraw_line(&c, 0, line, sizeof line)));
+    ck_assert(strlen(nraw_line(&c, 1, line, sizeof line)) > 0);
+    ck_assert_str_eq(nraw_line(&c, 2, line, sizeof line), "error: unknown command");
+    ck_assert_str_eq(nraw_line(&c, 3, line, sizeof line), "notif: classified");
+    ck_assert(is_number(nraw_line(&c, 4, line, sizeof line)));
+    ck_assert_uint_eq(nraw_lines(&c), 5); /* nothing after quit */
+    ck_assert(c.eof && !c.err);          /* a clean close */
+    nraw_free(&c);
+    fx_close(&f);
+}
+END_TEST
+
+START_TEST(test_half_close_answers_everything)
+{
+    struct fx f;
+    fx_open(&f, _i, NULL);
+    struct nraw c;
+    nraw_connect(&c, f.r, f.port, 0, 1);
+    size_t n = 3000;
+    char *req = malloc(n * 12);
+    for (size_t i = 0; i < n; i++)
+        memcpy(req + i * 12, i % 2 ? "random?\n    " : "classified?\n", 12);
+    /* "random?\n    " leaves 4 spaces before the next line: make them one unknown line */
+    for (size_t i = 1; i < n; i += 2)
+        memcpy(req + i * 12 + 8, "bad\n", 4);
+    nraw_send(&c, req, n * 12);
+    free(req);
+    nraw_shutdown_wr(&c);
+    ck_assert(nt_wait(f.r, nt_pred_eof, &c, 20));
+    ck_assert_uint_eq(nraw_lines(&c), n + n / 2);
+    ck_assert(!c.err);
+    nraw_free(&c);
+    fx_close(&f);
+}
+END_TEST
+
+START_TEST(test_huge_line_while_others_served)
+{
+    struct fx f;
+    fx_open(&f, 0, NULL);
+    struct nraw c;
+    nraw_connect(&c, f.r, f.port, 0, 1);
+    size_t n = 1024 * 1024;
+    char *big = malloc(n);
+    memset(big, 'x', n);
+    nraw_send_str(&c, "random?\n");
+    nraw_send(&c, big, n);
+    free(big);
+    check_other_served(&f);
+    ck_assert(nt_wait(f.r, nt_pred_eof, &c, 10));
+    char line[1100];
+    ck_assert(is_number(nraw_line(&c, 0, line, sizeof line)));
+    ck_assert_str_eq(nraw_line(&c, 1, line, sizeof line), "error: line too long");
+    ck_assert_uint_eq(nraw_lines(&c), 2);
+    nraw_free(&c);
+    check_other_served(&f);
+    fx_close(&f);
+}
+END_TEST
+
+START_TEST(test_binary_and_nul)
+{
+    struct fx f;
+    fx_open(&f, 0, NULL);
+    struct nraw c;
+    nraw_connect(&c, f.r, f.port, 0, 1);
+    unsigned seed = 99;
+    size_t n = 256 * 1024;
+    char *junk = malloc(n);
+    size_t run = 0;
+    for (size_t i = 0; i < n; i++) {
+        unsigned v = (unsigned)rand_r(&seed);
+        junk[i] = (v % 9 == 0 || run > 500) ? '\n' : (char)(v >> 8); /* NULs included */
+        run = junk[i] == '\n' ? 0 : run + 1;
+    }
+    nraw_send(&c, junk, n);
+    nraw_send(&c, "\0\0random?\0\n", 11);
+    free(junk);
+    nraw_shutdown_wr(&c);
+    check_other_served(&f);
+    ck_assert(nt_wait(f.r, nt_pred_eof, &c, 20));
+    ck_assert(!c.err);
+    /* every line is an allowed answer */
+    const char *p = c.in, *end = c.in + c.in_len;
+    size_t lines = 0;
+    while (p < end) {
+        const char *nl = memchr(p, '\n', (size_t)(end - p));
+        ck_assert_ptr_nonnull(nl);
+        char line[64];
+        size_t l = (size_t)(nl - p);
+        ck_assert_uint_lt(l, sizeof line);
+        memcpy(line, p, l);
+        line[l] = '\0';
+        ck_assert_msg(is_number(line) || strcmp(line, "error: unknown command") == 0 ||
+                          strncmp(line, "notif:", 6) != 0,
+                      "bad line '%s'", line);
+        lines++;
+        p = nl + 1;
+    }
+    ck_assert_uint_gt(lines, 1000);
+    nraw_free(&c);
+    fx_close(&f);
+}
+END_TEST
+
+START_TEST(test_10000_requests_one_write)
+{
+    struct fx f;
+    fx_open(&f, _i, NULL);
+    struct nraw c;
+    nraw_connect(&c, f.r, f.port, 0, 1);
+    size_t n = 10000;
+    char *req = malloc(n * 8);
+    for (size_t i = 0; i < n; i++)
+        memcpy(req + i * 8, "random?\n", 8);
+    nraw_send(&c, req, n * 8);
+    free(req);
+    struct nt_lines want = {&c, n};
+    ck_assert(nt_wait(f.r, nt_pred_lines, &want, 20));
+    ck_assert_uint_eq(nraw_lines(&c), n);
+    ck_assert(!c.eof);
+    nraw_free(&c);
+    fx_close(&f);
+}
+END_TEST
+
+START_TEST(test_one_byte_at_a_time)
+{
+    struct fx f;
+    fx_open(&f, 0, NULL);
+    struct nraw c;
+    nraw_connect(&c, f.r, f.port, 0, 1);
+    int one = 1;
+    setsockopt(c.fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+    const char *in = "random?\r\nbad\n\nclassified?\n";
+    for (const char *p = in; *p; p++) {
+        nraw_send(&c, p, 1);
+        th_iterate_n(f.r, 2);
+    }
+    struct nt_lines want = {&c, 3};
+    ck_assert(nt_wait(f.r, nt_pred_lines, &want, 10));
+    char line[1100];
+    ck_assert(is_number(nraw_line(&c, 0, line, sizeof line)));
+    ck_assert_str_eq(nraw_line(&c, 1, line, sizeof line), "error: unknown command");
+    nraw_free(&c);
+    fx_close(&f);
+}
+END_TEST
+
+/* A subscriber that never reads is dropped once its output passes the cap; another
+ * client keeps being answered meanwhile, and a reading subscriber keeps its stream. */
+struct flood {
+    struct fx *f;
+    int rounds;
+};
+
+static void flood_tick(reactor *r, void *data)
+{
+    struct flood *fl = data;
+    if (notif_server_get_stats(fl->f->s).dropped_slow || fl->rounds >= 2000)
+        return;
+    fl->rounds++;
+    for (int i = 0; i < 200; i++)
+        notif_server_publish(fl->f->s, NOTIF_EVENT_RANDOM);
+    reactor_call_later(r, 0, flood_tick, fl);
+}
+
+static int dropped(void *arg)
+{
+    struct fx *f = arg;
+    return notif_server_get_stats(f->s).dropped_slow == 1;
+}
+
+START_TEST(test_slow_subscriber)
+{
+    struct fx f;
+    notif_server_config cfg = {.interval = -1, .output_cap = 64 * 1024};
+    fx_open(&f, _i, &cfg);
+    struct nraw slow, reader;
+    nraw_connect(&slow, f.r, f.port, 4096, 0); /* never reads, small window */
+    nraw_connect(&reader, f.r, f.port, 0, 1);
+    nraw_send_str(&slow, "notify\n");
+    nraw_send_str(&reader, "notify\n");
+    /* both subscribed before the flood */
+    for (int i = 0; i < 1000 && notif_server_get_stats(f.s).subscribers < 2; i++)
+        reactor_iterate(f.r, 0.05);
+    ck_assert_uint_eq(notif_server_get_stats(f.s).subscribers, 2);
+    struct flood fl = {.f = &f};
+    reactor_call_later(f.r, 0, flood_tick, &fl);
+    check_other_served(&f);
+    ck_assert(nt_wait(f.r, dropped, &f, 20));
+    check_other_served(&f);
+    ck_assert(!reader.eof && !reader.err);
+    /* the reader gets every notification that was published */
+    size_t published = (size_t)notif_server_get_stats(f.s).events;
+    struct nt_lines want = {&reader, published};
+    ck_assert(nt_wait(f.r, nt_pred_lines, &want, 20));
+    ck_assert_uint_eq(nraw_lines(&reader), published);
+    nraw_free(&slow);
+    nraw_free(&reader);
+    fx_close(&f);
+}
+END_TEST
+
+static int no_clients(void *arg)
+{
+    struct fx *f = arg;
+    return notif_server_get_stats(f->s).clients == 0;
+}
+
+START_TEST(test_reset_with_answers_pending)
+{
+    struct fx f;
+    fx_open(&f, _i, NULL);
+    for (int k = 0; k < 5; k++) {
+        struct nraw c;
+        nraw_connect(&c, f.r, f.port, 0, 0);
+        size_t n = 50000;
+        char *req = malloc(n * 8);
+        for (size_t i = 0; i < n; i++)
+            memcpy(req + i * 8, "random?\n", 8);
+        nraw_send(&c, req, n * 8);
+        free(req);
+        th_iterate_n(f.r, 3 + k); /* some of it read and answered, some not */
+        nraw_reset(&c);
+        nraw_free(&c);
+    }
+    check_other_served(&f);
+    ck_assert(nt_wait(f.r, no_clients, &f, 10));
+    fx_close(&f);
+}
+END_TEST
+
+extern Suite *suite_notif_loopback(void);
+Suite *suite_notif_loopback(void)
+{
+    Suite *s = suite_create("notif_loopback");
+    TCase *tc = tcase_create("loopback");
+    tcase_set_timeout(tc, 60);
+    tcase_add_loop_test(tc, test_session, 0, th_backend_count());
+    tcase_add_loop_test(tc, test_half_close_answers_everything, 0, th_backend_count());
+    tcase_add_test(tc, test_huge_line_while_others_served);
+    tcase_add_test(tc, test_binary_and_nul);
+    tcase_add_loop_test(tc, test_10000_requests_one_write, 0, th_backend_count());
+    tcase_add_test(tc, test_one_byte_at_a_time);
+    tcase_add_loop_test(tc, test_slow_subscriber, 0, th_backend_count());
+    tcase_add_loop_test(tc, test_reset_with_answers_pending, 0, th_backend_count());
+    suite_add_tcase(s, tc);
+    return s;
+}
