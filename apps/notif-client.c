@@ -9,10 +9,9 @@
  * the server is absent, closes the connection, answers an error, or --timeout passes;
  * 2 for a usage error.
  *
- * Output (one line each, stable for scripts):
- *   random: 46774
- *   classified: nice flat in the 11e
- *   notif: random            (--notify: the notification as received)
+ * Output (stable for scripts; t/interop/run.sh checks it):
+ *   default flow: the number, then the ad, one line each ("46774", "nice flat in the 11e")
+ *   --notify N:   N lines "random: 46774" or "classified: nice flat in the 11e"
  */
 #include <errno.h>
 #include <getopt.h>
@@ -59,18 +58,18 @@ static deferred_result fail(const char *doing, deferred_result r)
     return r;
 }
 
-static deferred_result ask(notif_client *c, const char *kind)
+static deferred_result ask(notif_client *c, const char *kind, int labelled)
 {
     if (strcmp(kind, "random") == 0) {
         deferred_result n = coro_await_take(notif_random(c));
         if (deferred_result_is_failure(&n))
             return fail("random?", n);
-        printf("random: %lld\n", (long long)n.u.i);
+        printf("%s%lld\n", labelled ? "random: " : "", (long long)n.u.i);
     } else {
         deferred_result ad = coro_await_take(notif_classified(c));
         if (deferred_result_is_failure(&ad))
             return fail("classified?", ad);
-        printf("classified: %s\n", ad.u.s);
+        printf("%s%s\n", labelled ? "classified: " : "", ad.u.s);
         deferred_result_clear(&ad);
     }
     fflush(stdout);
@@ -81,10 +80,10 @@ static deferred_result run(notif_client *c)
 {
     deferred_result r;
     if (app.notify == 0) { /* the talk's flow */
-        r = ask(c, "random");
+        r = ask(c, "random", 0);
         if (deferred_result_is_failure(&r))
             return r;
-        r = ask(c, "classified");
+        r = ask(c, "classified", 0);
         if (deferred_result_is_failure(&r))
             return r;
     } else {
@@ -94,9 +93,8 @@ static deferred_result run(notif_client *c)
             deferred_result kind = coro_await_take(notif_wait_notif(c));
             if (deferred_result_is_failure(&kind))
                 return fail("waiting for a notification", kind);
-            printf("notif: %s\n", kind.u.s);
             notif_stop_notify(c); /* a notification may still come: it is told apart */
-            r = ask(c, kind.u.s);
+            r = ask(c, kind.u.s, 1);
             deferred_result_clear(&kind);
             if (deferred_result_is_failure(&r))
                 return r;

@@ -363,7 +363,7 @@ static void cf_failed(factory *f, connector *conn, const protocol_reason *reason
         code = ETIMEDOUT;
     connector_free(conn); /* inside its callback: freed once the callback returns */
     c->conn = NULL;
-    if (fail_connect(c, deferred_failure_new(code, "cannot connect: %s", why)))
+    if (fail_connect(c, deferred_failure_new(code, "%s", why)))
         client_release(c); /* the user's; cf_stop drops the factory's after this */
 }
 
