@@ -137,8 +137,13 @@ $(CHECK_ALL): $(BUILD)/obj/t/check_all.o $(T_OBJS) $(STATIC)
 	$(CC) -o $@ $^ $$(pkg-config --libs check) $(LDLIBS_BASE)
 
 # The runner prints Check's summary line last and fails when no test ran.
+# Interop first (t/interop/run.sh: Twisted and our notification pair in all four
+# combinations; exit 77 = skipped, python3-twisted missing), so that Check's summary
+# stays the last line; both must pass.
 check test: all fuzz-replay
-	$(CHECK_ALL)
+	@BUILD=$(BUILD) sh t/interop/run.sh twisted ours ours twisted ours ours twisted twisted; \
+	  irc=$$?; $(CHECK_ALL); crc=$$?; \
+	  if [ $$irc -ne 0 ] && [ $$irc -ne 77 ]; then exit 1; fi; exit $$crc
 
 asan:
 	$(MAKE) BUILD=build-asan SAN=asan OPT="-O1 -g" tests
