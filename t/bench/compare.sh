@@ -109,6 +109,19 @@ wait_port() { # port pid: bounded (20 s)
 	return 1
 }
 
+# Run private copies of the programs, so that a rebuild in the shared tree during the run
+# (others run make) cannot swap or truncate a binary under us.
+mkdir -p "$TMP/bin"
+cp "$LOADGEN" "$TMP/bin/loadgen" && LOADGEN=$TMP/bin/loadgen
+while IFS='	' read -r name cmd; do
+	exe=${cmd%% *} rest=
+	[ "$exe" != "$cmd" ] && rest=" ${cmd#* }"
+	case $exe in
+	"$BUILD"/*) cp "$exe" "$TMP/bin/$name.exe" && cmd="$TMP/bin/$name.exe$rest" ;;
+	esac
+	printf '%s\t%s\n' "$name" "$cmd"
+done <"$TMP/servers" >"$TMP/servers.copy"
+
 # Start every server once, on its own port, pinned.
 : >"$TMP/running"
 while IFS='	' read -r name cmd; do
@@ -123,7 +136,7 @@ while IFS='	' read -r name cmd; do
 		exit 1
 	fi
 	printf '%s\t%s\t%s\n' "$name" "$port" "$pid" >>"$TMP/running"
-done <"$TMP/servers"
+done <"$TMP/servers.copy"
 echo "compare: servers: $(cut -f1 "$TMP/running" | tr '\n' ' ')" >&2
 echo "compare: scenarios: $SCENARIOS; $RUNS runs x ${SECONDS_PER_RUN}s; request $REQUEST" >&2
 
