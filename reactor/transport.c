@@ -107,7 +107,8 @@ struct transport_mod *transport__mod(reactor *r)
 
 static struct transport_mod *t_mod(const transport *t)
 {
-    return t->owner ? ((struct transport_owner *)t->owner)->mod : NULL;
+    void *owner = transport__owner(t);
+    return owner ? ((struct transport_owner *)owner)->mod : NULL;
 }
 
 static void tick(reactor *r, void *data)
@@ -169,19 +170,25 @@ static char *buf_get(transport *t, size_t need, uint32_t *cap)
             return m->cache[--m->ncache];
         return malloc(TRANSPORT__OUT_STD);
     }
-    *cap = (uint32_t)need;
-    return malloc(need);
+    size_t c = TRANSPORT__OUT_STD;
+    while (c < need)
+        c *= 2;
+    if (c > ((size_t)1 << 31))
+        return NULL;
+    *cap = (uint32_t)c;
+    return malloc(c);
 }
 
 static void buf_release(transport *t)
 {
     struct transport_mod *m = t_mod(t);
-    if (t->out && m && t->out_cap == TRANSPORT__OUT_STD && m->ncache < TRANSPORT__OUT_CACHE)
+    if (t->out && m && transport__cap(t) == TRANSPORT__OUT_STD && m->ncache < TRANSPORT__OUT_CACHE)
         m->cache[m->ncache++] = t->out;
     else
         free(t->out);
     t->out = NULL;
-    t->out_off = t->out_len = t->out_cap = 0;
+    t->out_off = t->out_len = 0;
+    transport__set_cap(t, 0);
 }
 
 static size_t pending(const transport *t) { return (size_t)t->out_len - t->out_off; }
@@ -191,26 +198,28 @@ static int buf_reserve(transport *t, size_t add)
 {
     if (!t->out) {
         uint32_t cap;
+        if (add > ((size_t)1 << 31))
+            return -ENOBUFS;
         char *b = buf_get(t, add, &cap);
         if (!b)
             return -ENOMEM;
         t->out = b;
-        t->out_cap = cap;
+        transport__set_cap(t, cap);
         return 0;
     }
-    if ((size_t)t->out_len + add <= t->out_cap)
+    if ((size_t)t->out_len + add <= transport__cap(t))
         return 0;
     if (t->out_off) { /* move the unsent bytes to the front first */
         memmove(t->out, t->out + t->out_off, pending(t));
         t->out_len -= t->out_off;
         t->out_off = 0;
-        if ((size_t)t->out_len + add <= t->out_cap)
+        if ((size_t)t->out_len + add <= transport__cap(t))
             return 0;
     }
-    size_t want = (size_t)t->out_cap * 2;
-    if (want < (size_t)t->out_len + add)
-        want = (size_t)t->out_len + add;
-    if (want > UINT32_MAX)
+    size_t want = (size_t)transport__cap(t) * 2;
+    while (want < (size_t)t->out_len + add)
+        want *= 2;
+    if (want > ((size_t)1 << 31))
         return -ENOBUFS;
     char *b = malloc(want);
     if (!b)
@@ -220,7 +229,7 @@ static int buf_reserve(transport *t, size_t add)
     buf_release(t); /* gives a standard buffer back to the cache */
     t->out = b;
     t->out_len = len;
-    t->out_cap = (uint32_t)want;
+    transport__set_cap(t, (uint32_t)want);
     return 0;
 }
 
@@ -270,7 +279,7 @@ static void sync_watch(transport *t)
 static void set_reason(transport *t, protocol_reason_kind kind, int err)
 {
     t->flags = (t->flags & ((1u << T_REASON_SHIFT) - 1)) | ((uint32_t)kind << T_REASON_SHIFT);
-    t->err = err;
+    t->fd = err; /* the socket is closed by now: its field keeps the errno */
 }
 
 /* Closes the socket now (the protocol hears of it in step()). rst: SO_LINGER 0. */
@@ -294,7 +303,7 @@ static void close_socket(transport *t, protocol_reason_kind kind, int err, int r
 
 static void stop_producer(transport *t)
 {
-    struct transport_extra *x = t->x;
+    struct transport_extra *x = transport__x(t);
     if (x && x->pops) {
         const transport_producer_ops *ops = x->pops;
         void *d = x->pdata;
@@ -319,18 +328,19 @@ static void finish(transport *t)
     t->prev = t->next = NULL;
 
     protocol_reason reason;
-    transport__reason(&reason, (protocol_reason_kind)(t->flags >> T_REASON_SHIFT), t->err);
-    if (reason.kind == PROTOCOL_LOST && t->err == 0 && m->shutting_down)
+    int err = t->fd;
+    transport__reason(&reason, (protocol_reason_kind)(t->flags >> T_REASON_SHIFT), err);
+    if (reason.kind == PROTOCOL_LOST && err == 0 && m->shutting_down)
         reason.message = "connection lost: reactor shutting down";
     stop_producer(t);
     protocol *p = t->proto;
-    TTRACE(t, "transport event=lost reason=%s err=%d", protocol_reason_name(reason.kind), t->err);
+    TTRACE(t, "transport event=lost reason=%s err=%d", protocol_reason_name(reason.kind), err);
     t->flags |= T_IN_CB;
     if (p && p->ops && p->ops->connection_lost)
         p->ops->connection_lost(p, &reason); /* may free p */
-    void *owner = t->owner;
+    void *owner = transport__owner(t);
     int client = (t->flags & T_CLIENT) != 0;
-    free(t->x);
+    free(transport__x(t));
     free(t);
     if (client)
         connector__conn_lost(owner, NULL, &reason);
@@ -374,7 +384,7 @@ static void step(transport *t)
         }
         if (!pending(t)) {
             buf_release(t);
-            struct transport_extra *x = t->x;
+            struct transport_extra *x = transport__x(t);
             if (x && x->pops) {
                 if (x->streaming && x->producer_paused) {
                     x->producer_paused = 0;
@@ -394,7 +404,7 @@ static void step(transport *t)
                 }
             }
         } else {
-            struct transport_extra *x = t->x;
+            struct transport_extra *x = transport__x(t);
             if (x && x->pops && x->streaming && x->producer_paused && pending(t) <= x->low) {
                 x->producer_paused = 0;
                 t->flags |= T_IN_CB;
@@ -409,7 +419,7 @@ static void step(transport *t)
         /* lose_connection waits for a registered producer to unregister (Twisted),
          * except after the peer's EOF on a protocol that cannot half-close: that
          * connection is over, the producer just gets stop_producing. */
-        int producer = t->x && t->x->pops &&
+        int producer = transport__x(t) && transport__x(t)->pops &&
                        !((t->flags & T_READ_EOF) && !t->proto->ops->read_connection_lost);
         if ((t->flags & T_DISCONNECTING) && !producer) {
             close_socket(t, PROTOCOL_DONE, 0, 0);
@@ -508,7 +518,7 @@ transport *transport__new_socket(struct transport_mod *m, void *owner, int fd, p
     transport *t = calloc(1, sizeof *t);
     if (!t)
         return NULL;
-    t->owner = owner;
+    t->link = owner;
     t->proto = p;
     t->fd = fd;
     t->flags = flags;
@@ -550,7 +560,7 @@ void transport__free_memory(transport *t)
     if (!t)
         return;
     free(t->out);
-    free(t->x);
+    free(transport__x(t));
     free(t);
 }
 
@@ -575,9 +585,16 @@ static int gone(const transport *t)
     return (t->flags & (T_CLOSED | T_ABORTING)) != 0;
 }
 
+/* Writes are dropped once the connection is gone, aborting, or its write side was shut
+ * down (Twisted: after loseWriteConnection has taken effect). */
+static int write_dropped(const transport *t)
+{
+    return (t->flags & (T_CLOSED | T_ABORTING | T_SHUT_DONE)) != 0;
+}
+
 static int after_write(transport *t)
 {
-    struct transport_extra *x = t->x;
+    struct transport_extra *x = transport__x(t);
     if (x && x->pops && x->streaming && !x->producer_paused && pending(t) > x->high) {
         x->producer_paused = 1;
         if (x->pops->pause_producing)
@@ -590,7 +607,7 @@ static int after_write(transport *t)
 
 static int over_cap(transport *t, size_t add)
 {
-    size_t cap = t->x ? t->x->cap : TRANSPORT_DEFAULT_CAP;
+    size_t cap = transport__x(t) ? transport__x(t)->cap : TRANSPORT_DEFAULT_CAP;
     if (pending(t) + add <= cap || (t->flags & T_MEMORY))
         return 0;
     if (!(t->flags & T_CLOSED)) {
@@ -605,7 +622,7 @@ int transport_write(transport *t, const void *data, size_t len)
 {
     if (!t || (!data && len))
         return -EINVAL;
-    if (gone(t) || len == 0)
+    if (write_dropped(t) || len == 0)
         return 0;
     int rc = over_cap(t, len);
     if (rc < 0)
@@ -622,7 +639,7 @@ int transport_writev(transport *t, const struct iovec *iov, int iovcnt)
 {
     if (!t || iovcnt < 0 || (!iov && iovcnt))
         return -EINVAL;
-    if (gone(t))
+    if (write_dropped(t))
         return 0;
     size_t total = 0;
     for (int i = 0; i < iovcnt; i++)
@@ -672,7 +689,8 @@ int transport_abort_connection(transport *t)
     if (t->flags & T_MEMORY) {
         free(t->out);
         t->out = NULL;
-        t->out_off = t->out_len = t->out_cap = 0;
+        t->out_off = t->out_len = 0;
+        transport__set_cap(t, 0);
         return 0;
     }
     buf_release(t);
@@ -726,15 +744,19 @@ int transport_paused(const transport *t) { return t && (t->flags & T_PAUSED) != 
 
 static struct transport_extra *extra(transport *t)
 {
-    if (!t->x) {
-        t->x = calloc(1, sizeof *t->x);
-        if (!t->x)
+    struct transport_extra *x = transport__x(t);
+    if (!x) {
+        x = calloc(1, sizeof *x);
+        if (!x)
             return NULL;
-        t->x->high = TRANSPORT_DEFAULT_HIGH_WATER;
-        t->x->low = 0;
-        t->x->cap = TRANSPORT_DEFAULT_CAP;
+        x->owner = t->link;
+        x->high = TRANSPORT_DEFAULT_HIGH_WATER;
+        x->low = 0;
+        x->cap = TRANSPORT_DEFAULT_CAP;
+        t->link = x;
+        t->flags |= T_HAS_X;
     }
-    return t->x;
+    return x;
 }
 
 int transport_register_producer(transport *t, const transport_producer_ops *ops, void *data,
@@ -742,7 +764,7 @@ int transport_register_producer(transport *t, const transport_producer_ops *ops,
 {
     if (!t || !ops)
         return -EINVAL;
-    if (t->x && t->x->pops)
+    if (transport__x(t) && transport__x(t)->pops)
         return -EBUSY;
     if (t->flags & (T_CLOSED | T_ABORTING | T_LOST_CALLED)) {
         if (ops->stop_producing)
@@ -765,11 +787,12 @@ int transport_unregister_producer(transport *t)
 {
     if (!t)
         return -EINVAL;
-    if (!t->x || !t->x->pops)
+    struct transport_extra *x = transport__x(t);
+    if (!x || !x->pops)
         return 0;
-    t->x->pops = NULL;
-    t->x->pdata = NULL;
-    t->x->producer_paused = 0;
+    x->pops = NULL;
+    x->pdata = NULL;
+    x->producer_paused = 0;
     if ((t->flags & T_DISCONNECTING) && !(t->flags & (T_IN_CB | T_MEMORY)))
         schedule(t); /* a pending lose_connection may go ahead now */
     return 0;
@@ -800,7 +823,7 @@ int transport_peer_address(const transport *t, struct sockaddr *addr, socklen_t 
 {
     if (!t || !addr || !len)
         return -EINVAL;
-    if (t->fd < 0)
+    if (transport__sock(t) < 0)
         return -ENOTCONN;
     return getpeername(t->fd, addr, len) == 0 ? 0 : -errno;
 }
@@ -809,7 +832,7 @@ int transport_host_address(const transport *t, struct sockaddr *addr, socklen_t 
 {
     if (!t || !addr || !len)
         return -EINVAL;
-    if (t->fd < 0)
+    if (transport__sock(t) < 0)
         return -ENOTCONN;
     return getsockname(t->fd, addr, len) == 0 ? 0 : -errno;
 }
@@ -818,7 +841,7 @@ static int tcp_opt(transport *t, int level, int name, int on)
 {
     if (!t)
         return -EINVAL;
-    if (t->fd < 0)
+    if (transport__sock(t) < 0)
         return -ENOTCONN;
     if (t->flags & T_UNIX)
         return -ENOTSUP;
@@ -828,7 +851,7 @@ static int tcp_opt(transport *t, int level, int name, int on)
 
 int transport_set_nodelay(transport *t, int on) { return tcp_opt(t, IPPROTO_TCP, TCP_NODELAY, on); }
 int transport_set_keepalive(transport *t, int on) { return tcp_opt(t, SOL_SOCKET, SO_KEEPALIVE, on); }
-int transport_fd(const transport *t) { return t ? t->fd : -1; }
+int transport_fd(const transport *t) { return t ? transport__sock(t) : -1; }
 protocol *transport_protocol(const transport *t) { return t ? t->proto : NULL; }
 reactor *transport_reactor(const transport *t)
 {

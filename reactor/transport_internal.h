@@ -33,29 +33,63 @@ enum {
     T_CLIENT = 1u << 15,       /* owner is a connector (else a listener) */
     T_MADE = 1u << 16,         /* connection_made was called */
     T_LOST_CALLED = 1u << 17,  /* connection_lost was delivered (memory transport) */
+    T_HAS_X = 1u << 18,        /* t->link points to a struct transport_extra */
+    T_CAP_SHIFT = 19,          /* bits 19..23: log2 of the output buffer's capacity */
     T_REASON_SHIFT = 24,       /* bits 24..31: protocol_reason_kind of the loss */
 };
 
 /* Rarely used per-connection settings, allocated only when set. */
 struct transport_extra {
+    void *owner; /* what t->link held before */
     const transport_producer_ops *pops;
     void *pdata;
     uint32_t high, low, cap;
     uint8_t streaming, producer_paused;
 };
 
-/* One connection. Kept small on purpose: an idle connection has no buffer at all. */
+/* One connection. Kept small on purpose (56 bytes on 64-bit, a 64-byte malloc chunk): an
+ * idle connection has no buffer at all, and rarely used fields live elsewhere:
+ *   - the owner (listener or connector) sits in `link`, or in the extra settings once a
+ *     producer or limits were set (T_HAS_X);
+ *   - the output buffer's capacity is a power of two, its log2 kept in the flags;
+ *   - once closed, `fd` holds the errno of the loss (the socket is gone). */
 struct transport {
-    void *owner;      /* struct listener or struct connector (NULL: memory) */
+    void *link;     /* owner, or struct transport_extra * when T_HAS_X */
     protocol *proto;
-    char *out;        /* pending output [out_off, out_len), NULL when empty */
-    struct transport_extra *x;
+    char *out;      /* pending output [out_off, out_len), NULL when empty */
     transport *prev, *next; /* the module's list of live socket connections */
-    uint32_t out_off, out_len, out_cap;
-    int fd;
+    uint32_t out_off, out_len;
+    int fd;         /* the socket; the loss's errno once T_CLOSED */
     uint32_t flags;
-    int err; /* errno of the loss */
 };
+
+static inline struct transport_extra *transport__x(const transport *t)
+{
+    return (t->flags & T_HAS_X) ? (struct transport_extra *)t->link : NULL;
+}
+static inline void *transport__owner(const transport *t)
+{
+    return (t->flags & T_HAS_X) ? ((struct transport_extra *)t->link)->owner : t->link;
+}
+static inline uint32_t transport__cap(const transport *t)
+{
+    unsigned b = (t->flags >> T_CAP_SHIFT) & 31u;
+    return b ? (uint32_t)1 << b : 0;
+}
+static inline void transport__set_cap(transport *t, uint32_t cap) /* 0 or a power of two */
+{
+    unsigned b = 0;
+    while (cap > 1) {
+        cap >>= 1;
+        b++;
+    }
+    t->flags = (t->flags & ~(31u << T_CAP_SHIFT)) | (b << T_CAP_SHIFT);
+}
+/* The socket, or -1 once closed or for a memory transport. */
+static inline int transport__sock(const transport *t)
+{
+    return (t->flags & (T_CLOSED | T_MEMORY)) ? -1 : t->fd;
+}
 
 struct transport_mod;
 

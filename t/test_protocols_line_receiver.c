@@ -7,6 +7,8 @@
 #include <twistc/line_receiver.h>
 #include <twistc/memory_transport.h>
 
+#include "reactor/transport_internal.h"
+
 /* A receiver that records every event as "L:<line>|" or "R:<raw>|" in a log. */
 struct rec {
     line_receiver lr;
@@ -515,6 +517,7 @@ START_TEST(test_init_rejects_bad_delimiter)
     ops.line_received = NULL;
     ck_assert_int_eq(line_receiver_init(&lr, &ops), -EINVAL);
     ck_assert_uint_le(sizeof(line_receiver), 40);
+    ck_assert_uint_le(sizeof(struct transport), 56); /* a 64-byte malloc chunk */
 }
 END_TEST
 
