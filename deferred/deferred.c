@@ -288,8 +288,11 @@ static deferred_result steal_result(deferred *from)
 static HOT_INLINE int run_pair(deferred *cur, deferred_cb fn, void *arg, deferred_free_fn arg_free)
 {
     if (fn) {
+        /* The result moves into fn. cur->result is not reset: nothing can read it while
+         * RUNNING is set (peek/take refuse, and the loop's reference keeps cur alive),
+         * and it is overwritten below. */
         cur->flags |= DEFERRED__RUNNING;
-        deferred_result out = fn(deferred_result_take(&cur->result), arg);
+        deferred_result out = fn(cur->result, arg);
         cur->flags &= ~DEFERRED__RUNNING;
         if (out.kind == DEFERRED_DEFERRED) {
             deferred *inner = out.u.deferred;
@@ -306,6 +309,7 @@ static HOT_INLINE int run_pair(deferred *cur, deferred_cb fn, void *arg, deferre
                 cur->refs++;
                 if (push_pair(inner, deferred__continue, deferred__continue, cur,
                               continuation_free) == 0) {
+                    cur->result = deferred_none();
                     cur->paused++;
                     cur->chained_to = inner;
                     deferred_unref(inner); /* the callback's reference */
