@@ -342,6 +342,8 @@ transport *connector_transport(const connector *c)
 
 factory *connector_factory(const connector *c) { return c ? c->f : NULL; }
 
+void connector__set_transport(connector *c, transport *t) { c->t = t; }
+
 void connector__conn_lost(connector *c, transport *t, const protocol_reason *reason)
 {
     (void)t;

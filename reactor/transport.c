@@ -527,6 +527,8 @@ transport *transport__new_socket(struct transport_mod *m, void *owner, int fd, p
         m->conns->prev = t;
     m->conns = t;
     p->transport = t;
+    if (flags & T_CLIENT)
+        connector__set_transport(owner, t);
     sync_watch(t);
     if (!(t->flags & T_WATCHED)) {
         /* cannot watch it (select and fd >= FD_SETSIZE...): it is lost at once */

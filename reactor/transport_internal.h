@@ -179,6 +179,8 @@ void resolve__teardown(struct transport_mod *m);
 /* Called by transport.c when a connection owned by a listener / connector ends. */
 void listener__conn_closed(struct listener *l);
 void connector__conn_lost(struct connector *c, transport *t, const protocol_reason *reason);
+/* The connector learns its transport before connection_made runs. */
+void connector__set_transport(struct connector *c, transport *t);
 /* Module teardown helpers. */
 void listener__free_all(struct transport_mod *m);
 void connector__free_all(struct transport_mod *m);

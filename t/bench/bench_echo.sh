@@ -40,15 +40,17 @@ start() { # name command...: starts a server printing port=N, sets PORT_name and
 	eval "PID_$name=$pid"
 }
 
-start twistc "$BUILD/bin/echo-server" 0
-start raw "$BUILD/bench/echo_raw" --port 0
+# private copies: a concurrent rebuild of the tree cannot swap a binary mid-run
+cp "$BUILD/bin/echo-server" "$BUILD/bench/echo_raw" "$BUILD/bench/loadgen" "$TMP/" || exit 1
+start twistc "$TMP/echo-server" 0
+start raw "$TMP/echo_raw" --port 0
 
 for sc in $SCENARIOS; do
 	c=${sc%/*}; d=${sc#*/}
 	for run in $(seq "$RUNS"); do
 		for name in twistc raw; do
 			eval "port=\$PORT_$name pid=\$PID_$name"
-			line=$(taskset -c "$LOADGEN_CPU" "$BUILD/bench/loadgen" --echo --port "$port" \
+			line=$(taskset -c "$LOADGEN_CPU" "$TMP/loadgen" --echo --port "$port" \
 				--conns "$c" --depth "$d" --seconds "$SECONDS_PER_RUN" --server-pid "$pid")
 			echo "server=$name $line"
 			echo "$name $c $d $(echo "$line" | sed -n 's/.* rps=\([0-9]*\).*/\1/p') $(echo "$line" | sed -n 's/.*server_cpu_ns_per_req=\([0-9]*\).*/\1/p')" >>"$TMP/results"
