@@ -292,10 +292,14 @@ static HOT_INLINE int run_pair(deferred *cur, deferred_cb fn, void *arg, deferre
          * RUNNING is set (peek/take refuse, and the loop's reference keeps cur alive),
          * and it is overwritten below. */
         cur->flags |= DEFERRED__RUNNING;
-        deferred_result out = fn(cur->result, arg);
+        /* Stored first, tested after: testing the returned kind before the copy made
+         * the compiler rebuild the struct from a 4-byte store and a 16-byte load, which
+         * the CPU cannot forward (a stall on every callback). */
+        cur->result = fn(cur->result, arg);
         cur->flags &= ~DEFERRED__RUNNING;
-        if (out.kind == DEFERRED_DEFERRED) {
-            deferred *inner = out.u.deferred;
+        if (cur->result.kind == DEFERRED_DEFERRED) {
+            deferred_result out;
+            deferred *inner = cur->result.u.deferred;
             if (inner == cur || inner == NULL) {
                 /* A11: returning the Deferred itself would wait forever. */
                 if (inner)
@@ -325,8 +329,8 @@ static HOT_INLINE int run_pair(deferred *cur, deferred_cb fn, void *arg, deferre
                 out = steal_result(inner);
                 deferred_unref(inner);
             }
+            cur->result = out;
         }
-        cur->result = out;
     }
     if (arg_free)
         arg_free(arg);
@@ -546,6 +550,16 @@ static HOT_INLINE int start(deferred *d, deferred_result r, const char *file, in
 
 int deferred_callback_at(deferred *d, deferred_result r, const char *file, int line)
 {
+    return start(d, r, file, line);
+}
+
+int deferred_callback_parts_at(deferred *d, deferred_kind kind, deferred_free_fn free_fn,
+                               int64_t payload, const char *file, int line)
+{
+    deferred_result r;
+    r.kind = kind;
+    r.free_fn = free_fn;
+    r.u.i = payload; /* the union's bits, whatever member was set */
     return start(d, r, file, line);
 }
 

@@ -268,7 +268,16 @@ TWISTC_API deferred *deferred_chain_deferred(deferred *d, deferred *other);
  * except for the one firing swallowed after a cancel without canceller (A15), which
  * returns 0; -EINVAL if r is a DEFERRED (refused, A5) or d is NULL. */
 TWISTC_API int deferred_callback_at(deferred *d, deferred_result r, const char *file, int line);
-#define deferred_callback(d, r) deferred_callback_at((d), (r), __FILE__, __LINE__)
+/* The same with the result in pieces: what deferred_callback() calls, through an inline
+ * wrapper, so that the result travels in registers instead of through memory. */
+TWISTC_API int deferred_callback_parts_at(deferred *d, deferred_kind kind, deferred_free_fn free_fn,
+                                          int64_t payload, const char *file, int line);
+static inline int deferred__callback_inline(deferred *d, deferred_result r, const char *file,
+                                            int line)
+{
+    return deferred_callback_parts_at(d, r.kind, r.free_fn, r.u.i, file, line);
+}
+#define deferred_callback(d, r) deferred__callback_inline((d), (r), __FILE__, __LINE__)
 /* Fires d with failure f (taken; NULL makes an EINVAL failure). Same returns. */
 TWISTC_API int deferred_errback_at(deferred *d, deferred_failure *f, const char *file, int line);
 #define deferred_errback(d, f) deferred_errback_at((d), (f), __FILE__, __LINE__)
