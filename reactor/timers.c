@@ -27,46 +27,56 @@
  * children 4i+1..4i+4 then start at byte 64(i+1), one cache line. */
 #define PAD 3
 
-static int entry_less(const reactor__heap_entry *a, const reactor__heap_entry *b)
+static inline int entry_less(const reactor__heap_entry *a, const reactor__heap_entry *b)
 {
     return a->when < b->when || (a->when == b->when && a->t->seq < b->t->seq);
 }
 
-static void heap_set(reactor *r, size_t i, reactor__heap_entry e)
-{
-    r->heap[i] = e;
-    e.t->idx = i;
-}
-
+/* Both sifts keep the array and its size in locals: the t->idx stores would otherwise
+ * force the compiler to reload r->heap and r->heap_n (size_t may alias them) at every
+ * level. */
 static void sift_up(reactor *r, size_t i, reactor__heap_entry e)
 {
+    reactor__heap_entry *h = r->heap;
     while (i > 0) {
         size_t parent = (i - 1) / D;
-        if (!entry_less(&e, &r->heap[parent]))
+        if (!entry_less(&e, &h[parent]))
             break;
-        heap_set(r, i, r->heap[parent]);
+        h[i] = h[parent];
+        h[i].t->idx = i;
         i = parent;
     }
-    heap_set(r, i, e);
+    h[i] = e;
+    e.t->idx = i;
 }
 
 static void sift_down(reactor *r, size_t i, reactor__heap_entry e)
 {
-    size_t n = r->heap_n;
+    reactor__heap_entry *h = r->heap;
+    const size_t n = r->heap_n;
     for (;;) {
-        size_t c = D * i + 1, end = c + D < n ? c + D : n;
+        size_t c = D * i + 1;
         if (c >= n)
             break;
         size_t m = c; /* the smallest child */
-        for (size_t k = c + 1; k < end; k++)
-            if (entry_less(&r->heap[k], &r->heap[m]))
-                m = k;
-        if (!entry_less(&r->heap[m], &e))
+        if (c + D <= n) { /* all four children: the common case, unrolled */
+            size_t m2 = entry_less(&h[c + 3], &h[c + 2]) ? c + 3 : c + 2;
+            m = entry_less(&h[c + 1], &h[c]) ? c + 1 : c;
+            if (entry_less(&h[m2], &h[m]))
+                m = m2;
+        } else {
+            for (size_t k = c + 1; k < n; k++)
+                if (entry_less(&h[k], &h[m]))
+                    m = k;
+        }
+        if (!entry_less(&h[m], &e))
             break;
-        heap_set(r, i, r->heap[m]);
+        h[i] = h[m];
+        h[i].t->idx = i;
         i = m;
     }
-    heap_set(r, i, e);
+    h[i] = e;
+    e.t->idx = i;
 }
 
 static int heap_grow(reactor *r)
