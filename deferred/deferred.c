@@ -7,11 +7,16 @@
  * Deferred on an explicit stack. A chain of 100 000 Deferreds so runs at constant C
  * stack depth. Freeing is queued the same way (see deferred_unref). */
 #include <errno.h>
+#include <stddef.h>
 #include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "deferred/deferred_internal.h"
+
+#if defined(__x86_64__) && defined(__SSE2__)
+#include <emmintrin.h>
+#endif
 
 #if defined(__GNUC__) || defined(__clang__)
 #define HOT_INLINE inline __attribute__((always_inline))
@@ -518,6 +523,23 @@ deferred *deferred_chain_deferred(deferred *d, deferred *other)
 
 /* ---- Firing -------------------------------------------------------------------------- */
 
+/* d->result = r, for a result that the chain loop is about to copy (to pass it to the
+ * first callback) with a 16-byte load. Written field by field, that load would span two
+ * pending stores and the CPU could not forward them (a stall of a dozen cycles on every
+ * firing); on x86-64 the first 16 bytes are written as one store instead. */
+static HOT_INLINE void store_result(deferred_result *dst, deferred_result r)
+{
+#if defined(__x86_64__) && defined(__SSE2__)
+    _Static_assert(sizeof(deferred_result) == 24 && offsetof(deferred_result, free_fn) == 8,
+                   "deferred_result layout");
+    __m128i head = _mm_set_epi64x((long long)(intptr_t)r.free_fn, (long long)(uint32_t)r.kind);
+    _mm_storeu_si128((__m128i *)(void *)dst, head);
+    dst->u = r.u;
+#else
+    *dst = r;
+#endif
+}
+
 static HOT_INLINE int start(deferred *d, deferred_result r, const char *file, int line)
 {
     if (!d) {
@@ -543,7 +565,7 @@ static HOT_INLINE int start(deferred *d, deferred_result r, const char *file, in
     d->fired_line = line;
     if (d->flags & DEFERRED__DEBUG)
         deferred__debug_fired(d);
-    d->result = r;
+    store_result(&d->result, r);
     run_callbacks(d);
     return 0;
 }
