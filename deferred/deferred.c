@@ -287,6 +287,31 @@ static deferred_result steal_result(deferred *from)
     return deferred_result_take(&from->result);
 }
 
+/* d->result = r, for a result that the chain loop is about to copy (to pass it to the
+ * next callback) with a 16-byte load. Written field by field, that load would span two
+ * pending stores and the CPU could not forward them (a stall of a dozen cycles on every
+ * callback); on x86-64 the first 16 bytes are written as one store instead. */
+static HOT_INLINE void store_result_from(deferred_result *dst, const deferred_result *src)
+{
+#if defined(__x86_64__) && defined(__SSE2__)
+    _Static_assert(sizeof(deferred_result) == 24 && offsetof(deferred_result, free_fn) == 8,
+                   "deferred_result layout");
+    /* Field by field from src (forwards from any way it was written), one 16-byte
+     * store for kind + free_fn. */
+    int64_t payload = src->u.i;
+    __m128i head = _mm_set_epi64x((long long)(intptr_t)src->free_fn, (long long)(uint32_t)src->kind);
+    _mm_storeu_si128((__m128i *)(void *)dst, head);
+    dst->u.i = payload;
+#else
+    *dst = *src;
+#endif
+}
+
+static HOT_INLINE void store_result(deferred_result *dst, deferred_result r)
+{
+    store_result_from(dst, &r);
+}
+
 /* Runs one callback or errback of cur (fn may be NULL: pass-through) and stores what it
  * returns. Returns 1 when cur now waits on an inner Deferred that the callback returned
  * (A7): the caller stops running cur's pairs. */
@@ -297,10 +322,11 @@ static HOT_INLINE int run_pair(deferred *cur, deferred_cb fn, void *arg, deferre
          * RUNNING is set (peek/take refuse, and the loop's reference keeps cur alive),
          * and it is overwritten below. */
         cur->flags |= DEFERRED__RUNNING;
-        /* Stored first, tested after: testing the returned kind before the copy made
-         * the compiler rebuild the struct from a 4-byte store and a 16-byte load, which
-         * the CPU cannot forward (a stall on every callback). */
-        cur->result = fn(cur->result, arg);
+        /* Stored first (with store_result: read field by field, which forwards from
+         * however the callback wrote its return value, and written as the next pair's
+         * copy will read it), tested after. */
+        deferred_result ret = fn(cur->result, arg);
+        store_result_from(&cur->result, &ret);
         cur->flags &= ~DEFERRED__RUNNING;
         if (cur->result.kind == DEFERRED_DEFERRED) {
             deferred_result out;
@@ -522,23 +548,6 @@ deferred *deferred_chain_deferred(deferred *d, deferred *other)
 }
 
 /* ---- Firing -------------------------------------------------------------------------- */
-
-/* d->result = r, for a result that the chain loop is about to copy (to pass it to the
- * first callback) with a 16-byte load. Written field by field, that load would span two
- * pending stores and the CPU could not forward them (a stall of a dozen cycles on every
- * firing); on x86-64 the first 16 bytes are written as one store instead. */
-static HOT_INLINE void store_result(deferred_result *dst, deferred_result r)
-{
-#if defined(__x86_64__) && defined(__SSE2__)
-    _Static_assert(sizeof(deferred_result) == 24 && offsetof(deferred_result, free_fn) == 8,
-                   "deferred_result layout");
-    __m128i head = _mm_set_epi64x((long long)(intptr_t)r.free_fn, (long long)(uint32_t)r.kind);
-    _mm_storeu_si128((__m128i *)(void *)dst, head);
-    dst->u = r.u;
-#else
-    *dst = r;
-#endif
-}
 
 static HOT_INLINE int start(deferred *d, deferred_result r, const char *file, int line)
 {
