@@ -133,7 +133,10 @@ START_TEST(test_unknown_and_exact_match)
 {
     transport *t = conn(srv);
     const char *bad[] = {"Random?\n", " random?\n", "random? \n", "random\n", "NOTIFY\n",
-                         "quit \n",   "hello\n",    "random?\r\r\n"};
+                         "quit \n",   "hello\n",    "random?\r\r\n",
+                         /* same length, first and last byte as a command: same hash */
+                         "rXndom?\n", "randoX?\n", "sxop\n", "qiut\n", "cXassified?\n",
+                         "classifieX?\n", "nXtify\n", "notifY\n"};
     for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
         memory_transport_clear(t);
         feed(t, bad[i]);
