@@ -383,6 +383,7 @@ static void fire_phase(reactor *r, reactor_phase p)
 {
     static const char *const names[] = {"before", "during", "after"};
     REACTOR__TRACE(r, "phase=shutdown step=%s", names[p]);
+    r->in_iteration = 1; /* a trigger may not free the reactor (-EBUSY) or nest a loop */
     reactor_trigger *t;
     /* Pop one at a time: a trigger may add or remove others of this phase. */
     while ((t = r->triggers[p])) {
@@ -394,6 +395,7 @@ static void fire_phase(reactor *r, reactor_phase p)
         t->done = 1;
         t->fn(r, t->data);
     }
+    r->in_iteration = 0;
 }
 
 int reactor_run(reactor *r)

@@ -277,6 +277,24 @@ static void when_running_now(reactor *r, void *data)
     reactor_stop(r);
 }
 
+/* A trigger cannot free the reactor under the loop, even in "after" (not running). */
+static void try_free(reactor *r, void *data)
+{
+    *(int *)data = reactor_free(r);
+}
+
+START_TEST(test_trigger_cannot_free_reactor)
+{
+    reactor *r = th_reactor(_i);
+    int rc = 0;
+    reactor_add_trigger(r, REACTOR_AFTER_SHUTDOWN, try_free, &rc);
+    reactor_call_soon(r, stop_now, NULL);
+    ck_assert_int_eq(reactor_run(r), 0);
+    ck_assert_int_eq(rc, -EBUSY);
+    ck_assert_int_eq(reactor_free(r), 0);
+}
+END_TEST
+
 START_TEST(test_runningForStartupEvents)
 {
     reactor *r = th_reactor(_i);
@@ -306,6 +324,7 @@ Suite *suite_reactor_stop(void)
     tcase_add_loop_test(tc, test_shutdown_hold_released_by_timers, 0, n);
     tcase_add_loop_test(tc, test_callWhenRunningOrder, 0, n);
     tcase_add_loop_test(tc, test_runningForStartupEvents, 0, n);
+    tcase_add_loop_test(tc, test_trigger_cannot_free_reactor, 0, n);
     suite_add_tcase(s, tc);
     return s;
 }
