@@ -13,6 +13,7 @@
 #include <pthread.h>
 #include <signal.h>
 #include <stdlib.h>
+#include <stdio.h>
 #include <string.h>
 
 #include "deferred/thread_pool.h"
@@ -73,7 +74,16 @@ static void drain(pool *p)
     job *j = p->done_head;
     p->done_head = p->done_tail = NULL;
     p->wake_pending = 0;
+    size_t queued = p->queued, running = p->running;
     pthread_mutex_unlock(&p->lock);
+    FILE *trace = reactor_trace_file(p->r);
+    if (trace && j) {
+        size_t n = 0;
+        for (job *k = j; k; k = k->next)
+            n++;
+        fprintf(trace, "thread_pool op=fire done=%zu queued=%zu running=%zu\n", n, queued,
+                running);
+    }
     while (j) {
         job *next = j->next;
         if (j->result.kind == DEFERRED_DEFERRED) { /* refused: see worker() */
@@ -336,7 +346,13 @@ deferred *defer_to_thread_full(reactor *r, defer_to_thread_fn fn, void *arg,
     }
     if (p->idle > 0) /* busy workers take the job when they finish theirs */
         pthread_cond_signal(&p->work);
+    /* The queue depth is what tells a starved pool (every thread stuck on slow calls). */
+    size_t queued = p->queued, running = p->running, threads = p->nthreads;
     pthread_mutex_unlock(&p->lock);
+    FILE *trace = reactor_trace_file(r);
+    if (trace)
+        fprintf(trace, "thread_pool op=queue queued=%zu running=%zu threads=%zu max=%u\n",
+                queued, running, threads, p->max);
     return deferred_ref(d);
 }
 

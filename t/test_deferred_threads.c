@@ -4,6 +4,7 @@
 #include <check.h>
 #include <errno.h>
 #include <pthread.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
@@ -420,6 +421,31 @@ START_TEST(test_coroutineAwaitsThread)
 }
 END_TEST
 
+/* The teaching trace shows the queue depth (a starved pool is visible). */
+START_TEST(test_traceShowsQueue)
+{
+    reactor *r = reactor_new();
+    FILE *f = tmpfile();
+    ck_assert_ptr_nonnull(f);
+    reactor_set_trace(r, f);
+    deferred *d = defer_to_thread(r, identity_job, (void *)(intptr_t)1);
+    ck_assert(iterate_until_called(r, d));
+    deferred_unref(d);
+    reactor_set_trace(r, NULL);
+    rewind(f);
+    char line[256];
+    int queue = 0, fire = 0;
+    while (fgets(line, sizeof line, f)) {
+        queue += strstr(line, "thread_pool op=queue queued=1 ") != NULL;
+        fire += strstr(line, "thread_pool op=fire done=1 ") != NULL;
+    }
+    fclose(f);
+    ck_assert_int_eq(queue, 1);
+    ck_assert_int_eq(fire, 1);
+    ck_assert_int_eq(reactor_free(r), 0);
+}
+END_TEST
+
 extern Suite *suite_deferred_threads(void);
 Suite *suite_deferred_threads(void)
 {
@@ -438,6 +464,7 @@ Suite *suite_deferred_threads(void)
     tcase_add_test(tc, test_shutdownWaitsAndJoins);
     tcase_add_test(tc, test_freeWithoutRunJoins);
     tcase_add_test(tc, test_coroutineAwaitsThread);
+    tcase_add_test(tc, test_traceShowsQueue);
     suite_add_tcase(s, tc);
     return s;
 }
