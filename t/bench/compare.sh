@@ -18,7 +18,8 @@
 # nanoseconds from /proc/PID/task/*/schedstat) during the run divided by the answers.
 #
 # Environment: RUNS (5), SECONDS_PER_RUN (3), SCENARIOS ("1/1 50/1 50/16 1000/1"),
-# REQUEST (random?), BUILD (build), SERVER_CPU (1), LOADGEN_CPU (0), OUT (a results file
+# REQUEST (random?), BUILD (build), SERVER_CPU (1), LOADGEN_CPU (0), PIN (1; 0 = no taskset,
+# the setup of the Twisted reference figures in semantics.md), OUT (a results file
 # of raw loadgen lines; default: a temporary file, removed).
 set -u
 cd "$(dirname "$0")/../.." || exit 1
@@ -47,7 +48,9 @@ if [ ! -x "$LOADGEN" ]; then
 	exit 2
 fi
 PIN_S= PIN_L=
-if command -v taskset >/dev/null 2>&1 && [ "$(nproc)" -ge 2 ]; then
+if [ "${PIN:-1}" = 0 ]; then
+	echo "compare: PIN=0: running unpinned" >&2
+elif command -v taskset >/dev/null 2>&1 && [ "$(nproc)" -ge 2 ]; then
 	PIN_S="taskset -c $SERVER_CPU"
 	PIN_L="taskset -c $LOADGEN_CPU"
 else
