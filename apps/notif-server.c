@@ -151,6 +151,14 @@ int main(int argc, char **argv)
     if (optind < argc)
         usage_error("unexpected argument '%s'", argv[optind]);
 
+    if (backend) { /* checked before any fork, so that one message is printed */
+        const char *const *b = reactor_backends();
+        while (*b && strcmp(*b, backend) != 0)
+            b++;
+        if (!*b)
+            usage_error("--backend: '%s' is not available here", backend);
+    }
+
     char **ads = NULL;
     size_t n_ads = 0;
     if (ads_file) {

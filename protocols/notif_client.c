@@ -244,10 +244,9 @@ static deferred_failure *lost_failure(notif_client *c, const protocol_reason *re
     char why[160];
     protocol_reason_format(reason, why, sizeof why);
     if (reason->kind == PROTOCOL_DONE)
-        return deferred_failure_new(NOTIF_ECLOSED, "connection closed before the answer: %s",
-                                    why);
-    return deferred_failure_new(reason->err ? reason->err : ECONNRESET,
-                                "connection lost before the answer: %s", why);
+        return deferred_failure_new(NOTIF_ECLOSED, "the connection was closed (%s)", why);
+    return deferred_failure_new(reason->err ? reason->err : ECONNRESET, "connection lost: %s",
+                                why);
 }
 
 static void client_lost(protocol *p, const protocol_reason *reason)
