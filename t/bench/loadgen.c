@@ -464,7 +464,13 @@ int main(int argc, char **argv)
 		case 'N': opt.ping = 0; break;
 		case 'D': opt.drain_seconds = atof(optarg); break;
 		case 'm': opt.max_pending_connects = atoi(optarg); break;
-		default: usage(ch == '?' && optind > 0 && strcmp(argv[optind - 1], "--help") == 0 ? stdout : stderr); return 2;
+		default:
+			if (optind > 0 && strcmp(argv[optind - 1], "--help") == 0) {
+				usage(stdout);
+				return 0;
+			}
+			usage(stderr);
+			return 2;
 		}
 	}
 	if (optind != argc || opt.conns < 1 || opt.depth < 1 || opt.depth > 65536 || opt.addrs < 1 ||

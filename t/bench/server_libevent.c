@@ -180,6 +180,12 @@ static void read_cb(struct bufferevent *bev, void *arg)
 			return;
 		}
 	}
+	if (evbuffer_get_length(out) > cap) {
+		/* A peer that sends requests but does not read the answers. */
+		stat_slow++;
+		free_client(c);
+		return;
+	}
 	size_t rest = evbuffer_get_length(in);
 	if (rest > MAX_LINE + 1 || (rest == MAX_LINE + 1 && ((const char *)evbuffer_pullup(in, -1))[MAX_LINE] != '\r')) {
 		evbuffer_add(out, "error: line too long\n", 21);
