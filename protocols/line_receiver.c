@@ -69,6 +69,10 @@ static long find(const line_receiver *lr, const char *p, size_t n)
 {
     const char *dl = delim(lr);
     size_t dlen = lr->delim_len;
+    if (dlen == 1) { /* the common "\n": one memchr */
+        const char *q = n ? memchr(p, dl[0], n) : NULL;
+        return q ? q - p : -1;
+    }
     if (n < dlen)
         return -1;
     const char *s = p, *end = p + n - dlen + 1;
