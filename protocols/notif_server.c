@@ -80,7 +80,7 @@ struct notif_server {
     reactor_timer *grace;
     reactor_trigger *trigger;
     double trigger_grace;
-    FILE *trace; /* refreshed at each read */
+    FILE *trace; /* the reactor's trace, refreshed at each connection and event */
     int started, shutting_down;
     void (*done)(void *data);
     void *done_data;
@@ -302,8 +302,11 @@ static void conn_made(protocol *p)
 {
     struct notif_conn *c = (struct notif_conn *)p;
     c->flags |= C_MADE;
-    if (c->srv)
+    if (c->srv) {
         c->srv->st.connections++;
+        /* the trace is looked up per connection (and per event), not per read */
+        c->srv->trace = c->srv->r ? reactor_trace_file(c->srv->r) : NULL;
+    }
 }
 
 static int conn_data(protocol *p, const char *data, size_t len)
@@ -312,7 +315,6 @@ static int conn_data(protocol *p, const char *data, size_t len)
     notif_server *s = c->srv;
     if (!s)
         return 0;
-    s->trace = s->r ? reactor_trace_file(s->r) : NULL;
     if (s->trace)
         fprintf(s->trace, "iter=%llu notif-server conn=%llu data_received bytes=%zu\n",
                 (unsigned long long)reactor_iterations(s->r), (unsigned long long)c->id, len);
@@ -320,8 +322,9 @@ static int conn_data(protocol *p, const char *data, size_t len)
     /* An unfinished line of 1025 bytes is too long unless its last byte is the CR of a
      * CRLF still to come (the receiver itself only gives up at 1026). The bytes it keeps
      * are the tail of this read, so their last byte is data[len - 1]. */
-    if (rc == 0 && line_receiver_buffered(&c->lr) == NOTIF_MAX_LINE + 1 &&
-        data[len - 1] != '\r' && !line_receiver_paused(&c->lr) &&
+    char last = data[len - 1];
+    if (rc == 0 && last != '\n' && last != '\r' &&
+        line_receiver_buffered(&c->lr) == NOTIF_MAX_LINE + 1 && !line_receiver_paused(&c->lr) &&
         !transport_disconnecting(p->transport))
         too_long(c);
     return rc;
