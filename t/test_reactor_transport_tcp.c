@@ -552,6 +552,98 @@ START_TEST(test_write_cap)
 }
 END_TEST
 
+
+static void write_big_tcp(struct tp *p)
+{
+    size_t n = 1u << 20;
+    char *buf = malloc(n);
+    fill_pattern(buf, n, 0);
+    ck_assert_int_eq(transport_write(p->base.transport, buf, n), 0);
+    free(buf);
+}
+
+/* A server that flushes on exit: lose_connection from a BEFORE_SHUTDOWN trigger, hold the
+ * shutdown, release it from connection_lost: every byte arrives. */
+static struct tp *flush_conn;
+static reactor *flush_r;
+
+static void flush_made(struct tp *p)
+{
+    flush_conn = p;
+    write_big_tcp(p);
+    reactor_call_soon(transport_reactor(p->base.transport), stop_reactor, NULL);
+}
+
+static void flush_lost(struct tp *p, const protocol_reason *reason)
+{
+    (void)p;
+    ck_assert_int_eq(reason->kind, PROTOCOL_DONE);
+    flush_conn = NULL;
+    reactor_shutdown_release(flush_r);
+}
+
+static void flush_before(reactor *r, void *data)
+{
+    (void)data;
+    if (flush_conn) {
+        reactor_shutdown_hold(r);
+        transport_lose_connection(flush_conn->base.transport);
+    }
+}
+
+START_TEST(test_shutdown_flush_with_before_trigger)
+{
+    reactor *r = th_reactor(_i);
+    flush_r = r;
+    flush_conn = NULL;
+    struct tfactory tf;
+    tf_init(&tf, TP_RECORD);
+    tf.on_made = flush_made;
+    tf.on_lost = flush_lost;
+    listener *l = reactor_listen_tcp(r, "127.0.0.1", 0, &tf.f, 0);
+    ck_assert_ptr_nonnull(reactor_add_trigger(r, REACTOR_BEFORE_SHUTDOWN, flush_before, NULL));
+    struct rawc c;
+    rawc_connect(&c, r, listener_port(l), 0);
+    c.check_pattern = 1;
+    reactor_call_later(r, WAIT, stop_reactor, NULL); /* safety */
+    ck_assert_int_eq(reactor_run(r), 0);
+    ck_assert_int_eq(tf.lost, 1);
+    /* the client reads what the kernel holds for it */
+    for (;;) {
+        if (c.cap - c.len < 65536) {
+            c.cap = c.cap * 2 + 65536;
+            c.buf = realloc(c.buf, c.cap);
+        }
+        ssize_t n = recv(c.fd, c.buf + c.len, c.cap - c.len, MSG_DONTWAIT);
+        if (n <= 0)
+            break;
+        c.len += (size_t)n;
+    }
+    ck_assert_uint_eq(c.len, 1u << 20);
+    c.watching = 0;
+    rawc_free(&c);
+    reactor_free(r);
+}
+END_TEST
+
+START_TEST(test_reuseport)
+{
+#ifdef SO_REUSEPORT
+    reactor *r = th_reactor(_i);
+    struct tfactory tf;
+    tf_init(&tf, TP_ECHO);
+    listener *a = reactor_listen_tcp_flags(r, "127.0.0.1", 0, &tf.f, 0, LISTEN_REUSEPORT);
+    ck_assert_ptr_nonnull(a);
+    listener *b = reactor_listen_tcp_flags(r, "127.0.0.1", listener_port(a), &tf.f, 0,
+                                           LISTEN_REUSEPORT);
+    ck_assert_ptr_nonnull(b); /* several servers on one port */
+    listener_free(a);
+    listener_free(b);
+    reactor_free(r);
+#endif
+}
+END_TEST
+
 extern Suite *suite_reactor_transport_tcp(void);
 Suite *suite_reactor_transport_tcp(void)
 {
@@ -573,6 +665,8 @@ Suite *suite_reactor_transport_tcp(void)
     tcase_add_loop_test(tc, test_unix_echo, 0, n);
     tcase_add_loop_test(tc, test_shutdown_disconnects_all, 0, n);
     tcase_add_loop_test(tc, test_write_cap, 0, n);
+    tcase_add_loop_test(tc, test_shutdown_flush_with_before_trigger, 0, n);
+    tcase_add_loop_test(tc, test_reuseport, 0, n);
     suite_add_tcase(s, tc);
     return s;
 }
