@@ -305,7 +305,7 @@ static deferred_result await_impl(deferred *d, int take)
         out = deferred_error(ECANCELED, "coroutine closed: its reactor was freed");
     else if (d == co->target)
         out = deferred_error(EDEADLK, "a coroutine cannot await its own Deferred");
-    else if (deferred_take_result(d, &out) == 0)
+    else if (deferred_called(d) && deferred_take_result(d, &out) == 0)
         ; /* already fired: no pair, no switch, no stack (20 000 in a loop are fine) */
     else {
         co->waiting = d;
