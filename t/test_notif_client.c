@@ -460,6 +460,66 @@ START_TEST(test_loopback_graceful_stop)
 }
 END_TEST
 
+/* 2,000 requests in flight on one connection while notifications keep coming: every
+ * Deferred fires once, with the right kind of value, and notifications are dispatched. */
+struct pipe_state {
+    int answered, bad, notifs;
+    notif_client *c;
+};
+
+static deferred_result pipe_got(deferred_result r, void *arg)
+{
+    struct pipe_state *ps = arg;
+    ps->answered++;
+    if (r.kind != DEFERRED_INT && r.kind != DEFERRED_STR)
+        ps->bad++;
+    deferred_result_clear(&r);
+    return deferred_none();
+}
+
+static void pipe_notif(notif_client *c, void *data) { ((struct pipe_state *)data)->notifs++; }
+
+static deferred_result pipe_connected(deferred_result r, void *arg)
+{
+    struct pipe_state *ps = arg;
+    ps->c = notif_client_from_result(&r);
+    notif_set_random_available(ps->c, pipe_notif, ps);
+    notif_set_classified_available(ps->c, pipe_notif, ps);
+    notif_notify(ps->c);
+    for (int i = 0; i < 2000; i++) {
+        deferred *d = i % 3 ? notif_random(ps->c) : notif_classified(ps->c);
+        deferred_add_both(d, pipe_got, ps);
+        deferred_unref(d);
+    }
+    return deferred_none();
+}
+
+static int pipe_done(void *arg)
+{
+    struct pipe_state *ps = arg;
+    return ps->answered == 2000 && ps->notifs > 0;
+}
+
+START_TEST(test_loopback_pipelined_with_notifications)
+{
+    reactor *r = th_reactor(_i);
+    notif_server_config cfg = {.interval = 0.001};
+    notif_server *s = notif_server_new(r, &cfg);
+    listener *l = reactor_listen_tcp(r, "127.0.0.1", 0, notif_server_factory(s), 0);
+    struct pipe_state ps = {0};
+    deferred *d = notif_client_connect(r, "127.0.0.1", listener_port(l), 5);
+    deferred_add_callback(d, pipe_connected, &ps);
+    deferred_unref(d);
+    ck_assert(nt_wait(r, pipe_done, &ps, 20));
+    ck_assert_int_eq(ps.bad, 0);
+    ck_assert_uint_eq(notif_client_pending(ps.c), 0);
+    notif_client_free(ps.c);
+    listener_free(l);
+    notif_server_free(s);
+    reactor_free(r);
+}
+END_TEST
+
 extern Suite *suite_notif_client(void);
 Suite *suite_notif_client(void)
 {
@@ -482,6 +542,7 @@ Suite *suite_notif_client(void)
     tc = tcase_create("loopback");
     tcase_set_timeout(tc, 30);
     tcase_add_loop_test(tc, test_loopback_flow, 0, th_backend_count());
+    tcase_add_loop_test(tc, test_loopback_pipelined_with_notifications, 0, th_backend_count());
     tcase_add_test(tc, test_loopback_refused);
     tcase_add_test(tc, test_loopback_server_full);
     tcase_add_loop_test(tc, test_loopback_graceful_stop, 0, th_backend_count());
