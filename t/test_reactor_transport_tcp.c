@@ -644,6 +644,53 @@ START_TEST(test_reuseport)
 }
 END_TEST
 
+/* pause_producing stops reading (data waits in the kernel); resume delivers it; a FIN
+ * that came while paused is noticed only after resume (Twisted E5). */
+static void pause_at_once(struct tp *p)
+{
+    ck_assert_int_eq(transport_pause_producing(p->base.transport), 0);
+    ck_assert(transport_paused(p->base.transport));
+}
+
+static void lost_after_data(struct tp *p, const protocol_reason *reason)
+{
+    (void)reason;
+    ck_assert_uint_eq(p->in_len, 4); /* the data came first, after resume */
+    p->tf->done = 1;
+}
+
+START_TEST(test_pause_resume_reading)
+{
+    reactor *r = th_reactor(_i);
+    struct tfactory tf;
+    tf_init(&tf, TP_RECORD);
+    tf.on_made = pause_at_once;
+    tf.on_lost = lost_after_data;
+    listener *l = reactor_listen_tcp(r, "127.0.0.1", 0, &tf.f, 0);
+    struct rawc c;
+    rawc_connect(&c, r, listener_port(l), 0);
+    rawc_send(&c, "data", 4);
+    shutdown(c.fd, SHUT_WR);
+    for (int i = 0; i < 50 && tf.made == 0; i++)
+        reactor_iterate(r, 0.05);
+    ck_assert_int_eq(tf.made, 1);
+    th_iterate_n(r, 10);
+    for (int i = 0; i < 5; i++)
+        reactor_iterate(r, 0.02);
+    ck_assert_ptr_nonnull(tf.last);
+    ck_assert_int_eq(tf.last->data_calls, 0); /* nothing read while paused */
+    ck_assert_int_eq(tf.lost, 0);             /* nor the FIN */
+    struct tp *p = tf.last;
+    ck_assert_int_eq(transport_resume_producing(p->base.transport), 0);
+    ck_assert(th_iterate_until(r, &tf.done, WAIT));
+    ck_assert_int_eq(tf.lost, 1);
+    ck_assert_int_eq(tf.last_lost_kind, PROTOCOL_DONE);
+    rawc_free(&c);
+    listener_free(l);
+    reactor_free(r);
+}
+END_TEST
+
 extern Suite *suite_reactor_transport_tcp(void);
 Suite *suite_reactor_transport_tcp(void)
 {
@@ -667,6 +714,7 @@ Suite *suite_reactor_transport_tcp(void)
     tcase_add_loop_test(tc, test_write_cap, 0, n);
     tcase_add_loop_test(tc, test_shutdown_flush_with_before_trigger, 0, n);
     tcase_add_loop_test(tc, test_reuseport, 0, n);
+    tcase_add_loop_test(tc, test_pause_resume_reading, 0, n);
     suite_add_tcase(s, tc);
     return s;
 }
