@@ -701,7 +701,6 @@ Suite *suite_reactor_transport_tcp(void)
     tcase_add_loop_test(tc, test_echo_roundtrip, 0, n);
     tcase_add_loop_test(tc, test_ipv6_and_port_reuse, 0, n);
     tcase_add_loop_test(tc, test_client_connect_tcp, 0, n);
-    tcase_add_loop_test(tc, test_client_hostname, 0, n);
     tcase_add_loop_test(tc, test_connect_refused, 0, n);
     tcase_add_loop_test(tc, test_connect_timeout, 0, n);
     tcase_add_loop_test(tc, test_stop_connecting, 0, n);
@@ -716,5 +715,11 @@ Suite *suite_reactor_transport_tcp(void)
     tcase_add_loop_test(tc, test_reuseport, 0, n);
     tcase_add_loop_test(tc, test_pause_resume_reading, 0, n);
     suite_add_tcase(s, tc);
+    /* host names are resolved on a worker thread: also run under `make tsan` */
+    TCase *tr = tcase_create("resolve");
+    tcase_set_tags(tr, "threads");
+    tcase_set_timeout(tr, 30);
+    tcase_add_loop_test(tr, test_client_hostname, 0, n);
+    suite_add_tcase(s, tr);
     return s;
 }
