@@ -467,6 +467,32 @@ START_TEST(test_resultOwnership)
     deferred_add_callback(d, dth_record, "s");
     ck_assert_str_eq(dth_log, "s(str:copy) ");
     deferred_unref(d);
+    /* Every kind goes through deferred_callback intact (it passes the fields in
+     * registers) and the argument is evaluated once (one dup, one free). */
+    d = deferred_new();
+    deferred_add_callback(d, dth_record, "dbl");
+    deferred_callback(d, deferred_double(-2.25));
+    deferred_unref(d);
+    d = deferred_new();
+    deferred_add_callback(d, dth_record, "dup");
+    deferred_callback(d, deferred_str_dup("once"));
+    deferred_unref(d);
+    int stack_value = 7;
+    d = deferred_new();
+    deferred_result got = deferred_none();
+    deferred_add_callback(d, dth_store, &got);
+    deferred_callback(d, deferred_ptr(&stack_value, NULL));
+    ck_assert_ptr_eq(got.u.p, &stack_value);
+    ck_assert_ptr_null(got.free_fn);
+    deferred_unref(d);
+    d = deferred_new();
+    deferred_add_callback(d, dth_store, &got);
+    deferred_callback(d, deferred_ptr(malloc(3), count_free));
+    ck_assert_ptr_eq(got.free_fn, count_free);
+    deferred_result_clear(&got);
+    ck_assert_int_eq(freed_ptrs, 4);
+    deferred_unref(d);
+    ck_assert_str_eq(dth_log, "s(str:copy) dbl(double:-2.25) dup(str:once) ");
     deferred_result dbl = deferred_double(1.5);
     ck_assert(!deferred_result_is_failure(&dbl));
     ck_assert_int_eq(deferred_result_code(&dbl), 0);
