@@ -620,16 +620,29 @@ static int over_cap(transport *t, size_t add)
     return -ENOBUFS;
 }
 
+/* The common case of the second and later writes of one batch: the buffer exists, has
+ * room, and no limits were set (the default cap is far away). */
+static int room_fast(const transport *t, size_t add)
+{
+    return t->out && !(t->flags & T_HAS_X) && (size_t)t->out_len + add <= transport__cap(t) &&
+           pending(t) + add <= TRANSPORT_DEFAULT_CAP;
+}
+
+static int make_room(transport *t, size_t add)
+{
+    if (room_fast(t, add))
+        return 0;
+    int rc = over_cap(t, add);
+    return rc < 0 ? rc : buf_reserve(t, add);
+}
+
 int transport_write(transport *t, const void *data, size_t len)
 {
     if (!t || (!data && len))
         return -EINVAL;
     if (write_dropped(t) || len == 0)
         return 0;
-    int rc = over_cap(t, len);
-    if (rc < 0)
-        return rc;
-    rc = buf_reserve(t, len);
+    int rc = make_room(t, len);
     if (rc < 0)
         return rc;
     memcpy(t->out + t->out_len, data, len);
@@ -648,10 +661,7 @@ int transport_writev(transport *t, const struct iovec *iov, int iovcnt)
         total += iov[i].iov_len;
     if (total == 0)
         return 0;
-    int rc = over_cap(t, total);
-    if (rc < 0)
-        return rc;
-    rc = buf_reserve(t, total);
+    int rc = make_room(t, total);
     if (rc < 0)
         return rc;
     for (int i = 0; i < iovcnt; i++) {
