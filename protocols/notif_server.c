@@ -46,7 +46,14 @@ enum {
     C_PRODUCER = 1u << 1, /* the LineReceiver is registered as the transport's producer */
     C_CLOSING = 1u << 2,  /* close once the paused receiver has delivered what it holds */
     C_MADE = 1u << 3,     /* connection_made ran */
+    C_DRAINING = 1u << 4, /* all answered and our side shut down: discard input until EOF */
+    C_EPOCH_SHIFT = 8,    /* bits 8..31: the drain sweep epoch when draining began */
 };
+
+/* A draining connection whose peer neither closes nor stops sending is aborted after
+ * DRAIN_EPOCHS sweeps of DRAIN_SWEEP seconds (4-5 s). */
+#define DRAIN_SWEEP 1.0
+#define DRAIN_EPOCHS 5u
 
 struct notif_conn {
     line_receiver lr; /* first: &c->lr.base is the protocol */
@@ -78,6 +85,8 @@ struct notif_server {
     size_t fast_limit; /* below this much pending output, writes need no checks */
     reactor_timer *tick;
     reactor_timer *grace;
+    reactor_timer *sweep; /* runs while connections are draining */
+    unsigned draining;
     reactor_trigger *trigger;
     double trigger_grace;
     FILE *trace; /* the reactor's trace, refreshed at each connection and event */
@@ -182,21 +191,63 @@ static inline int conn_write(struct notif_conn *c, const char *buf, size_t len)
     return transport_write(t, buf, len);
 }
 
-/* quit, half-close, line too long, server shutdown: flush what is owed, then close. */
+static void drain_sweep(reactor *r, void *data);
+
+/* Time in whole sweeps on the reactor's clock (24 bits, wrapping), for drain deadlines. */
+static unsigned now_epoch(const notif_server *s)
+{
+    return s->r ? (unsigned)(uint64_t)(reactor_seconds(s->r) / DRAIN_SWEEP) & 0xffffffu : 0;
+}
+
+static void drop_producer(struct notif_conn *c, transport *t)
+{
+    if (c->flags & C_PRODUCER) {
+        c->flags &= ~C_PRODUCER;
+        transport_unregister_producer(t); /* lose_connection waits for no producer */
+    }
+}
+
+/* quit, line too long, server shutdown: send what is owed, then close, without losing
+ * it. Closing a socket that still has unread input makes the kernel send RST, and an RST
+ * destroys the answers the peer has not read yet. So, like a careful hand-written server,
+ * we shut down our sending side once the answers are out (the peer reads them, then EOF),
+ * discard whatever the peer still sends, and close when it closes its side (or after a
+ * few seconds; at a server shutdown, after the grace time). */
 static void begin_close(struct notif_conn *c)
 {
     transport *t = c->lr.base.transport;
-    if (!t || transport_disconnecting(t))
+    if (!t || transport_disconnecting(t) || (c->flags & C_DRAINING))
         return;
     if (line_receiver_paused(&c->lr)) {
         c->flags |= C_CLOSING; /* conn_resume closes once the held lines are answered */
         return;
     }
-    if (c->flags & C_PRODUCER) {
-        c->flags &= ~C_PRODUCER;
-        transport_unregister_producer(t); /* lose_connection waits for no producer */
+    drop_producer(c, t);
+    line_receiver_clear_line_buffer(&c->lr); /* nothing after this line is answered */
+    notif_server *s = c->srv;
+    c->flags = (c->flags & ((1u << C_EPOCH_SHIFT) - 1)) | C_DRAINING | (now_epoch(s) << C_EPOCH_SHIFT);
+    s->draining++;
+    if (s->r && !s->sweep)
+        s->sweep = reactor_call_later(s->r, DRAIN_SWEEP, drain_sweep, s);
+    transport_lose_write_connection(t);
+    if (transport_paused(t))
+        transport_resume_producing(t); /* read (and drop) until the peer's EOF */
+}
+
+static void drain_sweep(reactor *r, void *data)
+{
+    notif_server *s = data;
+    s->sweep = NULL;
+    unsigned epoch = now_epoch(s);
+    struct notif_conn *c, *tmp;
+    HASH_ITER(hh, s->conns, c, tmp) {
+        if ((c->flags & C_DRAINING) &&
+            ((epoch - (c->flags >> C_EPOCH_SHIFT)) & 0xffffffu) >= DRAIN_EPOCHS &&
+            !transport_disconnecting(c->lr.base.transport))
+            transport_abort_connection(c->lr.base.transport);
     }
-    transport_lose_connection(t);
+    if (s->draining)
+        s->sweep = reactor_call_later(r, DRAIN_SWEEP, drain_sweep, s);
 }
 
 static void too_long(struct notif_conn *c)
@@ -213,6 +264,8 @@ static int conn_line(line_receiver *lr, const char *line, size_t len)
 {
     struct notif_conn *c = (struct notif_conn *)lr;
     notif_server *s = c->srv;
+    if (c->flags & C_DRAINING)
+        return 0;
     if (len && line[len - 1] == '\r')
         len--;
     if (len == 0)
@@ -313,8 +366,8 @@ static int conn_data(protocol *p, const char *data, size_t len)
 {
     struct notif_conn *c = (struct notif_conn *)p;
     notif_server *s = c->srv;
-    if (!s)
-        return 0;
+    if (!s || (c->flags & C_DRAINING))
+        return 0; /* closing: input is read only to be dropped */
     if (s->trace)
         fprintf(s->trace, "iter=%llu notif-server conn=%llu data_received bytes=%zu\n",
                 (unsigned long long)reactor_iterations(s->r), (unsigned long long)c->id, len);
@@ -330,14 +383,17 @@ static int conn_data(protocol *p, const char *data, size_t len)
     return rc;
 }
 
-/* The peer shut down its sending side: answer what it sent, then close. */
+/* The peer shut down its sending side: answer what it sent, then close (nothing is left
+ * unread now, so a plain close is clean). Also the end of a drain. */
 static void conn_read_lost(protocol *p)
 {
     struct notif_conn *c = (struct notif_conn *)p;
-    if (c->srv)
-        begin_close(c);
-    else
-        transport_lose_connection(p->transport);
+    if (c->srv && line_receiver_paused(&c->lr)) {
+        c->flags |= C_CLOSING;
+        return;
+    }
+    drop_producer(c, p->transport);
+    transport_lose_connection(p->transport);
 }
 
 static void shutdown_finished(notif_server *s);
@@ -351,6 +407,8 @@ static void conn_lost(protocol *p, const protocol_reason *reason)
         HASH_DEL(s->conns, c);
         if (c->flags & C_NOTIFY)
             s->st.subscribers--;
+        if (c->flags & C_DRAINING)
+            s->draining--;
         s->st.clients--;
         if (s->shutting_down && !s->conns)
             shutdown_finished(s);
@@ -718,6 +776,8 @@ void notif_server_free(notif_server *s)
     stop_timer(s);
     if (s->grace)
         reactor_timer_cancel(s->grace);
+    if (s->sweep)
+        reactor_timer_cancel(s->sweep);
     if (s->trigger)
         reactor_remove_trigger(s->r, s->trigger);
     HASH_CLEAR(hh, s->cmd_table);

@@ -27,6 +27,8 @@ static void nraw_io(reactor *r, int fd, unsigned ev, void *data)
             }
             ssize_t n = recv(fd, c->in + c->in_len, c->in_cap - c->in_len, 0);
             if (n > 0) {
+                for (const char *p = c->in + c->in_len, *e = p + n; (p = memchr(p, '\n', (size_t)(e - p))); p++)
+                    c->nl++;
                 c->in_len += (size_t)n;
                 continue;
             }
@@ -95,6 +97,12 @@ void nraw_send(struct nraw *c, const void *data, size_t len)
     nraw_io(c->r, c->fd, 0, c); /* try now */
 }
 
+void nraw_read_now(struct nraw *c)
+{
+    c->reading = 1;
+    nraw_sync(c);
+}
+
 void nraw_send_str(struct nraw *c, const char *s) { nraw_send(c, s, strlen(s)); }
 
 void nraw_shutdown_wr(struct nraw *c)
@@ -135,17 +143,7 @@ void nraw_free(struct nraw *c)
     c->in = c->out = NULL;
 }
 
-size_t nraw_lines(const struct nraw *c)
-{
-    size_t n = 0;
-    for (const char *p = c->in, *end = c->in + c->in_len; p && p < end; p++) {
-        p = memchr(p, '\n', (size_t)(end - p));
-        if (!p)
-            break;
-        n++;
-    }
-    return n;
-}
+size_t nraw_lines(const struct nraw *c) { return c->nl; }
 
 const char *nraw_line(const struct nraw *c, size_t n, char *buf, size_t size)
 {

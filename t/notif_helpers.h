@@ -14,6 +14,7 @@ struct nraw {
     int eof, err;  /* the server closed / reset */
     char *in;      /* everything received */
     size_t in_len, in_cap;
+    size_t nl;     /* '\n' received so far */
     char *out;     /* not sent yet (big sends) */
     size_t out_len, out_off;
 };
@@ -29,6 +30,8 @@ void nraw_shutdown_wr(struct nraw *c);
 /* Closes with RST (SO_LINGER 0). */
 void nraw_reset(struct nraw *c);
 void nraw_free(struct nraw *c);
+/* A client made with read 0 starts reading now. */
+void nraw_read_now(struct nraw *c);
 /* Number of '\n' received. */
 size_t nraw_lines(const struct nraw *c);
 /* The n-th received line (0-based) copied into buf (NUL-terminated), or NULL. */

@@ -3,6 +3,7 @@
 #include <check.h>
 #include <errno.h>
 #include <stdlib.h>
+#include <stdint.h>
 #include <string.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
@@ -311,6 +312,106 @@ START_TEST(test_reset_with_answers_pending)
 }
 END_TEST
 
+/* A client that pipelines without reading: the server stops reading it once 64 KiB of
+ * answers wait (no memory growth, no drop), and answers everything once it reads. */
+static int requests_stalled(void *arg)
+{
+    static uint64_t last;
+    static int same;
+    struct fx *f = arg;
+    uint64_t n = notif_server_get_stats(f->s).requests;
+    same = n == last ? same + 1 : 0;
+    last = n;
+    return same > 50; /* 50 iterations without progress */
+}
+
+START_TEST(test_pipelining_without_reading_pauses)
+{
+    struct fx f;
+    fx_open(&f, _i, NULL);
+    struct nraw c;
+    nraw_connect(&c, f.r, f.port, 8192, 0);
+    size_t n = 2000000; /* 16 MB of requests, 12 MB of answers: more than the kernel holds */
+    char *req = malloc(n * 8);
+    for (size_t i = 0; i < n; i++)
+        memcpy(req + i * 8, "random?\n", 8);
+    nraw_send(&c, req, n * 8);
+    free(req);
+    ck_assert(nt_wait(f.r, requests_stalled, &f, 20));
+    notif_server_stats st = notif_server_get_stats(f.s);
+    ck_assert_uint_lt(st.requests, n); /* paused, not dropped */
+    ck_assert_uint_eq(st.dropped_slow, 0);
+    ck_assert_uint_eq(st.clients, 1);
+    check_other_served(&f);
+    nraw_read_now(&c); /* from now on the client reads */
+    struct nt_lines want = {&c, n};
+    ck_assert(nt_wait(f.r, nt_pred_lines, &want, 30));
+    ck_assert_uint_eq(nraw_lines(&c), n);
+    ck_assert(!c.eof && !c.err);
+    nraw_free(&c);
+    fx_close(&f);
+}
+END_TEST
+
+/* Graceful stop while such a client is paused: the lines the server read are answered
+ * once the client reads, then the connection is closed. */
+static int shutdown_done;
+static void on_shutdown_done(void *data) { shutdown_done = 1; }
+
+START_TEST(test_shutdown_while_paused)
+{
+    struct fx f;
+    fx_open(&f, 0, NULL);
+    struct nraw c;
+    nraw_connect(&c, f.r, f.port, 8192, 0);
+    size_t n = 2000000;
+    char *req = malloc(n * 8);
+    for (size_t i = 0; i < n; i++)
+        memcpy(req + i * 8, "random?\n", 8);
+    nraw_send(&c, req, n * 8);
+    free(req);
+    ck_assert(nt_wait(f.r, requests_stalled, &f, 20));
+    shutdown_done = 0;
+    ck_assert_int_eq(notif_server_shutdown(f.s, 20, on_shutdown_done, NULL), 1);
+    nraw_read_now(&c);
+    ck_assert(nt_wait(f.r, nt_pred_eof, &c, 30));
+    ck_assert(nt_wait(f.r, nt_pred_flag, &shutdown_done, 10));
+    uint64_t answered = notif_server_get_stats(f.s).requests;
+    ck_assert_uint_eq(nraw_lines(&c), answered);
+    ck_assert_uint_gt(answered, 0);
+    ck_assert_uint_eq(notif_server_get_stats(f.s).dropped_slow, 0);
+    nraw_free(&c);
+    fx_close(&f);
+}
+END_TEST
+
+/* quit with more input behind it: closing at once would make the kernel reset the
+ * connection and destroy answers the client has not read yet. Every answer arrives,
+ * then a clean EOF. */
+START_TEST(test_quit_with_input_behind)
+{
+    struct fx f;
+    fx_open(&f, _i, NULL);
+    struct nraw c;
+    nraw_connect(&c, f.r, f.port, 4096, 0); /* reads late, with a small window */
+    size_t n = 100000;
+    char *req = malloc(n * 8 + 5 + 200000);
+    for (size_t i = 0; i < n; i++)
+        memcpy(req + i * 8, "random?\n", 8);
+    memcpy(req + n * 8, "quit\n", 5);
+    memset(req + n * 8 + 5, 'z', 200000); /* junk after quit, never answered */
+    nraw_send(&c, req, n * 8 + 5 + 200000);
+    free(req);
+    th_iterate_n(f.r, 50);
+    nraw_read_now(&c);
+    ck_assert(nt_wait(f.r, nt_pred_eof, &c, 30));
+    ck_assert_msg(!c.err, "connection reset: %d", c.err);
+    ck_assert_uint_eq(nraw_lines(&c), n);
+    nraw_free(&c);
+    fx_close(&f);
+}
+END_TEST
+
 extern Suite *suite_notif_loopback(void);
 Suite *suite_notif_loopback(void)
 {
@@ -325,6 +426,9 @@ Suite *suite_notif_loopback(void)
     tcase_add_test(tc, test_one_byte_at_a_time);
     tcase_add_loop_test(tc, test_slow_subscriber, 0, th_backend_count());
     tcase_add_loop_test(tc, test_reset_with_answers_pending, 0, th_backend_count());
+    tcase_add_loop_test(tc, test_pipelining_without_reading_pauses, 0, th_backend_count());
+    tcase_add_test(tc, test_shutdown_while_paused);
+    tcase_add_loop_test(tc, test_quit_with_input_behind, 0, th_backend_count());
     suite_add_tcase(s, tc);
     return s;
 }

@@ -10,6 +10,7 @@
 
 #include <twistc/memory_transport.h>
 #include <twistc/notif_server.h>
+#include <twistc/reactor.h>
 #include <twistc/transport.h>
 
 static notif_server *srv;
@@ -43,6 +44,20 @@ static void drop(transport *t)
     if (!memory_transport_lost(t))
         memory_transport_lose(t, PROTOCOL_DONE, 0);
     memory_transport_free(t);
+}
+
+/* Closing as the server does it: our side shut down once the answers are out (the input
+ * is then drained until the peer's EOF), or closed. */
+static int closing(transport *t)
+{
+    return transport_disconnecting(t) || memory_transport_write_closed(t);
+}
+
+/* The peer closes too: the connection ends cleanly. Returns 1 if connection_lost ran. */
+static int peer_closes(transport *t)
+{
+    memory_transport_receive_eof(t);
+    return memory_transport_finish(t);
 }
 
 static void feed(transport *t, const char *s) { memory_transport_receive(t, s, strlen(s)); }
@@ -215,9 +230,12 @@ START_TEST(test_quit)
     transport *t = conn(s);
     feed(t, "classified?\nquit\nclassified?\n");
     ck_assert_str_eq(out(t), "ad\n"); /* answered before quit, nothing after */
-    ck_assert(transport_disconnecting(t));
+    ck_assert(closing(t));
     ck_assert(!memory_transport_aborted(t)); /* a clean close: flush, then close */
-    ck_assert_int_eq(memory_transport_finish(t), 1);
+    ck_assert(memory_transport_write_closed(t)); /* our side first: no RST on late input */
+    feed(t, "random?\n");                       /* drained, never answered */
+    ck_assert_str_eq(out(t), "ad\n");
+    ck_assert_int_eq(peer_closes(t), 1);
     memory_transport_free(t);
     ck_assert_uint_eq(notif_server_get_stats(s).clients, 0);
     notif_server_free(s);
@@ -262,7 +280,7 @@ START_TEST(test_line_limit)
     const char *o = out(t);
     ck_assert_msg(strstr(o, "\nerror: line too long\n") && is_number_line(o, (size_t)(strchr(o, '\n') - o + 1)),
                   "got '%s'", o);
-    ck_assert(transport_disconnecting(t));
+    ck_assert(closing(t));
     ck_assert(!memory_transport_aborted(t));
     drop(t);
 
@@ -273,7 +291,7 @@ START_TEST(test_line_limit)
     o = out(t);
     ck_assert_int_eq(strcmp(o + strlen(o) - 21, "error: line too long\n"), 0);
     ck_assert_uint_eq(count_lines(o), 3);
-    ck_assert(transport_disconnecting(t));
+    ck_assert(closing(t));
     drop(t);
     free(a1024);
     free(a1025);
@@ -297,7 +315,7 @@ START_TEST(test_huge_line)
         const char *o = out(t);
         ck_assert_uint_eq(count_lines(o), 2);
         ck_assert_int_eq(strcmp(strchr(o, '\n') + 1, "error: line too long\n"), 0);
-        ck_assert(transport_disconnecting(t));
+        ck_assert(closing(t));
         drop(t);
     }
     free(big);
@@ -329,7 +347,7 @@ START_TEST(test_random_binary)
     for (int round = 0; round < 50; round++) {
         transport *t = conn(srv);
         char buf[3000];
-        for (int k = 0; k < 20 && !transport_disconnecting(t); k++) {
+        for (int k = 0; k < 20 && !closing(t); k++) {
             size_t n = 1 + (size_t)(rand_r(&seed) % sizeof buf);
             for (size_t i = 0; i < n; i++) {
                 unsigned r = (unsigned)rand_r(&seed);
@@ -407,7 +425,7 @@ START_TEST(test_one_byte_at_a_time)
     for (const char *p = in; *p; p++)
         memory_transport_receive(t, p, 1);
     ck_assert_str_eq(out(t), "ad\nerror: unknown command\nad\n");
-    ck_assert(transport_disconnecting(t));
+    ck_assert(closing(t));
     drop(t);
     notif_server_free(s);
 }
@@ -489,14 +507,14 @@ START_TEST(test_shutdown)
     feed(a, "random?\nrand");
     done_calls = 0;
     ck_assert_int_eq(notif_server_shutdown(srv, 1.0, on_done, NULL), 2);
-    ck_assert(transport_disconnecting(a) && transport_disconnecting(b));
+    ck_assert(closing(a) && closing(b));
     ck_assert(!memory_transport_aborted(a));
     ck_assert(is_number_line(out(a), strlen(out(a))));
     ck_assert_ptr_null(notif_server_connection(srv)); /* no new connections */
     ck_assert_int_eq(done_calls, 0);
-    memory_transport_finish(a);
+    ck_assert_int_eq(peer_closes(a), 1);
     ck_assert_int_eq(done_calls, 0);
-    memory_transport_finish(b);
+    ck_assert_int_eq(peer_closes(b), 1);
     ck_assert_int_eq(done_calls, 1);
     memory_transport_free(a);
     memory_transport_free(b);
@@ -602,6 +620,33 @@ START_TEST(test_stats_format)
 }
 END_TEST
 
+START_TEST(test_drain_limit)
+{
+    /* after quit the server drains the peer's input; a peer that never closes its side
+     * is aborted after a few seconds (fake clock) */
+    reactor *r = reactor_new_with_backend("poll");
+    ck_assert_ptr_nonnull(r);
+    ck_assert_int_eq(reactor_use_fake_clock(r, 0), 0);
+    notif_server_config cfg = {.interval = -1};
+    notif_server *s = notif_server_new(r, &cfg);
+    transport *t = conn(s), *idle = conn(s);
+    feed(t, "quit\n");
+    ck_assert(memory_transport_write_closed(t));
+    ck_assert(!memory_transport_aborted(t));
+    reactor_advance(r, 2);
+    feed(t, "more\n");
+    ck_assert(!memory_transport_aborted(t));
+    reactor_advance(r, 5);
+    ck_assert(memory_transport_aborted(t));
+    ck_assert(!closing(idle)); /* an idle connection is not touched */
+    memory_transport_finish(t);
+    memory_transport_free(t);
+    drop(idle);
+    notif_server_free(s);
+    reactor_free(r);
+}
+END_TEST
+
 extern Suite *suite_notif_server(void);
 Suite *suite_notif_server(void)
 {
@@ -622,6 +667,7 @@ Suite *suite_notif_server(void)
     tcase_add_test(tc, test_slow_subscriber_cap);
     tcase_add_test(tc, test_shutdown);
     tcase_add_test(tc, test_free_with_open_connections);
+    tcase_add_test(tc, test_drain_limit);
     tcase_add_test(tc, test_stats_format);
     suite_add_tcase(s, tc);
 
