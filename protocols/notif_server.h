@@ -19,6 +19,10 @@
  *     line before it was answered.
  *   - A half-close (the client shuts down its sending side) is answered in full, then
  *     the server closes.
+ *   - Closing after quit, a too-long line or at a shutdown never resets the connection:
+ *     once the answers are out the server shuts down its sending side and drops what the
+ *     peer still sends until the peer's EOF (at most about 5 s), because closing a socket
+ *     with unread input makes the kernel send RST, which destroys unread answers.
  *   - Every `interval` seconds the server publishes an event (a new random number or a
  *     new classified ad, chosen at random); each connection in notification mode gets
  *     "notif: random" or "notif: classified". Connections are kept in a uthash registry
