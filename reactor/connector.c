@@ -158,8 +158,17 @@ static void on_connect_io(reactor *r, int fd, unsigned events, void *data)
     }
     reactor_unwatch(r, fd);
     c->fd = -1;
+    transport *t = transport__alloc(c->base.mod);
+    if (!t) {
+        close(fd);
+        protocol_reason reason;
+        transport__reason(&reason, PROTOCOL_CONNECT_FAILED, ENOMEM);
+        fail_now(c, &reason);
+        return;
+    }
     protocol *p = c->f->ops->build_protocol(c->f, (struct sockaddr *)&c->addr, c->addrlen);
     if (!p) {
+        free(t);
         close(fd);
         protocol_reason reason;
         transport__reason(&reason, PROTOCOL_ERROR, 0);
@@ -168,13 +177,7 @@ static void on_connect_io(reactor *r, int fd, unsigned events, void *data)
         return;
     }
     c->state = C_CONNECTED;
-    c->t = transport__new_socket(c->base.mod, c, fd, p, T_CLIENT | (c->is_unix ? T_UNIX : 0));
-    if (!c->t) {
-        close(fd);
-        protocol_reason reason;
-        transport__reason(&reason, PROTOCOL_CONNECT_FAILED, ENOMEM);
-        fail_now(c, &reason);
-    }
+    transport__start(c->base.mod, t, c, fd, p, T_CLIENT | (c->is_unix ? T_UNIX : 0));
 }
 
 static void start_socket(connector *c)

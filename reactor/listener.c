@@ -136,16 +136,19 @@ static void on_accept(reactor *r, int lfd, unsigned events, void *data)
                 out_of_fds(l);
             return; /* EAGAIN: nothing more waiting */
         }
+        transport *t = transport__alloc(m);
+        if (!t) { /* out of memory: shed this one */
+            close(fd);
+            continue;
+        }
         protocol *p = l->f->ops->build_protocol(l->f, (struct sockaddr *)&ss, len);
         if (!p) { /* refused by the factory */
+            free(t);
             close(fd);
             continue;
         }
         l->conns++;
-        if (!transport__new_socket(m, l, fd, p, l->is_unix ? T_UNIX : 0)) {
-            l->conns--;
-            close(fd);
-        }
+        transport__start(m, t, l, fd, p, l->is_unix ? T_UNIX : 0);
     }
 }
 

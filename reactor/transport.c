@@ -507,17 +507,19 @@ static void on_io(reactor *r, int fd, unsigned events, void *data)
 
 /* ---- Creating ----------------------------------------------------------------------- */
 
-transport *transport__new_socket(struct transport_mod *m, void *owner, int fd, protocol *p,
-                                 unsigned flags)
+transport *transport__alloc(struct transport_mod *m)
 {
     if (!m->rbuf) {
         m->rbuf = malloc(TRANSPORT__READ_MAX);
         if (!m->rbuf)
             return NULL;
     }
-    transport *t = calloc(1, sizeof *t);
-    if (!t)
-        return NULL;
+    return calloc(1, sizeof(transport));
+}
+
+transport *transport__start(struct transport_mod *m, transport *t, void *owner, int fd,
+                            protocol *p, unsigned flags)
+{
     t->link = owner;
     t->proto = p;
     t->fd = fd;

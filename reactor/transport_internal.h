@@ -130,10 +130,13 @@ static inline void transport__cancel(struct transport_mod *m, reactor_timer *t)
 
 /* The module state of r, created on first use (NULL+errno). */
 struct transport_mod *transport__mod(reactor *r);
-/* A new connection on fd (non-blocking already) for protocol p, owned by owner. Calls
- * connection_made. NULL+errno on failure (fd is NOT closed then). */
-transport *transport__new_socket(struct transport_mod *m, void *owner, int fd, protocol *p,
-                                 unsigned flags);
+/* A new connection, in two steps so that nothing can fail once the factory built a
+ * protocol: transport__alloc (NULL on ENOMEM; free() it if the factory refuses), then
+ * transport__start on the socket fd (non-blocking already) for protocol p, owned by
+ * owner: calls connection_made, returns t, which stays valid until the next iteration. */
+transport *transport__alloc(struct transport_mod *m);
+transport *transport__start(struct transport_mod *m, transport *t, void *owner, int fd,
+                            protocol *p, unsigned flags);
 /* Makes a transport with no socket (memory transport). */
 transport *transport__new_memory(protocol *p);
 void transport__free_memory(transport *t);
