@@ -326,6 +326,25 @@ START_TEST(test_factory_refuses)
 }
 END_TEST
 
+START_TEST(test_client_factory_refuses)
+{
+    reactor *r = th_reactor(_i);
+    struct tfactory srv, cli;
+    tf_init(&srv, TP_ECHO);
+    tf_init(&cli, TP_RECORD);
+    cli.refuse = 1;
+    listener *l = reactor_listen_tcp(r, "127.0.0.1", 0, &srv.f, 0);
+    connector *c = reactor_connect_tcp(r, "127.0.0.1", listener_port(l), &cli.f, 5);
+    ck_assert(th_iterate_until(r, &cli.done, WAIT));
+    ck_assert_int_eq(cli.failed, 1);
+    ck_assert_int_eq(cli.fail.kind, PROTOCOL_ERROR);
+    ck_assert_int_eq(cli.made, 0);
+    connector_free(c);
+    listener_free(l);
+    reactor_free(r);
+}
+END_TEST
+
 /* lose_connection inside data_received, then write: the write is still sent (Twisted
  * E2), connection_lost comes after the callback returned. */
 static int lose_then_write(struct tp *p, const char *data, size_t len)
@@ -705,6 +724,7 @@ Suite *suite_reactor_transport_tcp(void)
     tcase_add_loop_test(tc, test_connect_timeout, 0, n);
     tcase_add_loop_test(tc, test_stop_connecting, 0, n);
     tcase_add_loop_test(tc, test_factory_refuses, 0, n);
+    tcase_add_loop_test(tc, test_client_factory_refuses, 0, n);
     tcase_add_loop_test(tc, test_lose_connection_flushes, 0, n);
     tcase_add_loop_test(tc, test_abort_drops_output, 0, n);
     tcase_add_loop_test(tc, test_data_received_error, 0, n);
