@@ -28,7 +28,9 @@
  * connection_made until connection_lost returns (it is freed right after). Listeners
  * and connectors are owned by the caller (listener_free, connector_free) and are freed
  * at the latest by reactor_free(). Factories and protocols are the user's
- * (see protocol.h).
+ * (see protocol.h). reactor_free() also closes connections still open (a reactor driven
+ * by reactor_iterate never ran its shutdown triggers): each gets connection_lost(LOST,
+ * err 0) from inside reactor_free, so protocols can free themselves there.
  */
 #ifndef TWISTC_TRANSPORT_H
 #define TWISTC_TRANSPORT_H
