@@ -280,7 +280,7 @@ int reactor_unwatch(reactor *r, int fd)
 /* How long the poll may block, in ms (-1: until something happens). */
 static int poll_timeout(reactor *r, double max_wait)
 {
-    if (r->fake_clock || reactor__thread_calls_pending(r) ||
+    if (r->fake_clock || r->woken || reactor__thread_calls_pending(r) ||
         (r->stopping && r->shutdown_holds == 0))
         return 0;
     int t = reactor__timer_timeout_ms(r);
@@ -363,6 +363,7 @@ int reactor_iterate(reactor *r, double max_wait)
 
     now_update(r); /* the calls above took time: measure the timeout from now */
     int timeout = poll_timeout(r, max_wait);
+    r->woken = 0;
     REACTOR__TRACE(r, "phase=poll backend=%s timeout_ms=%d watched=%d", r->be->name,
                    timeout, r->watched);
     double t0 = r->trace ? reactor__clock_now() : 0;

@@ -117,6 +117,7 @@ struct reactor {
     pthread_mutex_t q_lock;
     reactor__calls q, q_spare; /* q: filled by other threads; q_spare: being run */
     atomic_int wake_pending;   /* 1 once a wake byte was written and not yet consumed */
+    int woken;                 /* a wake was consumed this iteration: do not block */
     int q_closed;              /* reactor_free began: -EINVAL from now on */
     int wake_fd[2];            /* eventfd (wake_fd[0] == wake_fd[1]) or pipe */
 

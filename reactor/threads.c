@@ -129,6 +129,9 @@ size_t reactor__run_thread_calls(reactor *r)
         return 0; /* the common case: one load, no lock */
     waker_drain(r);
     atomic_store(&r->wake_pending, 0);
+    /* The wake may have been a reactor_wakeup() (no call) that arrived just before this
+     * iteration: it still means "do not block in the poll". */
+    r->woken = 1;
     pthread_mutex_lock(&r->q_lock);
     reactor__calls batch = r->q; /* take the whole batch; keep the spare's memory */
     r->q = r->q_spare;

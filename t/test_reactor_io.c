@@ -194,7 +194,16 @@ START_TEST(test_stale_event_other_fd_closed_and_reused)
         ck_assert_int_eq(write(sv[1], "x", 1), 1); /* both readable in one batch */
         ck_assert_int_eq(reactor_watch(r, sv[0], REACTOR_READABLE, conn_readable, t.c[i]), 0);
     }
+    char *text = NULL;
+    size_t len = 0;
+    FILE *out = open_memstream(&text, &len); /* the trace names the skipped entry */
+    ck_assert_ptr_nonnull(out);
+    reactor_set_trace(r, out);
     ck_assert(th_iterate_until(r, &t.done, 2.0));
+    reactor_set_trace(r, NULL);
+    fclose(out);
+    ck_assert_ptr_nonnull(strstr(text, "reason=stale"));
+    free(text);
     ck_assert_int_eq(t.dispatches, 1); /* the closed one never ran */
     ck_assert(t.reused);               /* and its number was reused within the batch */
     ck_assert_int_eq(t.fresh.calls, 0);

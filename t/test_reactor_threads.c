@@ -199,6 +199,27 @@ START_TEST(testCallFromThreadStops)
 }
 END_TEST
 
+/* reactor_wakeup from another thread returns a poll that would otherwise block forever
+ * (no timers, no fds but the reactor's own). */
+static void *waker_thread(void *arg)
+{
+    if (reactor_wakeup(arg) != 0)
+        abort();
+    return NULL;
+}
+
+START_TEST(test_wakeup_from_thread_unblocks_poll)
+{
+    reactor *r = th_reactor(_i);
+    pthread_t t;
+    ck_assert_int_eq(pthread_create(&t, NULL, waker_thread, r), 0);
+    ck_assert_int_eq(reactor_iterate(r, -1), 0); /* returns once the wakeup arrives */
+    pthread_join(t, NULL);
+    ck_assert_int_eq(reactor_wakeup(NULL), -EINVAL);
+    reactor_free(r);
+}
+END_TEST
+
 extern Suite *suite_reactor_threads(void);
 Suite *suite_reactor_threads(void)
 {
@@ -212,6 +233,7 @@ Suite *suite_reactor_threads(void)
     tcase_add_loop_test(tc, test_delayedCallFromThread, 0, n);
     tcase_add_loop_test(tc, test_wakerOverflow, 0, n);
     tcase_add_loop_test(tc, testCallFromThreadStops, 0, n);
+    tcase_add_loop_test(tc, test_wakeup_from_thread_unblocks_poll, 0, n);
     suite_add_tcase(s, tc);
     return s;
 }
