@@ -26,7 +26,6 @@ int main(void)
     reactor *r = reactor_new();
     if (!r)
         return 1;
-    deferred_reactor_install(r);
     deferred *kept = deferred_fail(deferred_failure_new(ETIMEDOUT, "no answer from the server"));
     reactor_call_later(r, 0, unhandled_stop, NULL);
     reactor_run(r);

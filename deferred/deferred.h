@@ -329,13 +329,9 @@ typedef deferred_result (*deferred_timeout_fn)(deferred_result r, double timeout
 /* Cancels d after `seconds` on reactor r's clock unless it fired before; the resulting
  * ECANCELED failure becomes an ETIMEDOUT failure "Deferred timed out after S seconds"
  * (or on_timeout(r, seconds, arg) if given). Pairs added before this call see the
- * ECANCELED failure. Returns d, or NULL with errno (EINVAL, ENOMEM). Also installs the
- * shutdown report (deferred_reactor_install) on r. */
+ * ECANCELED failure. Returns d, or NULL with errno (EINVAL, ENOMEM). */
 TWISTC_API deferred *deferred_add_timeout(deferred *d, struct reactor *r, double seconds,
                                           deferred_timeout_fn on_timeout, void *arg);
-/* Makes reactor r report, after its shutdown, the Deferreds still alive holding an
- * unhandled failure (deferred_report_live). Idempotent. */
-TWISTC_API int deferred_reactor_install(struct reactor *r);
 
 /* ---- Helpers (A17) ---------------------------------------------------------------------- */
 

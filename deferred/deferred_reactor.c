@@ -54,13 +54,6 @@ static void dreactor_free(void *p)
     free(dr);
 }
 
-static void on_shutdown(reactor *r, void *data)
-{
-    (void)r;
-    (void)data;
-    deferred_report_live();
-}
-
 static struct dreactor *dreactor_get(reactor *r)
 {
     struct dreactor *dr = reactor__module_data(r, REACTOR__MOD_DEFERRED);
@@ -74,16 +67,7 @@ static struct dreactor *dreactor_get(reactor *r)
         free(dr);
         return NULL;
     }
-    /* Best effort: a reactor that cannot take the trigger still times out fine. */
-    reactor_add_trigger(r, REACTOR_AFTER_SHUTDOWN, on_shutdown, dr);
     return dr;
-}
-
-int deferred_reactor_install(struct reactor *r)
-{
-    if (!r)
-        return -EINVAL;
-    return dreactor_get(r) ? 0 : -ENOMEM;
 }
 
 static void dto_free(void *p)

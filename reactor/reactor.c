@@ -399,6 +399,21 @@ static void fire_phase(reactor *r, reactor_phase p)
     r->in_iteration = 0;
 }
 
+/* After the shutdown, report the Deferreds still alive with an unhandled failure (a
+ * failure nobody will ever handle now). The reference is weak so the reactor does not
+ * depend on deferred/: a program that uses no Deferred does not link that module, and
+ * then there is nothing to report. */
+#if defined(__GNUC__) || defined(__clang__)
+extern size_t deferred_report_live(void) __attribute__((weak));
+static void report_live_deferreds(void)
+{
+    if (deferred_report_live)
+        deferred_report_live();
+}
+#else
+static void report_live_deferreds(void) {}
+#endif
+
 int reactor_run(reactor *r)
 {
     if (!r)
@@ -428,6 +443,7 @@ int reactor_run(reactor *r)
     fire_phase(r, REACTOR_DURING_SHUTDOWN);
     r->running = 0;
     fire_phase(r, REACTOR_AFTER_SHUTDOWN);
+    report_live_deferreds();
     return rc;
 }
 
