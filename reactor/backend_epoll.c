@@ -92,18 +92,25 @@ static int ep_remove(void *st, int fd, unsigned old)
     return 0;
 }
 
+_Static_assert((unsigned)EPOLLIN == (unsigned)REACTOR_READABLE &&
+                   (unsigned)EPOLLOUT >> 1 == (unsigned)REACTOR_WRITABLE &&
+                   REACTOR_ERROR == 1u << 2,
+               "ep_poll's event mapping assumes these bit values");
+
 static int ep_poll(void *st, int timeout_ms, reactor__ready *out, int max)
 {
     ep_state *s = st;
     int n = epoll_wait(s->epfd, s->evs, max < EP_BATCH ? max : EP_BATCH, timeout_ms);
     if (n < 0)
         return -errno;
+    /* Runs once per poll, so branch-free: EPOLLIN (0x1) is REACTOR_READABLE's bit
+     * already and EPOLLOUT (0x4) is REACTOR_WRITABLE's (0x2) shifted left once (checked
+     * at compile time below). */
     for (int i = 0; i < n; i++) {
         uint32_t e = s->evs[i].events;
         out[i].fd = s->evs[i].data.fd;
-        out[i].events = ((e & EPOLLIN) ? REACTOR_READABLE : 0) |
-                        ((e & EPOLLOUT) ? REACTOR_WRITABLE : 0) |
-                        ((e & (EPOLLERR | EPOLLHUP)) ? REACTOR_ERROR : 0);
+        out[i].events = (e & EPOLLIN) | ((e & EPOLLOUT) >> 1) |
+                        ((unsigned)((e & (EPOLLERR | EPOLLHUP)) != 0) << 2);
     }
     return n;
 }

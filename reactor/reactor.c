@@ -277,13 +277,16 @@ int reactor_unwatch(reactor *r, int fd)
 
 /* ---- One iteration ------------------------------------------------------------- */
 
-/* How long the poll may block, in ms (-1: until something happens). */
+/* How long the poll may block, in ms (-1: until something happens). The nearest
+ * deadline is read straight from the heap root (reactor__timer_timeout_ms, inlined by
+ * hand: this runs on every iteration). */
 static int poll_timeout(reactor *r, double max_wait)
 {
-    if (r->fake_clock || r->woken || reactor__thread_calls_pending(r) ||
+    if (r->fake_clock || r->woken ||
+        atomic_load_explicit(&r->wake_pending, memory_order_relaxed) ||
         (r->stopping && r->shutdown_holds == 0))
         return 0;
-    int t = reactor__timer_timeout_ms(r);
+    int t = r->heap_n ? reactor__ceil_ms((r->heap[0].when - r->now) * 1000.0) : -1;
     if (max_wait >= 0) {
         int m = reactor__ceil_ms(max_wait * 1000.0);
         if (t < 0 || m < t)
@@ -296,15 +299,18 @@ static int poll_timeout(reactor *r, double max_wait)
  * rather than the whole timeout, so frequent signals cannot push timers late. */
 static int poll_backend(reactor *r, int timeout_ms)
 {
+    int n = r->be->poll(r->be_state, timeout_ms, r->ready, r->ready_cap);
+    if (n != -EINTR)
+        return n;
     const int full = timeout_ms;
     double start = r->now; /* fresh: updated just before the timeout was computed (and
                               with the fake clock the timeout is 0, so never used) */
     for (;;) {
-        int n = r->be->poll(r->be_state, timeout_ms, r->ready, r->ready_cap);
-        if (n != -EINTR)
-            return n;
         if (full > 0) /* what is left of the FULL timeout, rounded up */
             timeout_ms = reactor__ceil_ms(full - (reactor__clock_now() - start) * 1000.0);
+        n = r->be->poll(r->be_state, timeout_ms, r->ready, r->ready_cap);
+        if (n != -EINTR)
+            return n;
     }
 }
 
@@ -316,16 +322,19 @@ static int poll_backend(reactor *r, int timeout_ms)
  * r->io or r->ready across a callback: either may be reallocated by it. */
 static void dispatch(reactor *r, int n)
 {
-    for (int i = 0; i < n; i++) {
+    /* The first entry needs no stamp and no check: no callback of this batch has run
+     * before it. So a batch of one (every iteration of a lone busy connection) skips
+     * phase 1 entirely. */
+    for (int i = 1; i < n; i++) {
         int fd = r->ready[i].fd;
         r->ready[i].gen = (fd >= 0 && fd < r->io_cap) ? r->io[fd].gen : 0;
     }
     for (int i = 0; i < n; i++) {
         reactor__ready e = r->ready[i];
-        if (e.fd < 0 || e.fd >= r->io_cap)
+        if ((unsigned)e.fd >= (unsigned)r->io_cap) /* also catches fd < 0 */
             continue;
         const reactor__io *io = &r->io[e.fd];
-        if (!io->fn || io->gen != e.gen) {
+        if (!io->fn || (i > 0 && io->gen != e.gen)) {
             REACTOR__TRACE(r, "skip fd=%d reason=stale", e.fd);
             continue;
         }
@@ -342,7 +351,12 @@ static void dispatch(reactor *r, int n)
 }
 
 /* One turn of the loop: 1. run what is due, 2. compute the timeout, 3. poll,
- * 4. dispatch. Short on purpose: each step is a function above or in another file. */
+ * 4. dispatch. Short on purpose: each step is a function above or in another file.
+ *
+ * The common iteration (nothing queued by other threads, no timer due) must be cheap,
+ * since a lone busy connection pays it once per request: the two "anything to run?"
+ * questions are answered here with one load and one compare each, and the clock is read
+ * once at the start and once after a poll that may have blocked, not more. */
 int reactor_iterate(reactor *r, double max_wait)
 {
     if (!r)
@@ -353,22 +367,32 @@ int reactor_iterate(reactor *r, double max_wait)
     r->iter++;
     now_update(r);
 
-    size_t calls = reactor__run_thread_calls(r);
-    size_t ran = reactor__run_timers(r);
+    size_t calls = 0, ran = 0;
+    /* relaxed is enough here: run_thread_calls loads again with acquire before it
+     * takes anything, and a call pushed just after this load wakes the poll. */
+    if (atomic_load_explicit(&r->wake_pending, memory_order_relaxed))
+        calls = reactor__run_thread_calls(r);
+    if (r->heap_n > 0 && r->heap[0].when <= r->now)
+        ran = reactor__run_timers(r);
     if (r->trace) {
         if (calls)
             reactor__trace(r, "phase=threads ran=%zu", calls);
         reactor__trace(r, "phase=timers ran=%zu", ran);
     }
+    if (calls || ran)
+        now_update(r); /* the calls above took time: measure the timeout from now */
 
-    now_update(r); /* the calls above took time: measure the timeout from now */
     int timeout = poll_timeout(r, max_wait);
     r->woken = 0;
-    REACTOR__TRACE(r, "phase=poll backend=%s timeout_ms=%d watched=%d", r->be->name,
-                   timeout, r->watched);
-    double t0 = r->trace ? reactor__clock_now() : 0;
+    double t0 = 0;
+    if (r->trace) {
+        reactor__trace(r, "phase=poll backend=%s timeout_ms=%d watched=%d", r->be->name,
+                       timeout, r->watched);
+        t0 = reactor__clock_now();
+    }
     int n = poll_backend(r, timeout);
-    now_update(r);
+    if (timeout != 0)
+        now_update(r); /* it may have slept; a 0-ms poll leaves the reading fresh enough */
     REACTOR__TRACE(r, "phase=poll ready=%d waited_ms=%.3f", n < 0 ? 0 : n,
                    (reactor__clock_now() - t0) * 1000.0);
 
