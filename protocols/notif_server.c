@@ -55,12 +55,23 @@ enum {
 #define DRAIN_SWEEP 1.0
 #define DRAIN_EPOCHS 5u
 
+/* 72 bytes (an 80-byte malloc chunk): what an idle connection costs the server, on top
+ * of the transport. Every connection is on an intrusive list (shutdown and the drain
+ * sweep walk it); only subscribers are in the uthash registry, through a separate entry,
+ * so an idle connection does not carry a 56-byte hash handle. */
 struct notif_conn {
-    line_receiver lr; /* first: &c->lr.base is the protocol */
+    line_receiver lr;  /* first: &c->lr.base is the protocol */
     notif_server *srv; /* NULL once the server was freed */
-    uint64_t id;       /* registry key, never reused */
-    UT_hash_handle hh;
+    struct notif_conn *prev, *next; /* all connections */
+    uint32_t id;       /* for the trace only (wraps after 2^32 connections) */
     unsigned flags;
+};
+
+/* A subscriber's registry entry, keyed by its connection's address (unique while the
+ * connection lives): added by "notify", removed by "stop" or when the connection goes. */
+struct notif_sub {
+    struct notif_conn *c;
+    UT_hash_handle hh;
 };
 
 /* A connection over max_clients: told so, then closed. Touches no server state after
@@ -72,14 +83,15 @@ struct full_conn {
 struct notif_server {
     factory f;
     reactor *r;
-    struct notif_conn *conns; /* the registry, by id */
+    struct notif_conn *conns; /* every connection (a list: prev/next) */
+    struct notif_sub *subs;   /* the registry of subscribers (uthash, by connection) */
     struct notif_cmd cmds[CMD_COUNT];
     struct notif_cmd *cmd_table;
     char **ads;
     size_t *ad_len;
     size_t n_ads, ad_cur;
     uint64_t rng;
-    uint64_t next_id;
+    uint32_t next_id;
     double interval;
     size_t max_clients, cap;
     size_t fast_limit; /* below this much pending output, writes need no checks */
@@ -239,8 +251,8 @@ static void drain_sweep(reactor *r, void *data)
     notif_server *s = data;
     s->sweep = NULL;
     unsigned epoch = now_epoch(s);
-    struct notif_conn *c, *tmp;
-    HASH_ITER(hh, s->conns, c, tmp) {
+    for (struct notif_conn *c = s->conns, *next; c; c = next) {
+        next = c->next;
         if ((c->flags & C_DRAINING) &&
             ((epoch - (c->flags >> C_EPOCH_SHIFT)) & 0xffffffu) >= DRAIN_EPOCHS &&
             !transport_disconnecting(c->lr.base.transport))
@@ -259,6 +271,38 @@ static void too_long(struct notif_conn *c)
 }
 
 /* ---- The protocol ------------------------------------------------------------------- */
+
+/* Into the registry of subscribers; -ENOMEM closes this connection (on error). */
+static int subscribe(struct notif_conn *c)
+{
+    notif_server *s = c->srv;
+    struct notif_sub *sub = malloc(sizeof *sub);
+    if (!sub)
+        return -ENOMEM;
+    sub->c = c;
+    notif__hash_oom = 0;
+    HASH_ADD_PTR(s->subs, c, sub);
+    if (notif__hash_oom) {
+        free(sub);
+        return -ENOMEM;
+    }
+    c->flags |= C_NOTIFY;
+    s->st.subscribers++;
+    return 0;
+}
+
+static void unsubscribe(struct notif_conn *c)
+{
+    notif_server *s = c->srv;
+    struct notif_sub *sub;
+    HASH_FIND_PTR(s->subs, &c, sub);
+    if (sub) {
+        HASH_DEL(s->subs, sub);
+        free(sub);
+    }
+    c->flags &= ~C_NOTIFY;
+    s->st.subscribers--;
+}
 
 static int conn_line(line_receiver *lr, const char *line, size_t len)
 {
@@ -316,16 +360,12 @@ static int conn_line(line_receiver *lr, const char *line, size_t len)
             break;
         }
         case CMD_NOTIFY:
-            if (!(c->flags & C_NOTIFY)) {
-                c->flags |= C_NOTIFY;
-                s->st.subscribers++;
-            }
+            if (!(c->flags & C_NOTIFY))
+                rc = subscribe(c);
             break;
         case CMD_STOP:
-            if (c->flags & C_NOTIFY) {
-                c->flags &= ~C_NOTIFY;
-                s->st.subscribers--;
-            }
+            if (c->flags & C_NOTIFY)
+                unsubscribe(c);
             break;
         case CMD_QUIT:
             begin_close(c); /* the receiver delivers nothing more: we are disconnecting */
@@ -404,9 +444,14 @@ static void conn_lost(protocol *p, const protocol_reason *reason)
     notif_server *s = c->srv;
     line_receiver_clear_line_buffer(&c->lr);
     if (s) {
-        HASH_DEL(s->conns, c);
+        if (c->prev)
+            c->prev->next = c->next;
+        else
+            s->conns = c->next;
+        if (c->next)
+            c->next->prev = c->prev;
         if (c->flags & C_NOTIFY)
-            s->st.subscribers--;
+            unsubscribe(c);
         if (c->flags & C_DRAINING)
             s->draining--;
         s->st.clients--;
@@ -500,13 +545,11 @@ protocol *notif_server_connection(notif_server *s)
     c->srv = s;
     c->flags = 0;
     c->id = ++s->next_id;
-    notif__hash_oom = 0;
-    HASH_ADD(hh, s->conns, id, sizeof c->id, c);
-    if (notif__hash_oom) {
-        free(c);
-        errno = ENOMEM;
-        return NULL;
-    }
+    c->prev = NULL;
+    c->next = s->conns;
+    if (s->conns)
+        s->conns->prev = c;
+    s->conns = c;
     s->st.clients++;
     return &c->lr.base;
 }
@@ -576,10 +619,11 @@ int notif_server_publish(notif_server *s, notif_event ev)
     }
     s->trace = s->r ? reactor_trace_file(s->r) : NULL;
     int n = 0;
-    struct notif_conn *c, *tmp;
-    HASH_ITER(hh, s->conns, c, tmp) {
+    struct notif_sub *sub, *tmp;
+    HASH_ITER(hh, s->subs, sub, tmp) {
+        struct notif_conn *c = sub->c;
         transport *t = c->lr.base.transport;
-        if (!(c->flags & C_NOTIFY) || !t || transport_disconnecting(t))
+        if (!t || transport_disconnecting(t))
             continue;
         if (conn_write(c, msg, len) == 0) {
             s->st.notifications++;
@@ -607,8 +651,8 @@ static void grace_over(reactor *r, void *data)
 {
     notif_server *s = data;
     s->grace = NULL;
-    struct notif_conn *c, *tmp;
-    HASH_ITER(hh, s->conns, c, tmp) {
+    for (struct notif_conn *c = s->conns, *next; c; c = next) {
+        next = c->next; /* (connection_lost runs from the loop, later, but be safe) */
         if (c->lr.base.transport)
             transport_abort_connection(c->lr.base.transport);
     }
@@ -623,8 +667,8 @@ int notif_server_shutdown(notif_server *s, double grace, void (*done)(void *data
     s->done = done;
     s->done_data = data;
     int n = 0;
-    struct notif_conn *c, *tmp;
-    HASH_ITER(hh, s->conns, c, tmp) {
+    for (struct notif_conn *c = s->conns, *next; c; c = next) {
+        next = c->next;
         begin_close(c);
         n++;
     }
@@ -764,9 +808,14 @@ void notif_server_free(notif_server *s)
 {
     if (!s)
         return;
-    struct notif_conn *c, *tmp;
-    HASH_ITER(hh, s->conns, c, tmp) {
-        HASH_DEL(s->conns, c);
+    struct notif_sub *sub, *stmp;
+    HASH_ITER(hh, s->subs, sub, stmp) {
+        HASH_DEL(s->subs, sub);
+        free(sub);
+    }
+    struct notif_conn *c, *next;
+    for (c = s->conns, s->conns = NULL; c; c = next) {
+        next = c->next;
         c->srv = NULL;
         if (c->lr.base.transport)
             transport_abort_connection(c->lr.base.transport); /* conn_lost frees c */

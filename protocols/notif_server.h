@@ -25,8 +25,10 @@
  *     with unread input makes the kernel send RST, which destroys unread answers.
  *   - Every `interval` seconds the server publishes an event (a new random number or a
  *     new classified ad, chosen at random); each connection in notification mode gets
- *     "notif: random" or "notif: classified". Connections are kept in a uthash registry
- *     keyed by a connection id that is never reused.
+ *     "notif: random" or "notif: classified". Subscribers are kept in a uthash registry
+ *     (keyed by connection; an entry exists only while that connection is in
+ *     notification mode), so a notification walks the subscribers only; every
+ *     connection is also on a plain list, for the shutdown.
  *   - Protection: a connection whose pending output would pass `output_cap` is aborted
  *     (counted in dropped_slow); nobody else waits for it. A client that pipelines
  *     without reading is paused (its socket is not read) once 64 KiB of answers are

@@ -222,6 +222,39 @@ START_TEST(test_notify_stop)
 }
 END_TEST
 
+/* The registry holds subscribers only: connections that subscribe, stop, subscribe
+ * again or go away in any order are each notified exactly while subscribed; the server
+ * can be freed with subscribers still connected (nothing leaks: make valgrind). */
+START_TEST(test_registry_subscribers)
+{
+    notif_server_config cfg = {.interval = -1, .seed = 7};
+    notif_server *s = notif_server_new(NULL, &cfg);
+    transport *t[6];
+    for (int i = 0; i < 6; i++)
+        t[i] = conn(s);
+    for (int i = 0; i < 6; i++)
+        feed(t[i], "notify\n");
+    ck_assert_uint_eq(notif_server_get_stats(s).subscribers, 6);
+    drop(t[0]);   /* the oldest, subscribed */
+    drop(t[5]);   /* the newest, subscribed */
+    feed(t[2], "stop\n");
+    feed(t[3], "stop\nnotify\nstop\nnotify\n");
+    ck_assert_uint_eq(notif_server_get_stats(s).subscribers, 3);
+    ck_assert_int_eq(notif_server_publish(s, NOTIF_EVENT_RANDOM), 3);
+    ck_assert_str_eq(out(t[1]), "notif: random\n");
+    ck_assert_str_eq(out(t[2]), "");
+    ck_assert_str_eq(out(t[3]), "notif: random\n");
+    ck_assert_str_eq(out(t[4]), "notif: random\n");
+    drop(t[2]); /* not subscribed */
+    ck_assert_int_eq(notif_server_publish(s, NOTIF_EVENT_RANDOM), 3);
+    ck_assert_uint_eq(notif_server_get_stats(s).clients, 3);
+    notif_server_free(s); /* t[1], t[3], t[4] still connected and subscribed */
+    for (int i = 1; i <= 4; i++)
+        if (i != 2)
+            drop(t[i]);
+}
+END_TEST
+
 START_TEST(test_quit)
 {
     static const char *const ads[] = {"ad"};
@@ -660,6 +693,7 @@ Suite *suite_notif_server(void)
     tcase_add_test(tc, test_empty_lines_ignored);
     tcase_add_test(tc, test_pipelined_in_order);
     tcase_add_test(tc, test_notify_stop);
+    tcase_add_test(tc, test_registry_subscribers);
     tcase_add_test(tc, test_quit);
     tcase_add_test(tc, test_line_limit);
     tcase_add_test(tc, test_half_close);
