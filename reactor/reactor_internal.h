@@ -82,10 +82,12 @@ struct reactor {
 
     /* fds */
     reactor__io *io;
-    int io_cap;        /* slots in io[] */
+    int io_cap;        /* slots in io[] initialised: every fd below it has a slot */
+    int io_alloc;      /* slots allocated (>= io_cap; the rest is never touched) */
     int watched;       /* fds with fn != NULL */
     reactor__ready *ready; /* the current batch */
     int ready_cap;
+    int batch_n;       /* entries of the batch being dispatched (0 outside dispatch) */
 
     /* time */
     double now;        /* cached once per iteration (and after each poll) */
