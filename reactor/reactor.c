@@ -175,6 +175,7 @@ int reactor_free(reactor *r)
     r->be->free(r->be_state);
     free(r->io);
     free(r->ready);
+    free(r->kinds);
     free(r);
     return 0;
 }
@@ -240,6 +241,46 @@ static void grow_ready(reactor *r)
     r->ready_cap = cap;
 }
 
+/* The index of (fn, name) in r->kinds, adding it (or reusing a free entry) if needed,
+ * with one more reference; 0 on ENOMEM. A linear scan: there are few distinct pairs, and
+ * this runs on watch, not on dispatch. */
+static int kind_get(reactor *r, reactor_io_fn fn, const char *name)
+{
+    int free_k = 0;
+    for (int k = 1; k < r->n_kinds; k++) {
+        reactor__kind *e = &r->kinds[k];
+        if (e->refs && e->fn == fn && e->name == name) {
+            e->refs++;
+            return k;
+        }
+        if (!e->refs && !free_k)
+            free_k = k;
+    }
+    if (!free_k) {
+        if (r->n_kinds == 0)
+            r->n_kinds = 1; /* kind 0 is "not watched" */
+        if (r->n_kinds > UINT16_MAX)
+            return 0;
+        if (r->n_kinds >= r->kinds_cap) {
+            int cap = r->kinds_cap ? r->kinds_cap * 2 : 8;
+            reactor__kind *v = realloc(r->kinds, (size_t)cap * sizeof *v);
+            if (!v)
+                return 0;
+            r->kinds = v;
+            r->kinds_cap = cap;
+        }
+        free_k = r->n_kinds++;
+    }
+    r->kinds[free_k] = (reactor__kind){.fn = fn, .name = name, .refs = 1};
+    return free_k;
+}
+
+static void kind_put(reactor *r, int k)
+{
+    if (k)
+        r->kinds[k].refs--;
+}
+
 int reactor_watch_named(reactor *r, int fd, unsigned events, reactor_io_fn fn, void *data,
                         const char *name)
 {
@@ -248,22 +289,27 @@ int reactor_watch_named(reactor *r, int fd, unsigned events, reactor_io_fn fn, v
     if (fd >= r->io_cap && grow_io(r, fd) < 0)
         return -ENOMEM;
     reactor__io *io = &r->io[fd];
-    int fresh = io->fn == NULL;
+    int fresh = io->kind == 0;
     if (fresh && fcntl(fd, F_GETFD) < 0)
         return -EINVAL; /* not an open fd: say so now rather than from the poll */
+    int kind = kind_get(r, fn, name ? name : "?");
+    if (!kind)
+        return -ENOMEM;
     int rc = set_interest(r, fd, fresh ? 0 : io->events, events);
-    if (rc < 0)
+    if (rc < 0) {
+        kind_put(r, kind);
         return rc;
+    }
     if (fresh) {
         io->gen++; /* a new registration: entries of the current batch are not for it */
         r->watched++;
         if (r->watched > r->ready_cap)
             grow_ready(r);
     }
-    io->fn = fn;
+    kind_put(r, io->kind); /* the previous registration's, if any */
+    io->kind = (uint16_t)kind;
     io->data = data;
-    io->name = name ? name : "?";
-    io->events = events;
+    io->events = (uint8_t)events;
     return 0;
 }
 
@@ -271,12 +317,12 @@ int reactor_watch_events(reactor *r, int fd, unsigned events)
 {
     if (!r || fd < 0 || (events & ~(unsigned)(REACTOR_READABLE | REACTOR_WRITABLE)))
         return -EINVAL;
-    if (fd >= r->io_cap || !r->io[fd].fn)
+    if (fd >= r->io_cap || !r->io[fd].kind)
         return -ENOENT;
     int rc = set_interest(r, fd, r->io[fd].events, events);
     if (rc < 0)
         return rc;
-    r->io[fd].events = events;
+    r->io[fd].events = (uint8_t)events;
     return 0;
 }
 
@@ -284,13 +330,14 @@ int reactor_unwatch(reactor *r, int fd)
 {
     if (!r || fd < 0)
         return -EINVAL;
-    if (fd >= r->io_cap || !r->io[fd].fn)
+    if (fd >= r->io_cap || !r->io[fd].kind)
         return -ENOENT;
     reactor__io *io = &r->io[fd];
     /* Removed from the kernel set NOW, while fd is still open: after the caller's
      * close() a dup'ed description would keep an epoll registration alive (pitfall
      * 2.17). A failure here means the fd was already closed; nothing left to undo. */
     set_interest(r, fd, io->events, 0);
+    kind_put(r, io->kind);
     *io = (reactor__io){.gen = io->gen + 1}; /* stale entries of this batch now mismatch */
     r->watched--;
     return 0;
@@ -355,19 +402,20 @@ static void dispatch(reactor *r, int n)
         if ((unsigned)e.fd >= (unsigned)r->io_cap) /* also catches fd < 0 */
             continue;
         const reactor__io *io = &r->io[e.fd];
-        if (!io->fn || (i > 0 && io->gen != e.gen)) {
+        if (!io->kind || (i > 0 && io->gen != e.gen)) {
             REACTOR__TRACE(r, "skip fd=%d reason=stale", e.fd);
             continue;
         }
         unsigned ev = e.events & (io->events | REACTOR_ERROR);
         if (!io->events || !ev)
             continue; /* it asked for none of what came back */
+        const reactor__kind *k = &r->kinds[io->kind];
         if (r->trace) {
             char buf[8];
             reactor__trace(r, "dispatch fd=%d ev=%s cb=%s", e.fd,
-                           reactor__events_str(ev, buf), io->name);
+                           reactor__events_str(ev, buf), k->name);
         }
-        io->fn(r, e.fd, ev, io->data);
+        k->fn(r, e.fd, ev, io->data);
     }
 }
 
@@ -623,7 +671,7 @@ int reactor_after_fork(reactor *r)
     r->be_state = st;
     int rc = 0;
     for (int fd = 0; fd < r->io_cap; fd++)
-        if (r->io[fd].fn && r->io[fd].events) {
+        if (r->io[fd].kind && r->io[fd].events) {
             int e = r->be->add(st, fd, r->io[fd].events);
             if (e < 0 && rc == 0)
                 rc = e;

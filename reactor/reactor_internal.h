@@ -14,15 +14,23 @@
 #include <stdint.h>
 
 /* Per-fd state, in an array indexed by fd (ae's events[], libuv's watchers[]): O(1)
- * lookup at dispatch. fn == NULL means "not watched". */
+ * lookup at dispatch. 16 bytes, because a server pays one slot per connection: the
+ * callback and its trace name are not stored per fd but as an index into r->kinds, a
+ * small table of the distinct (fn, name) pairs in use (a server has a handful: its
+ * listener, its connections, the waker). kind == 0 means "not watched". */
 typedef struct reactor__io {
-    reactor_io_fn fn;
     void *data;
-    const char *name;
-    unsigned events; /* the directions wanted now (0: registered but silent) */
     uint32_t gen;    /* bumped on every watch and unwatch: a batch entry stamped with an
                         older gen is stale (the fd was unwatched, maybe reused) */
+    uint16_t kind;   /* index into r->kinds; 0: not watched */
+    uint8_t events;  /* the directions wanted now (0: registered but silent) */
 } reactor__io;
+
+typedef struct reactor__kind {
+    reactor_io_fn fn;
+    const char *name;
+    unsigned refs;   /* fds using it; 0: free for reuse */
+} reactor__kind;
 
 enum { REACTOR__T_PENDING, REACTOR__T_CALLED, REACTOR__T_CANCELLED };
 enum { REACTOR__IN_NONE, REACTOR__IN_HEAP, REACTOR__IN_DUE };
@@ -88,6 +96,8 @@ struct reactor {
     reactor__ready *ready; /* the current batch */
     int ready_cap;
     int batch_n;       /* entries of the batch being dispatched (0 outside dispatch) */
+    reactor__kind *kinds; /* kinds[0] unused (kind 0 = not watched) */
+    int n_kinds, kinds_cap;
 
     /* time */
     double now;        /* cached once per iteration (and after each poll) */
