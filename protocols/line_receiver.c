@@ -343,6 +343,49 @@ static int keep(line_receiver *lr, char *buf, size_t len, size_t cap)
     return 0;
 }
 
+static int feed_finish(line_receiver *lr, struct line_receiver_feed *f, int stopped);
+
+/* The common case, without the three-source machinery: no bytes kept from before, line
+ * mode, a one-byte delimiter. Lines are cut straight out of `data` with one memchr each.
+ * As soon as anything unusual happens (a callback pauses, switches to raw mode, clears
+ * the buffer, feeds more bytes re-entrantly; a line is too long; an unfinished line is
+ * left), the rest is handed to the general loop (run) in the same state it would have
+ * reached by itself, so the two paths cannot disagree. */
+static int fast_lines(line_receiver *lr, const char *data, size_t len)
+{
+    /* the whole feed, as run() keeps it: a callback may look at it (take_buffer) */
+    struct line_receiver_feed f = {.d = data, .d_len = len};
+    lr->feed = &f;
+    lr->flags |= LR_FEEDING;
+    const char c = lr->lops->delimiter[0]; /* delim_len 1: not the "\r\n" default */
+    const size_t maxl = max_len(lr);
+    int first = 1, rc = 0;
+    for (;;) {
+        const char *line = f.d;
+        const char *q = memchr(line, c, f.d_len);
+        if (!q || (size_t)(q - line) > maxl)
+            break;
+        /* checked before each line, as run() does; before the first one too, since a
+         * callback of another connection may have closed this one earlier in the batch */
+        if (first ? disconnecting(lr)
+                  : (lr->flags & (LR_PAUSED | LR_STOPPED | LR_CLEARED | LR_RAW)) ||
+                        f.tail_len || disconnecting(lr))
+            break;
+        first = 0;
+        f.d = q + 1;
+        f.d_len -= (size_t)(q - line) + 1;
+        rc = lr->lops->line_received(lr, line, (size_t)(q - line));
+        if (rc)
+            break; /* the general code keeps the rest and returns rc */
+        if (!f.d_len && !f.tail_len && !(lr->flags & (LR_CLEARED | LR_RAW))) {
+            lr->flags &= (uint8_t)~LR_FEEDING;
+            lr->buf = NULL; /* buf_len is 0 */
+            return 0;
+        }
+    }
+    return feed_finish(lr, &f, rc);
+}
+
 int line_receiver_data_received(line_receiver *lr, const char *data, size_t len)
 {
     if (lr->flags & LR_FEEDING) /* re-entrant: only append, the running loop parses it */
@@ -351,6 +394,8 @@ int line_receiver_data_received(line_receiver *lr, const char *data, size_t len)
         return 0;
     if (!len && !lr->buf_len)
         return 0;
+    if (!lr->buf_len && lr->delim_len == 1 && !(lr->flags & (LR_RAW | LR_PAUSED)))
+        return fast_lines(lr, data, len);
     struct line_receiver_feed f = {
         .own = lr->buf,
         .own_len = lr->buf_len,
@@ -363,43 +408,51 @@ int line_receiver_data_received(line_receiver *lr, const char *data, size_t len)
     lr->flags &= (uint8_t)~LR_PARTIAL;
     lr->feed = &f;
     lr->flags |= LR_FEEDING;
-    int partial;
-    int rc = run(lr, &f, &partial);
+    return feed_finish(lr, &f, 0);
+}
+
+/* Runs the general loop over f (LR_FEEDING set, lr->feed == f), unless a callback
+ * already stopped the delivery with a non-zero `stopped`, then keeps what was not
+ * delivered. */
+static int feed_finish(line_receiver *lr, struct line_receiver_feed *f, int stopped)
+{
+    int partial = 0;
+    int rc = stopped ? stopped : run(lr, f, &partial);
     lr->flags &= (uint8_t)~LR_FEEDING;
     lr->buf = NULL;
 
     /* Keep what was not delivered: own rest, then d, then the tail. */
-    size_t orest = f.own_len - f.own_off;
+    size_t orest = f->own_len - f->own_off;
     int krc;
     if (lr->flags & LR_CLEARED) {
         lr->flags &= (uint8_t)~LR_CLEARED;
-        free(f.own);
-        d_done(&f);
-        free(f.tail);
+        free(f->own);
+        d_done(f);
+        free(f->tail);
         return rc;
     }
-    if (!orest && !f.d_len) {
-        free(f.own);
-        d_done(&f);
-        krc = keep(lr, f.tail, f.tail_len, f.tail_cap);
-    } else if (f.own && !f.tail_len) {
-        if (f.own_off) {
-            memmove(f.own, f.own + f.own_off, orest);
-            f.own_len = orest;
-            f.own_off = 0;
+    if (!orest && !f->d_len) {
+        free(f->own);
+        d_done(f);
+        krc = keep(lr, f->tail, f->tail_len, f->tail_cap);
+    } else if (f->own && !f->tail_len) {
+        if (f->own_off) {
+            memmove(f->own, f->own + f->own_off, orest);
+            f->own_len = orest;
+            f->own_off = 0;
         }
-        krc = f.d_len ? own_append(&f, f.d, f.d_len) : 0;
-        d_done(&f);
+        krc = f->d_len ? own_append(f, f->d, f->d_len) : 0;
+        d_done(f);
         if (krc < 0) {
-            free(f.own);
+            free(f->own);
             return krc;
         }
-        krc = keep(lr, f.own, f.own_len, f.own_cap);
+        krc = keep(lr, f->own, f->own_len, f->own_cap);
     } else {
         size_t n;
-        char *all = gather(lr, &f, &n);
-        free(f.own);
-        d_done(&f);
+        char *all = gather(lr, f, &n);
+        free(f->own);
+        d_done(f);
         if (n && !all)
             return -ENOMEM;
         krc = keep(lr, all, n, n);
