@@ -33,7 +33,7 @@ static void step(transport *t);
 #define TTRACE(t, ...)                                                              \
     do {                                                                            \
         struct transport_mod *tm_ = t_mod(t);                                       \
-        if (tm_ && reactor_trace_file(tm_->r))                                      \
+        if (tm_ && tm_->r->trace) /* (reactor_internal.h: no call when off) */      \
             reactor__trace(tm_->r, __VA_ARGS__);                                    \
     } while (0)
 static void mod_free(void *data);
@@ -182,7 +182,9 @@ static char *buf_get(transport *t, size_t need, uint32_t *cap)
 static void buf_release(transport *t)
 {
     struct transport_mod *m = t_mod(t);
-    if (t->out && m && transport__cap(t) == TRANSPORT__OUT_STD && m->ncache < TRANSPORT__OUT_CACHE)
+    if (!t->out || (m && t->out == m->scratch))
+        ; /* nothing, or the lent scratch buffer: simply given back */
+    else if (m && transport__cap(t) == TRANSPORT__OUT_STD && m->ncache < TRANSPORT__OUT_CACHE)
         m->cache[m->ncache++] = t->out;
     else
         free(t->out);
@@ -233,6 +235,29 @@ static int buf_reserve(transport *t, size_t add)
     return 0;
 }
 
+/* Ends the loan of the scratch buffer (see do_read) once the flush is done: whatever the
+ * kernel did not take moves to a buffer of the connection's own. -ENOMEM if there is
+ * none to be had. */
+static int scratch_return(transport *t)
+{
+    size_t n = pending(t);
+    const char *rest = t->out + t->out_off;
+    t->out = NULL;
+    t->out_off = t->out_len = 0;
+    transport__set_cap(t, 0);
+    if (!n)
+        return 0;
+    uint32_t cap;
+    char *b = buf_get(t, n, &cap);
+    if (!b)
+        return -ENOMEM;
+    memcpy(b, rest, n); /* the scratch is untouched until the next read */
+    t->out = b;
+    t->out_len = (uint32_t)n;
+    transport__set_cap(t, cap);
+    return 0;
+}
+
 /* ---- Watching ----------------------------------------------------------------------- */
 
 static void on_io(reactor *r, int fd, unsigned events, void *data);
@@ -241,6 +266,12 @@ static void on_io(reactor *r, int fd, unsigned events, void *data);
  * the fd leaves the reactor altogether: epoll reports HUP/ERR even with an empty mask. */
 static void sync_watch(transport *t)
 {
+    /* The common case first, in flag space: watched, reading wanted and registered,
+     * writing neither wanted nor registered. */
+    if ((t->flags & (T_MEMORY | T_CLOSED | T_PAUSED | T_DISCONNECTING | T_ABORTING |
+                     T_READ_EOF | T_WANT_WRITE | T_REG_R | T_REG_W | T_WATCHED)) ==
+        (T_REG_R | T_WATCHED))
+        return;
     if (t->flags & (T_MEMORY | T_CLOSED))
         return;
     unsigned want = 0;
@@ -414,6 +445,11 @@ static void step(transport *t)
             }
         }
     }
+    if (t->out && t->out == t_mod(t)->scratch && scratch_return(t) < 0) {
+        close_socket(t, PROTOCOL_ERROR, ENOMEM, 1);
+        finish(t);
+        return;
+    }
     if (!pending(t)) {
         t->flags &= ~(uint32_t)T_WANT_WRITE;
         /* lose_connection waits for a registered producer to unregister (Twisted),
@@ -450,6 +486,15 @@ static void do_read(transport *t)
         n = recv(t->fd, m->rbuf, TRANSPORT__READ_MAX, 0);
     while (n < 0 && errno == EINTR);
     if (n > 0) {
+        /* The answers to this read are written into the loop's scratch buffer, lent as
+         * this connection's output buffer until step() has sent them (all of them, in
+         * the common case: then no buffer of its own is ever taken, which saves a cache
+         * round trip per read). Only a connection with nothing pending borrows it, and
+         * only one at a time: callbacks do not nest reads. */
+        if (!t->out && m->scratch) {
+            t->out = m->scratch;
+            transport__set_cap(t, TRANSPORT__OUT_STD);
+        }
         t->flags |= T_IN_CB;
         int rc = t->proto->ops->data_received(t->proto, m->rbuf, (size_t)n);
         t->flags &= ~(uint32_t)T_IN_CB;
@@ -514,6 +559,8 @@ transport *transport__alloc(struct transport_mod *m)
         if (!m->rbuf)
             return NULL;
     }
+    if (!m->scratch)
+        m->scratch = malloc(TRANSPORT__OUT_STD); /* optional: NULL only costs speed */
     return calloc(1, sizeof(transport));
 }
 
@@ -624,18 +671,23 @@ static int over_cap(transport *t, size_t add)
 
 /* The common case of the second and later writes of one batch: the buffer exists, has
  * room, and no limits were set (the default cap is far away). */
-static int room_fast(const transport *t, size_t add)
+static inline int room_fast(const transport *t, size_t add)
 {
     return t->out && !(t->flags & T_HAS_X) && (size_t)t->out_len + add <= transport__cap(t) &&
            pending(t) + add <= TRANSPORT_DEFAULT_CAP;
 }
 
-static int make_room(transport *t, size_t add)
+static int make_room_slow(transport *t, size_t add)
 {
-    if (room_fast(t, add))
-        return 0;
     int rc = over_cap(t, add);
     return rc < 0 ? rc : buf_reserve(t, add);
+}
+
+/* room_fast inline, the rest out of line: the common write (an answer into the buffer
+ * of the connection being read) then costs a few compares and the copy. */
+static inline int make_room(transport *t, size_t add)
+{
+    return room_fast(t, add) ? 0 : make_room_slow(t, add);
 }
 
 int transport_write(transport *t, const void *data, size_t len)
@@ -649,6 +701,9 @@ int transport_write(transport *t, const void *data, size_t len)
         return rc;
     memcpy(t->out + t->out_len, data, len);
     t->out_len += (uint32_t)len;
+    /* inside this connection's callback with no producer: step() flushes on return */
+    if ((t->flags & (T_IN_CB | T_HAS_X)) == T_IN_CB)
+        return 0;
     return after_write(t);
 }
 
@@ -914,5 +969,6 @@ static void mod_free(void *data)
         close(m->spare_fd);
     free(m->pend);
     free(m->rbuf);
+    free(m->scratch);
     free(m);
 }

@@ -79,10 +79,15 @@ static inline uint32_t transport__cap(const transport *t)
 static inline void transport__set_cap(transport *t, uint32_t cap) /* 0 or a power of two */
 {
     unsigned b = 0;
+#if defined(__GNUC__) || defined(__clang__)
+    if (cap > 1)
+        b = (unsigned)__builtin_ctz(cap); /* log2 of a power of two: one instruction */
+#else
     while (cap > 1) {
         cap >>= 1;
         b++;
     }
+#endif
     t->flags = (t->flags & ~(31u << T_CAP_SHIFT)) | (b << T_CAP_SHIFT);
 }
 /* The socket, or -1 once closed or for a memory transport. */
@@ -101,6 +106,8 @@ struct transport_owner {
 struct transport_mod {
     reactor *r;
     char *rbuf; /* the shared read buffer (TRANSPORT__READ_MAX) */
+    char *scratch; /* TRANSPORT__OUT_STD bytes lent as the output buffer of the connection
+                      being read, during its data_received (see do_read) */
     transport *conns;
     transport **pend; /* connections with work for the next step */
     uint32_t npend, cappend;
