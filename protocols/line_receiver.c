@@ -17,6 +17,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "reactor/transport_internal.h" /* transport__disconnecting: asked once per line */
+
 enum {
     LR_RAW = 1u << 0,
     LR_PAUSED = 1u << 1,
@@ -61,7 +63,7 @@ static size_t max_len(const line_receiver *lr)
 
 static int disconnecting(const line_receiver *lr)
 {
-    return lr->base.transport && transport_disconnecting(lr->base.transport);
+    return lr->base.transport && transport__disconnecting(lr->base.transport);
 }
 
 /* First delimiter in p[0..n), or -1. */

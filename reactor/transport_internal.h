@@ -90,6 +90,17 @@ static inline void transport__set_cap(transport *t, uint32_t cap) /* 0 or a powe
 #endif
     t->flags = (t->flags & ~(31u << T_CAP_SHIFT)) | (b << T_CAP_SHIFT);
 }
+/* transport_pending and transport_disconnecting, inline for the library's own protocols
+ * (LineReceiver, the notification server), which ask once per line: a call into
+ * transport.c would cost more than the question. */
+static inline size_t transport__pending(const transport *t)
+{
+    return (size_t)t->out_len - t->out_off;
+}
+static inline int transport__disconnecting(const transport *t)
+{
+    return !t || (t->flags & (T_DISCONNECTING | T_ABORTING | T_CLOSED)) != 0;
+}
 /* The socket, or -1 once closed or for a memory transport. */
 static inline int transport__sock(const transport *t)
 {
