@@ -690,27 +690,6 @@ static inline int make_room(transport *t, size_t add)
     return room_fast(t, add) ? 0 : make_room_slow(t, add);
 }
 
-/* memcpy, with the short answers of line protocols (up to 16 bytes) copied inline as
- * two overlapping word moves: a call to memcpy costs more than such a copy. */
-static inline void copy_in(char *dst, const char *src, size_t len)
-{
-    if (len >= 8 && len <= 16) {
-        uint64_t a, b;
-        memcpy(&a, src, 8);
-        memcpy(&b, src + len - 8, 8);
-        memcpy(dst, &a, 8);
-        memcpy(dst + len - 8, &b, 8);
-    } else if (len >= 4 && len < 8) {
-        uint32_t a, b;
-        memcpy(&a, src, 4);
-        memcpy(&b, src + len - 4, 4);
-        memcpy(dst, &a, 4);
-        memcpy(dst + len - 4, &b, 4);
-    } else {
-        memcpy(dst, src, len);
-    }
-}
-
 int transport_write(transport *t, const void *data, size_t len)
 {
     if (!t || (!data && len))
@@ -720,7 +699,7 @@ int transport_write(transport *t, const void *data, size_t len)
     int rc = make_room(t, len);
     if (rc < 0)
         return rc;
-    copy_in(t->out + t->out_len, data, len);
+    transport__copy_in(t->out + t->out_len, data, len);
     t->out_len += (uint32_t)len;
     /* inside this connection's callback with no producer: step() flushes on return */
     if ((t->flags & (T_IN_CB | T_HAS_X)) == T_IN_CB)

@@ -4,6 +4,7 @@
 #define TWISTC_TRANSPORT_INTERNAL_H
 
 #include <stdint.h>
+#include <string.h>
 #include <sys/socket.h>
 
 #include <twistc/transport.h>
@@ -101,6 +102,44 @@ static inline int transport__disconnecting(const transport *t)
 {
     return !t || (t->flags & (T_DISCONNECTING | T_ABORTING | T_CLOSED)) != 0;
 }
+/* memcpy, with the short answers of line protocols (up to 16 bytes) copied inline as
+ * two overlapping word moves: a call to memcpy costs more than such a copy. */
+static inline void transport__copy_in(char *dst, const char *src, size_t len)
+{
+    if (len >= 8 && len <= 16) {
+        uint64_t a, b;
+        memcpy(&a, src, 8);
+        memcpy(&b, src + len - 8, 8);
+        memcpy(dst, &a, 8);
+        memcpy(dst + len - 8, &b, 8);
+    } else if (len >= 4 && len < 8) {
+        uint32_t a, b;
+        memcpy(&a, src, 4);
+        memcpy(&b, src + len - 4, 4);
+        memcpy(dst, &a, 4);
+        memcpy(dst + len - 4, &b, 4);
+    } else {
+        memcpy(dst, src, len);
+    }
+}
+
+/* transport_write, with its most common case inline for the library's own protocols:
+ * an answer written from inside the connection's own callback, into an output buffer
+ * that has room (every buffer holds at least TRANSPORT__OUT_STD bytes), on a connection
+ * still open with no producer or limits. That case needs no check beyond these flags
+ * and no scheduling (step() flushes when the callback returns); anything else takes the
+ * full path, so the result is the same. */
+static inline int transport__write(transport *t, const char *data, size_t len)
+{
+    if ((t->flags & (T_IN_CB | T_HAS_X | T_CLOSED | T_ABORTING | T_SHUT_DONE)) == T_IN_CB &&
+        t->out && (size_t)t->out_len + len <= TRANSPORT__OUT_STD) {
+        transport__copy_in(t->out + t->out_len, data, len);
+        t->out_len += (uint32_t)len;
+        return 0;
+    }
+    return transport_write(t, data, len);
+}
+
 /* The socket, or -1 once closed or for a memory transport. */
 static inline int transport__sock(const transport *t)
 {
