@@ -414,7 +414,13 @@ static void step(transport *t)
                 t->flags |= T_WANT_WRITE;
         }
         if (!pending(t)) {
-            buf_release(t);
+            if (t->out == t_mod(t)->scratch) { /* the common case: end the loan here */
+                t->out = NULL;
+                t->out_off = t->out_len = 0;
+                transport__set_cap(t, 0);
+            } else {
+                buf_release(t);
+            }
             struct transport_extra *x = transport__x(t);
             if (x && x->pops) {
                 if (x->streaming && x->producer_paused) {
