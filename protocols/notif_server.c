@@ -5,7 +5,8 @@
  *   transport_write from a stack buffer (copied once into the connection's output
  *   buffer, sent with every other answer of that read in one send).
  *
- * Nothing on that path allocates: the output buffer comes from the transport's cache,
+ * Nothing on that path allocates: the answers go into the scratch buffer the transport
+ * lends to the connection being read (only a rest the kernel refuses is copied),
  * the line points into the shared read buffer.
  *
  * Flow control: a connection gets a push producer (the LineReceiver) only once its
