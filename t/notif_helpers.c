@@ -173,7 +173,7 @@ int nt_wait(reactor *r, int (*pred)(void *arg), void *arg, double max_seconds)
     reactor_timer *t = reactor_timer_hold(reactor_call_later(r, max_seconds, expire, &expired));
     ck_assert_ptr_nonnull(t);
     for (int i = 0; i < 200000 && !pred(arg) && !expired; i++)
-        ck_assert_int_eq(reactor_iterate(r, 0.1), 0);
+        ck_assert_int_eq(reactor_iterate(r, 0.01), 0);
     reactor_timer_cancel(t);
     reactor_timer_release(t);
     return pred(arg);
