@@ -451,7 +451,11 @@ int reactor_iterate(reactor *r, double max_wait)
     if (calls || ran)
         now_update(r); /* the calls above took time: measure the timeout from now */
 
-    int timeout = poll_timeout(r, max_wait);
+    /* Callbacks that ran count as "something happened": poll without blocking, so that
+     * a caller driving reactor_iterate() sees at once what they changed (a flag set by
+     * a timer, say) instead of sleeping until the next event. reactor_run() pays for it
+     * with one non-blocking poll after each iteration that ran timers. */
+    int timeout = calls || ran ? 0 : poll_timeout(r, max_wait);
     r->woken = 0;
     double t0 = 0;
     if (r->trace) {

@@ -64,7 +64,9 @@ TWISTC_API int reactor_run(reactor *r);
  * -EALREADY if already stopping. */
 TWISTC_API int reactor_stop(reactor *r);
 /* Runs one iteration, waiting at most max_wait seconds for I/O (0: do not block,
- * negative: until something happens). For tests and for embedding in another loop. */
+ * negative: until something happens). An iteration that ran timers or calls from
+ * other threads does not block in its poll, so `while (!done) reactor_iterate(r, -1);`
+ * sees a flag that a timer set. For tests and for embedding in another loop. */
 TWISTC_API int reactor_iterate(reactor *r, double max_wait);
 TWISTC_API int reactor_running(const reactor *r);
 /* Iterations done so far: tests use it to prove the loop does not spin. */

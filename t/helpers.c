@@ -40,9 +40,8 @@ reactor *th_reactor(int i)
 void th_set_flag(reactor *r, void *data)
 {
     *(int *)data = 1;
-    /* Timers and thread calls run before the poll of their iteration: without this the
-     * poll would wait for the next event before the caller's loop sees the flag. */
-    reactor_wakeup(r);
+    /* Timers run before the poll of their iteration, but an iteration that ran callbacks
+     * does not block in its poll, so the caller's loop sees the flag at once. */
 }
 
 int th_iterate_until(reactor *r, const int *done, double max_seconds)

@@ -20,8 +20,8 @@ reactor *th_reactor(int i);
  * timer) and at most 100000 iterations. Returns 1 if *done was reached, 0 otherwise (the
  * caller asserts on it). Never sleeps except in the reactor's own poll. */
 int th_iterate_until(reactor *r, const int *done, double max_seconds);
-/* A timer function that sets *(int *)data = 1 and makes the current iteration's poll
- * return at once (so th_iterate_until sees the flag without waiting for another event). */
+/* A timer function that sets *(int *)data = 1 (an iteration that ran a timer does not
+ * block in its poll, so th_iterate_until sees the flag at once). */
 void th_set_flag(reactor *r, void *data);
 /* Runs exactly n iterations with a non-blocking poll each (max_wait 0). */
 void th_iterate_n(reactor *r, int n);

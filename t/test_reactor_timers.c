@@ -129,6 +129,29 @@ START_TEST(test_distantDelayedCall)
 }
 END_TEST
 
+/* A flag that a timer sets is seen by a loop of reactor_iterate(r, -1) right after the
+ * iteration that ran the timer, with no I/O and no wakeup: the poll of an iteration that
+ * ran callbacks does not block (otherwise this loop would sleep forever). */
+static void set_only(reactor *r, void *data) { *(int *)data = 1; }
+
+START_TEST(test_iterate_returns_after_timer_ran)
+{
+    reactor *r = th_reactor(_i);
+    int done = 0, guard = 0;
+    reactor_call_later(r, 0.005, set_only, &done);
+    reactor_call_later(r, 5.0, set_only, &guard); /* bounds the test if this breaks */
+    int iterations = 0;
+    while (!done && !guard) {
+        ck_assert_int_eq(reactor_iterate(r, -1), 0);
+        iterations++;
+    }
+    ck_assert_int_eq(done, 1);
+    ck_assert_int_eq(guard, 0);
+    ck_assert_int_le(iterations, 3); /* a 5 ms wait: at most a rounded-up poll or two */
+    reactor_free(r);
+}
+END_TEST
+
 /* D2 and pitfall 2.11: with random deadlines (many equal), calls fire in deadline order,
  * FIFO among equal deadlines, and never before their time. */
 START_TEST(test_callLaterKeepsCallsOrdered)
@@ -634,6 +657,7 @@ Suite *suite_reactor_timers(void)
     tcase_add_loop_test(tc, test_callLater, 0, n);
     tcase_add_loop_test(tc, test_short_timer_no_spin_not_early, 0, n);
     tcase_add_loop_test(tc, test_distantDelayedCall, 0, n);
+    tcase_add_loop_test(tc, test_iterate_returns_after_timer_ran, 0, n);
     tcase_add_loop_test(tc, test_callLaterKeepsCallsOrdered, 0, n);
     tcase_add_loop_test(tc, test_callLaterZeroFIFO, 0, n);
     tcase_add_loop_test(tc, test_timer_scheduled_in_timer_waits_next_iteration, 0, n);
