@@ -118,6 +118,29 @@ TWISTC_API reactor_timer *reactor_call_later_named(reactor *r, double delay, rea
 /* call_later(0): runs on the next iteration. */
 #define reactor_call_soon(r, fn, data) reactor_call_later_named((r), 0, (fn), (data), #fn)
 
+/* Runs fn(r, data) every `interval` seconds (Twisted's task.LoopingCall), the first time
+ * `interval` seconds from now. interval: finite, >= 1e-6 (else EINVAL). Drift-free and
+ * without catch-up bursts (libevent's persistent timeouts): the k-th deadline is
+ * start + k * interval, counted from the scheduled deadlines, not from when the function
+ * ran or how long it took. When the loop fell behind so that grid points have already
+ * passed, those runs are skipped: the next run is the first grid point strictly later
+ * than the time the function returned (one run after a stall, then on the grid again).
+ * The handle follows the same ownership rule as a one-shot call, with these return values:
+ *   - reactor_timer_active(): 1 until cancelled (also while its function runs);
+ *   - reactor_timer_cancel(): 0 while active, also from inside its own function (it
+ *     then does not run again; the reactor frees it once that function returns, or
+ *     when the last hold is released); -ECANCELED after. Never -EALREADY;
+ *   - reactor_timer_reset(s) / reactor_timer_delay(s): 0 while active; they move the next
+ *     run (also from inside the function: the re-arm then uses the new deadline) and the
+ *     grid restarts there; -ECANCELED after a cancel;
+ *   - reactor_timer_time(): the deadline now running (inside fn) or the next one.
+ * It counts in reactor_pending_timers() until cancelled. If re-arming fails for lack
+ * of memory the call stops as if cancelled. NULL+errno (EINVAL, ENOMEM). */
+TWISTC_API reactor_timer *reactor_call_every_named(reactor *r, double interval, reactor_fn fn,
+                                                   void *data, const char *name);
+#define reactor_call_every(r, interval, fn, data) \
+    reactor_call_every_named((r), (interval), (fn), (data), #fn)
+
 /* Twisted's IDelayedCall. cancel/reset/delay return -EALREADY once the call has run
  * (or is running: the call counts as run before its function starts) and -ECANCELED
  * once it was cancelled. */

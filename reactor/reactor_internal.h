@@ -46,6 +46,11 @@ struct reactor_timer {
     unsigned refs;   /* the reactor's (while pending or running) + reactor_timer_hold()s */
     unsigned char state, where;
     struct reactor_timer *next_free;
+    /* Repeating calls only (reactor_call_every); interval == 0 for a one-shot call.
+     * Deadlines are base + k * interval, each computed afresh, so rounding errors do
+     * not accumulate run after run (drift-free even in floating point). */
+    double interval;
+    double base;     /* the grid's origin: moved by reset/delay */
 };
 
 /* A heap slot carries the deadline next to the pointer, so sifting compares without

@@ -13,7 +13,10 @@
  *   cannot starve I/O, D3). A timer cancelled by an earlier one in the same pass is taken
  *   out of the list (its slot set to NULL), so it never runs.
  * - Timer structs are recycled through a free list: scheduling does not call malloc once
- *   the reactor has warmed up. */
+ *   the reactor has warmed up.
+ * - Repeating calls (reactor_call_every) are the same struct with interval != 0: after
+ *   their function returns they go back into the heap at the next grid point (so never
+ *   twice in one pass: the pass's list was collected before). */
 #include "reactor/reactor_internal.h"
 
 #include <errno.h>
@@ -147,13 +150,10 @@ static void timer_unlink(reactor *r, reactor_timer *t)
     t->where = REACTOR__IN_NONE;
 }
 
-reactor_timer *reactor_call_later_named(reactor *r, double delay, reactor_fn fn, void *data,
-                                        const char *name)
+/* Shared by call_later (interval 0) and call_every; inlined into both. */
+static inline reactor_timer *timer_new(reactor *r, double delay, reactor_fn fn, void *data,
+                                       const char *name, double interval)
 {
-    if (!r || !fn || !(delay >= 0) || !isfinite(delay)) { /* also refuses NaN */
-        errno = EINVAL;
-        return NULL;
-    }
     reactor_timer *t = r->free_timers;
     if (t) {
         r->free_timers = t->next_free;
@@ -161,9 +161,10 @@ reactor_timer *reactor_call_later_named(reactor *r, double delay, reactor_fn fn,
     } else if (!(t = malloc(sizeof *t))) {
         return NULL; /* errno is ENOMEM */
     }
-    *t = (reactor_timer){.r = r, .when = reactor__now_fresh(r) + delay, .seq = r->next_seq++, .fn = fn,
+    double now = reactor__now_fresh(r), when = now + delay;
+    *t = (reactor_timer){.r = r, .when = when, .seq = r->next_seq++, .fn = fn,
                          .data = data, .name = name ? name : "?", .refs = 1,
-                         .state = REACTOR__T_PENDING};
+                         .state = REACTOR__T_PENDING, .interval = interval, .base = now};
     if (heap_push(r, t) < 0) {
         timer_free(r, t);
         errno = ENOMEM;
@@ -171,6 +172,30 @@ reactor_timer *reactor_call_later_named(reactor *r, double delay, reactor_fn fn,
     }
     r->pending++;
     return t;
+}
+
+reactor_timer *reactor_call_later_named(reactor *r, double delay, reactor_fn fn, void *data,
+                                        const char *name)
+{
+    if (!r || !fn || !(delay >= 0) || !isfinite(delay)) { /* also refuses NaN */
+        errno = EINVAL;
+        return NULL;
+    }
+    return timer_new(r, delay, fn, data, name, 0);
+}
+
+/* Below 1 us a clock value of a few days since boot could not tell two deadlines apart
+ * (a double's spacing there is ~1e-10 s) and the timer would spin. */
+#define MIN_INTERVAL 1e-6
+
+reactor_timer *reactor_call_every_named(reactor *r, double interval, reactor_fn fn, void *data,
+                                        const char *name)
+{
+    if (!r || !fn || !(interval >= MIN_INTERVAL) || !isfinite(interval)) {
+        errno = EINVAL;
+        return NULL;
+    }
+    return timer_new(r, interval, fn, data, name, interval);
 }
 
 static int timer_check(const reactor_timer *t)
@@ -204,6 +229,7 @@ static int timer_move(reactor_timer *t, double when)
     reactor *r = t->r;
     if (!isfinite(when))
         return -EINVAL;
+    t->base = when; /* a repeating call's grid restarts at its new deadline */
     if (t->where == REACTOR__IN_HEAP) {
         size_t i = t->idx;
         t->when = when;
@@ -270,6 +296,46 @@ size_t reactor_pending_timers(const reactor *r)
     return r ? r->pending : 0;
 }
 
+/* Next deadline of a repeating call that just ran: the first grid point base + k *
+ * interval strictly later than now. On time, that is the deadline after the one that
+ * ran (drift-free); after a stall the missed points are skipped rather than run in a
+ * burst (libevent's event_persist_closure, libev's ev_at += repeat). Strictly later, so
+ * reactor_advance's "run until nothing is due" cannot run it twice for one moment. */
+static int timer_rearm(reactor *r, reactor_timer *t)
+{
+    double now = reactor__now_fresh(r); /* the function may have taken a while */
+    double q = (now - t->base) / t->interval, next = 0;
+    if (q >= 0 && q < 1e15) {
+        double k = (double)(int64_t)q + 1; /* floor(q) + 1 without libm */
+        next = t->base + k * t->interval;
+        if (next <= now) /* q was rounded down a hair below an integer */
+            next = t->base + (k + 1) * t->interval;
+    }
+    if (!(next > now)) { /* absurd gap or still not later: restart the grid from now */
+        t->base = now;
+        next = now + t->interval;
+    }
+    t->when = next;
+    t->seq = r->next_seq++; /* scheduled now: after calls already due at that time */
+    return heap_push(r, t);
+}
+
+/* A repeating call stays PENDING while its function runs (cancel from inside is
+ * allowed); the extra reference keeps the struct alive if the function cancels it. */
+static void run_repeating(reactor *r, reactor_timer *t)
+{
+    t->refs++;
+    REACTOR__TRACE(r, "timer cb=%s (repeating)", t->name);
+    t->fn(r, t->data);
+    /* Still active and not moved by reset/delay from inside: back on the grid. */
+    if (t->state == REACTOR__T_PENDING && t->where == REACTOR__IN_NONE && timer_rearm(r, t) < 0) {
+        t->state = REACTOR__T_CANCELLED; /* out of memory: it stops as if cancelled */
+        r->pending--;
+        t->refs--; /* the reactor's reference; never the last, the run's is still here */
+    }
+    timer_unref(r, t);
+}
+
 size_t reactor__run_timers(reactor *r)
 {
     /* Phase 1: collect. Everything due now leaves the heap, in (when, seq) order. */
@@ -296,6 +362,11 @@ size_t reactor__run_timers(reactor *r)
         if (!t)
             continue;
         t->where = REACTOR__IN_NONE;
+        if (t->interval != 0) { /* repeating: the one extra branch a one-shot pays */
+            run_repeating(r, t);
+            ran++;
+            continue;
+        }
         t->state = REACTOR__T_CALLED; /* before fn: cancel() from inside says -EALREADY */
         r->pending--;
         REACTOR__TRACE(r, "timer cb=%s", t->name);

@@ -648,6 +648,286 @@ START_TEST(test_fake_clock_never_blocks)
 }
 END_TEST
 
+/* ---- Repeating calls (reactor_call_every; pitfall 2.12, semantics D15) ---------------
+ * On the fake clock the steps set the time exactly (clock_to) so every comparison is
+ * exact: the reactor's grid points are start + k * interval, and so are the targets. */
+
+typedef struct {
+    reactor_timer *t;
+    int n;
+    double at[256];   /* reactor_seconds() when the function started */
+    double sched[256]; /* reactor_timer_time() then: the deadline being run */
+    double work;      /* seconds the function "takes" (fake clock moved inside) */
+    int cancel_at;    /* cancel itself on this run (1-based; 0: never) */
+    int cancel_rc, active_inside;
+    int reset_at;     /* reset itself on this run ... */
+    double reset_to;  /* ... to this many seconds from now */
+} rep;
+
+/* Moves the fake clock only: no call runs (the reactor's time is a cached field). */
+static void fake_work(reactor *r, double seconds)
+{
+    r->now += seconds;
+}
+
+/* Sets the fake clock to exactly `t` (if later) and runs what became due. */
+static void clock_to(reactor *r, double t)
+{
+    if (t > r->now)
+        r->now = t;
+    ck_assert_int_eq(reactor_advance(r, 0), 0);
+}
+
+/* Fake-clock time of step k of 1 ms, exact at every 10 ms grid point (k multiple of 10). */
+static double step_ms(int k)
+{
+    return (k / 10) * 0.01 + (k % 10) * 0.001;
+}
+
+static void rep_fn(reactor *r, void *data)
+{
+    rep *p = data;
+    ck_assert_int_lt(p->n, 256);
+    p->at[p->n] = reactor_seconds(r);
+    p->sched[p->n] = reactor_timer_time(p->t);
+    p->n++;
+    p->active_inside = reactor_timer_active(p->t);
+    if (p->work > 0)
+        fake_work(r, p->work);
+    if (p->n == p->cancel_at)
+        p->cancel_rc = reactor_timer_cancel(p->t);
+    if (p->n == p->reset_at)
+        ck_assert_int_eq(reactor_timer_reset(p->t, p->reset_to), 0);
+}
+
+/* Drift-free: 10 ms repeating, clock moved in 1 ms steps for 1 s -> exactly 100 runs,
+ * each at an exact multiple of 10 ms. */
+START_TEST(test_every_drift_free)
+{
+    reactor *r = fake(_i);
+    static rep p;
+    memset(&p, 0, sizeof p);
+    p.t = reactor_call_every(r, 0.01, rep_fn, &p);
+    ck_assert_ptr_nonnull(p.t);
+    ck_assert(reactor_timer_time(p.t) == 1 * 0.01);
+    for (int k = 1; k <= 1000; k++)
+        clock_to(r, step_ms(k));
+    ck_assert_int_eq(p.n, 100);
+    for (int i = 0; i < p.n; i++) {
+        ck_assert(p.at[i] == (i + 1) * 0.01);
+        ck_assert(p.sched[i] == (i + 1) * 0.01);
+    }
+    ck_assert(p.active_inside);
+    ck_assert(reactor_timer_time(p.t) == 101 * 0.01);
+    ck_assert_uint_eq(reactor_pending_timers(r), 1);
+    reactor_free(r); /* cancels it without running it; frees it */
+}
+END_TEST
+
+/* A function that takes 3 ms still runs on the 10 ms grid (no drift, pitfall 2.12's
+ * "95-100 times" test: here exactly 100). */
+START_TEST(test_every_slow_function_stays_on_grid)
+{
+    reactor *r = fake(_i);
+    static rep p;
+    memset(&p, 0, sizeof p);
+    p.work = 0.003;
+    p.t = reactor_call_every(r, 0.01, rep_fn, &p);
+    for (int k = 1; k <= 1000; k++)
+        clock_to(r, step_ms(k));
+    ck_assert_int_eq(p.n, 100);
+    for (int i = 0; i < p.n; i++)
+        ck_assert(p.at[i] == (i + 1) * 0.01);
+    reactor_free(r);
+}
+END_TEST
+
+/* After a 55 ms stall it runs once (not 5 times) and continues on the grid. */
+START_TEST(test_every_stall_skips_missed_runs)
+{
+    reactor *r = fake(_i);
+    static rep p;
+    memset(&p, 0, sizeof p);
+    p.t = reactor_call_every(r, 0.01, rep_fn, &p);
+    for (int k = 1; k <= 50; k++)
+        clock_to(r, step_ms(k));
+    ck_assert_int_eq(p.n, 5);
+    ck_assert_int_eq(reactor_advance(r, 0.055), 0); /* to ~0.105: grid 60..100 missed */
+    ck_assert_int_eq(p.n, 6);                      /* one run, not five */
+    ck_assert(p.sched[5] == 6 * 0.01);             /* the first missed deadline ran late */
+    ck_assert(reactor_timer_time(p.t) == 11 * 0.01); /* next: the grid point after now */
+    for (int k = 106; k <= 200; k++)
+        clock_to(r, step_ms(k));
+    ck_assert_int_eq(p.n, 16); /* 110, 120, ..., 200 */
+    for (int i = 6; i < p.n; i++)
+        ck_assert(p.at[i] == (i + 5) * 0.01);
+    /* One advance over a whole second: still one run (reactor_advance's passes do not
+     * see it due again: the re-armed deadline is strictly later than now). */
+    ck_assert_int_eq(reactor_advance(r, 1.0), 0);
+    ck_assert_int_eq(p.n, 17);
+    ck_assert(reactor_timer_time(p.t) > reactor_seconds(r));
+    reactor_free(r);
+}
+END_TEST
+
+/* Cancel from inside its own function: 0 (not -EALREADY), no further run, freed by the
+ * reactor (valgrind/ASan: no leak, no use after free). */
+START_TEST(test_every_cancel_from_inside)
+{
+    reactor *r = fake(_i);
+    static rep p;
+    memset(&p, 0, sizeof p);
+    p.cancel_at = 3;
+    p.cancel_rc = 1;
+    p.t = reactor_call_every(r, 0.01, rep_fn, &p);
+    for (int k = 1; k <= 100; k++)
+        clock_to(r, step_ms(k));
+    ck_assert_int_eq(p.n, 3);
+    ck_assert_int_eq(p.cancel_rc, 0);
+    ck_assert_uint_eq(reactor_pending_timers(r), 0);
+    ck_assert_uint_eq(r->heap_n, 0);
+    /* Same with a held handle: it survives, reports itself cancelled. */
+    memset(&p, 0, sizeof p);
+    p.cancel_at = 1;
+    p.cancel_rc = 1;
+    p.t = reactor_timer_hold(reactor_call_every(r, 0.01, rep_fn, &p));
+    ck_assert_int_eq(reactor_advance(r, 0.05), 0);
+    ck_assert_int_eq(p.n, 1);
+    ck_assert_int_eq(p.cancel_rc, 0);
+    ck_assert(p.active_inside); /* active while its function ran, before the cancel */
+    ck_assert(!reactor_timer_active(p.t));
+    ck_assert_int_eq(reactor_timer_cancel(p.t), -ECANCELED);
+    ck_assert_int_eq(reactor_advance(r, 0.05), 0);
+    ck_assert_int_eq(p.n, 1);
+    reactor_timer_release(p.t);
+    reactor_free(r);
+}
+END_TEST
+
+/* A held handle cancelled from outside: active() == 0, cancel/reset/delay -ECANCELED;
+ * a repeating call never answers -EALREADY. */
+START_TEST(test_every_cancel_held)
+{
+    reactor *r = fake(_i);
+    static rep p;
+    memset(&p, 0, sizeof p);
+    p.t = reactor_timer_hold(reactor_call_every(r, 0.01, rep_fn, &p));
+    ck_assert(reactor_timer_active(p.t));
+    for (int k = 1; k <= 20; k++)
+        clock_to(r, step_ms(k));
+    ck_assert_int_eq(p.n, 2);
+    ck_assert(reactor_timer_active(p.t)); /* it ran, and is still active */
+    ck_assert_int_eq(reactor_timer_cancel(p.t), 0);
+    ck_assert(!reactor_timer_active(p.t));
+    ck_assert_int_eq(reactor_timer_cancel(p.t), -ECANCELED);
+    ck_assert_int_eq(reactor_timer_reset(p.t, 1), -ECANCELED);
+    ck_assert_int_eq(reactor_timer_delay(p.t, 1), -ECANCELED);
+    ck_assert_uint_eq(reactor_pending_timers(r), 0);
+    ck_assert_int_eq(reactor_advance(r, 1), 0);
+    ck_assert_int_eq(p.n, 2);
+    reactor_free(r);
+    ck_assert(!reactor_timer_active(p.t));
+    reactor_timer_release(p.t);
+    /* And one still pending at reactor_free: cancelled there, the hold survives. */
+    r = fake(_i);
+    memset(&p, 0, sizeof p);
+    p.t = reactor_timer_hold(reactor_call_every(r, 0.01, rep_fn, &p));
+    ck_assert_int_eq(reactor_advance(r, 0.01), 0);
+    ck_assert_int_eq(p.n, 1);
+    reactor_free(r);
+    ck_assert(!reactor_timer_active(p.t));
+    ck_assert_int_eq(reactor_timer_cancel(p.t), -ECANCELED);
+    reactor_timer_release(p.t);
+}
+END_TEST
+
+/* reset from inside: the next run is at the new deadline, and the grid restarts there;
+ * reset/delay from outside move the next run the same way. The steps here are k * 1 ms,
+ * not on the grid's exact values, so deadlines are compared with a tolerance. */
+START_TEST(test_every_reset)
+{
+    reactor *r = fake(_i);
+    static rep p;
+    memset(&p, 0, sizeof p);
+    p.reset_at = 1;
+    p.reset_to = 0.025; /* at 0.01: next at 0.035, then 0.045, ... */
+    p.t = reactor_call_every(r, 0.01, rep_fn, &p);
+    /* Steps to 56 ms: 0.035 + 2 * 0.01 may round a hair above 55 * 0.001. */
+    for (int k = 1; k <= 56; k++)
+        clock_to(r, k * 0.001);
+    ck_assert_int_eq(p.n, 4);
+    ck_assert(fabs(p.sched[1] - 0.035) < 1e-9);
+    ck_assert(fabs(p.sched[2] - 0.045) < 1e-9);
+    ck_assert(fabs(p.sched[3] - 0.055) < 1e-9);
+    ck_assert_int_eq(reactor_timer_delay(p.t, 0.005), 0); /* 0.065 -> 0.070 */
+    for (int k = 57; k <= 81; k++)
+        clock_to(r, k * 0.001);
+    ck_assert_int_eq(p.n, 6);
+    ck_assert(fabs(p.sched[4] - 0.070) < 1e-9);
+    ck_assert(fabs(p.sched[5] - 0.080) < 1e-9);
+    for (int i = 0; i < p.n; i++) /* never early; a step late at most (1 ms steps) */
+        ck_assert(p.at[i] >= p.sched[i] && p.at[i] < p.sched[i] + 0.0011);
+    reactor_free(r);
+}
+END_TEST
+
+static void every_count(reactor *r, void *data)
+{
+    (void)r;
+    (*(int *)data)++;
+}
+
+START_TEST(test_every_bad_args)
+{
+    reactor *r = th_reactor(_i);
+    int n = 0;
+    errno = 0;
+    ck_assert_ptr_null(reactor_call_every(r, 0, every_count, &n));
+    ck_assert_int_eq(errno, EINVAL);
+    ck_assert_ptr_null(reactor_call_every(r, -1, every_count, &n));
+    ck_assert_ptr_null(reactor_call_every(r, NAN, every_count, &n));
+    ck_assert_ptr_null(reactor_call_every(r, INFINITY, every_count, &n));
+    ck_assert_ptr_null(reactor_call_every(r, 1e-7, every_count, &n));
+    ck_assert_ptr_null(reactor_call_every_named(r, 1, NULL, &n, "x"));
+    ck_assert_ptr_null(reactor_call_every_named(NULL, 1, every_count, &n, "x"));
+    reactor_free(r);
+}
+END_TEST
+
+/* Real backend: a 5 ms repeating call runs at least 3 times in a bounded loop, and the
+ * loop blocks between runs instead of spinning (iterations bounded, nothing timed). */
+typedef struct {
+    int n, done;
+    reactor_timer *t;
+} real_rep;
+
+static void real_rep_fn(reactor *r, void *data)
+{
+    real_rep *p = data;
+    if (++p->n == 3) {
+        ck_assert_int_eq(reactor_timer_cancel(p->t), 0);
+        th_set_flag(r, &p->done);
+    }
+}
+
+START_TEST(test_every_real_clock_no_spin)
+{
+    reactor *r = th_reactor(_i);
+    real_rep p = {0};
+    uint64_t before = reactor_iterations(r);
+    p.t = reactor_call_every(r, 0.005, real_rep_fn, &p);
+    ck_assert_ptr_nonnull(p.t);
+    ck_assert(th_iterate_until(r, &p.done, 5.0));
+    ck_assert_int_eq(p.n, 3);
+    /* About 2 iterations per run (a blocking poll, then the run); thousands if it spun. */
+    ck_assert_uint_le(reactor_iterations(r) - before, 20);
+    ck_assert_uint_eq(reactor_pending_timers(r), 0);
+    th_iterate_n(r, 3);
+    ck_assert_int_eq(p.n, 3);
+    reactor_free(r);
+}
+END_TEST
+
 extern Suite *suite_reactor_timers(void);
 Suite *suite_reactor_timers(void)
 {
@@ -681,6 +961,14 @@ Suite *suite_reactor_timers(void)
     tcase_add_loop_test(tc, test_timer_hold_release, 0, n);
     tcase_add_loop_test(tc, test_bad_delays, 0, n);
     tcase_add_loop_test(tc, test_fake_clock_never_blocks, 0, n);
+    tcase_add_loop_test(tc, test_every_drift_free, 0, n);
+    tcase_add_loop_test(tc, test_every_slow_function_stays_on_grid, 0, n);
+    tcase_add_loop_test(tc, test_every_stall_skips_missed_runs, 0, n);
+    tcase_add_loop_test(tc, test_every_cancel_from_inside, 0, n);
+    tcase_add_loop_test(tc, test_every_cancel_held, 0, n);
+    tcase_add_loop_test(tc, test_every_reset, 0, n);
+    tcase_add_loop_test(tc, test_every_bad_args, 0, n);
+    tcase_add_loop_test(tc, test_every_real_clock_no_spin, 0, n);
     suite_add_tcase(s, tc);
     return s;
 }
