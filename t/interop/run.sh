@@ -67,11 +67,21 @@ free_port() {
 		echo $((20000 + $$ % 20000))
 }
 
+# Does something accept on 127.0.0.1:$1? Python when there is one, else bash's /dev/tcp
+# (a fresh machine may have no Python at all; the ours/ours pair must still run).
+port_open() {
+	if [ -x "$PY" ]; then
+		"$PY" -c 'import socket,sys; socket.create_connection(("127.0.0.1",int(sys.argv[1])),0.2).close()' "$1" 2>/dev/null
+	else
+		timeout 1 bash -c "exec 3<>/dev/tcp/127.0.0.1/$1" 2>/dev/null
+	fi
+}
+
 # Wait (bounded, 10 s) until something accepts on 127.0.0.1:$1.
 wait_port() {
 	i=0
 	while [ $i -lt 100 ]; do
-		if "$PY" -c 'import socket,sys; socket.create_connection(("127.0.0.1",int(sys.argv[1])),0.2).close()' "$1" 2>/dev/null; then
+		if port_open "$1"; then
 			return 0
 		fi
 		if ! kill -0 "$SRV_PID" 2>/dev/null; then return 1; fi
