@@ -63,6 +63,16 @@ static const reactor__backend *find_backend(const char *name)
 
 /* ---- Small helpers -------------------------------------------------------------- */
 
+#if defined(__GNUC__) || defined(__clang__)
+#define NOINLINE __attribute__((noinline))
+#define ALWAYS_INLINE inline __attribute__((always_inline))
+#define UNLIKELY(x) __builtin_expect(!!(x), 0)
+#else
+#define NOINLINE
+#define ALWAYS_INLINE inline
+#define UNLIKELY(x) (x)
+#endif
+
 double reactor__clock_now(void)
 {
     struct timespec ts;
@@ -348,7 +358,7 @@ int reactor_unwatch(reactor *r, int fd)
 /* How long the poll may block, in ms (-1: until something happens). The nearest
  * deadline is read straight from the heap root (reactor__timer_timeout_ms, inlined by
  * hand: this runs on every iteration). */
-static int poll_timeout(reactor *r, double max_wait)
+static ALWAYS_INLINE int poll_timeout(reactor *r, double max_wait)
 {
     if (r->fake_clock || r->woken ||
         atomic_load_explicit(&r->wake_pending, memory_order_relaxed) ||
@@ -363,23 +373,26 @@ static int poll_timeout(reactor *r, double max_wait)
     return t;
 }
 
-/* The backend's poll; EINTR (a signal arrived) polls again for the time that is left
- * rather than the whole timeout, so frequent signals cannot push timers late. */
-static int poll_backend(reactor *r, int timeout_ms)
+/* The backend's poll was interrupted by a signal (EINTR): poll again for the time that
+ * is left rather than the whole timeout, so frequent signals cannot push timers late. */
+static NOINLINE int poll_again(reactor *r, int timeout_ms)
 {
-    int n = r->be->poll(r->be_state, timeout_ms, r->ready, r->ready_cap);
-    if (n != -EINTR)
-        return n;
     const int full = timeout_ms;
     double start = r->now; /* fresh: updated just before the timeout was computed (and
                               with the fake clock the timeout is 0, so never used) */
     for (;;) {
         if (full > 0) /* what is left of the FULL timeout, rounded up */
             timeout_ms = reactor__ceil_ms(full - (reactor__clock_now() - start) * 1000.0);
-        n = r->be->poll(r->be_state, timeout_ms, r->ready, r->ready_cap);
+        int n = r->be->poll(r->be_state, timeout_ms, r->ready, r->ready_cap);
         if (n != -EINTR)
             return n;
     }
+}
+
+static NOINLINE void dispatch_trace(reactor *r, int fd, unsigned ev, const char *name)
+{
+    char buf[8];
+    reactor__trace(r, "dispatch fd=%d ev=%s cb=%s", fd, reactor__events_str(ev, buf), name);
 }
 
 /* Dispatch in two phases. Phase 1 stamps each entry with its fd's generation as it was
@@ -387,55 +400,48 @@ static int poll_backend(reactor *r, int timeout_ms)
  * before its call: an earlier callback of this batch may have unwatched the fd (gen
  * changed, even if the fd number was reused and watched again since) or narrowed its
  * interest. Such an entry is stale and is skipped. Nothing here holds a pointer into
- * r->io or r->ready across a callback: either may be reallocated by it. */
-static void dispatch(reactor *r, int n)
+ * r->io or r->ready across a callback: either may be reallocated by it.
+ *
+ * dispatch_entry is phase 2 for one entry; check_gen is 0 for the batch's first entry, which needs no
+ * check: no callback of this batch has run before it. */
+static ALWAYS_INLINE void dispatch_entry(reactor *r, reactor__ready e, int check_gen)
 {
-    /* The first entry needs no stamp and no check: no callback of this batch has run
-     * before it. So a batch of one (every iteration of a lone busy connection) skips
-     * phase 1 entirely. */
+    if ((unsigned)e.fd >= (unsigned)r->io_cap) /* also catches fd < 0 */
+        return;
+    const reactor__io *io = &r->io[e.fd];
+    if (!io->kind || (check_gen && io->gen != e.gen)) {
+        REACTOR__TRACE(r, "skip fd=%d reason=stale", e.fd);
+        return;
+    }
+    unsigned ev = e.events & (io->events | REACTOR_ERROR);
+    if (!io->events || !ev)
+        return; /* it asked for none of what came back */
+    const reactor__kind *k = &r->kinds[io->kind];
+    if (UNLIKELY(r->trace != NULL))
+        dispatch_trace(r, e.fd, ev, k->name);
+    k->fn(r, e.fd, ev, io->data);
+}
+
+/* A batch of two or more. */
+static NOINLINE void dispatch(reactor *r, int n)
+{
+    /* The first entry needs no stamp: no callback of this batch has run before it. So
+     * a batch of one (every iteration of a lone busy connection) skips phase 1 and
+     * comes straight to dispatch_entry. */
     for (int i = 1; i < n; i++) {
         int fd = r->ready[i].fd;
         r->ready[i].gen = (fd >= 0 && fd < r->io_cap) ? r->io[fd].gen : 0;
     }
-    for (int i = 0; i < n; i++) {
-        reactor__ready e = r->ready[i];
-        if ((unsigned)e.fd >= (unsigned)r->io_cap) /* also catches fd < 0 */
-            continue;
-        const reactor__io *io = &r->io[e.fd];
-        if (!io->kind || (i > 0 && io->gen != e.gen)) {
-            REACTOR__TRACE(r, "skip fd=%d reason=stale", e.fd);
-            continue;
-        }
-        unsigned ev = e.events & (io->events | REACTOR_ERROR);
-        if (!io->events || !ev)
-            continue; /* it asked for none of what came back */
-        const reactor__kind *k = &r->kinds[io->kind];
-        if (r->trace) {
-            char buf[8];
-            reactor__trace(r, "dispatch fd=%d ev=%s cb=%s", e.fd,
-                           reactor__events_str(ev, buf), k->name);
-        }
-        k->fn(r, e.fd, ev, io->data);
-    }
+    dispatch_entry(r, r->ready[0], 0);
+    for (int i = 1; i < n; i++)
+        dispatch_entry(r, r->ready[i], 1);
 }
 
-/* One turn of the loop: 1. run what is due, 2. compute the timeout, 3. poll,
- * 4. dispatch. Short on purpose: each step is a function above or in another file.
- *
- * The common iteration (nothing queued by other threads, no timer due) must be cheap,
- * since a lone busy connection pays it once per request: the two "anything to run?"
- * questions are answered here with one load and one compare each, and the clock is read
- * once at the start and once after a poll that may have blocked, not more. */
-int reactor_iterate(reactor *r, double max_wait)
+/* Steps 1 and 2 when step 1 has work (thread calls, due timers) or the trace is on: runs
+ * what is due and returns the poll timeout. Out of line, so the common iteration does
+ * not pay for what it does not do. */
+static NOINLINE int run_due(reactor *r, double max_wait)
 {
-    if (!r)
-        return -EINVAL;
-    if (r->in_iteration)
-        return -EBUSY; /* no nested loops: a callback must return to the reactor */
-    r->in_iteration = 1;
-    r->iter++;
-    now_update(r);
-
     size_t calls = 0, ran = 0;
     /* relaxed is enough here: run_thread_calls loads again with acquire before it
      * takes anything, and a call pushed just after this load wakes the poll. */
@@ -443,27 +449,50 @@ int reactor_iterate(reactor *r, double max_wait)
         calls = reactor__run_thread_calls(r);
     if (r->heap_n > 0 && r->heap[0].when <= r->now)
         ran = reactor__run_timers(r);
-    if (r->trace) {
-        if (calls)
-            reactor__trace(r, "phase=threads ran=%zu", calls);
-        reactor__trace(r, "phase=timers ran=%zu", ran);
-    }
-    if (calls || ran)
-        now_update(r); /* the calls above took time: measure the timeout from now */
-
     /* Callbacks that ran count as "something happened": poll without blocking, so that
      * a caller driving reactor_iterate() sees at once what they changed (a flag set by
      * a timer, say) instead of sleeping until the next event. reactor_run() pays for it
      * with one non-blocking poll after each iteration that ran timers. */
-    int timeout = calls || ran ? 0 : poll_timeout(r, max_wait);
-    r->woken = 0;
-    double t0 = 0;
+    int timeout = 0;
+    if (calls || ran)
+        now_update(r); /* the calls above took time: the next steps measure from now */
+    else
+        timeout = poll_timeout(r, max_wait);
     if (r->trace) {
+        if (calls)
+            reactor__trace(r, "phase=threads ran=%zu", calls);
+        reactor__trace(r, "phase=timers ran=%zu", ran);
         reactor__trace(r, "phase=poll backend=%s timeout_ms=%d watched=%d", r->be->name,
                        timeout, r->watched);
-        t0 = reactor__clock_now();
     }
-    int n = poll_backend(r, timeout);
+    return timeout;
+}
+
+/* One turn of the loop: 1. run what is due, 2. compute the timeout, 3. poll,
+ * 4. dispatch. Short on purpose: each step is a function above or in another file.
+ *
+ * The common iteration (nothing queued by other threads, no timer due, no trace) must be
+ * cheap, since a lone busy connection pays it once per request: "anything to run first?"
+ * is one load and one compare per source, and the clock is read once at the start and
+ * once after a poll that may have blocked, not more. Inlined into reactor_run and
+ * reactor_iterate, which check their arguments first. */
+static ALWAYS_INLINE int iterate(reactor *r, double max_wait)
+{
+    r->in_iteration = 1;
+    r->iter++;
+    now_update(r);
+
+    int timeout;
+    if (atomic_load_explicit(&r->wake_pending, memory_order_relaxed) ||
+        (r->heap_n > 0 && r->heap[0].when <= r->now) || r->trace)
+        timeout = run_due(r, max_wait);
+    else
+        timeout = poll_timeout(r, max_wait);
+    r->woken = 0;
+    double t0 = r->trace ? reactor__clock_now() : 0;
+    int n = r->be->poll(r->be_state, timeout, r->ready, r->ready_cap);
+    if (UNLIKELY(n == -EINTR))
+        n = poll_again(r, timeout);
     if (timeout != 0)
         now_update(r); /* it may have slept; a 0-ms poll leaves the reading fresh enough */
     REACTOR__TRACE(r, "phase=poll ready=%d waited_ms=%.3f", n < 0 ? 0 : n,
@@ -471,11 +500,23 @@ int reactor_iterate(reactor *r, double max_wait)
 
     if (n > 0) {
         r->batch_n = n;
-        dispatch(r, n);
+        if (n == 1)
+            dispatch_entry(r, r->ready[0], 0);
+        else
+            dispatch(r, n);
         r->batch_n = 0;
     }
     r->in_iteration = 0;
     return n < 0 ? n : 0;
+}
+
+int reactor_iterate(reactor *r, double max_wait)
+{
+    if (!r)
+        return -EINVAL;
+    if (r->in_iteration)
+        return -EBUSY; /* no nested loops: a callback must return to the reactor */
+    return iterate(r, max_wait);
 }
 
 /* ---- Running, stopping, triggers ------------------------------------------------ */
@@ -530,7 +571,7 @@ int reactor_run(reactor *r)
 
     int rc = 0;
     while (!r->stopping)
-        if ((rc = reactor_iterate(r, -1)) < 0) {
+        if ((rc = iterate(r, -1)) < 0) {
             r->stopping = 1; /* the backend failed: shut down cleanly, report it */
             break;
         }

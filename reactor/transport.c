@@ -379,6 +379,26 @@ static void finish(transport *t)
         listener__conn_closed(owner);
 }
 
+/* Takes in the result of a send of the pending output: what the kernel took leaves the
+ * buffer, and a short or refused send waits for WRITABLE. -1 when the send failed and
+ * the socket was closed (the caller delivers the loss). */
+static int sent(transport *t, ssize_t w)
+{
+    if (w < 0) {
+        if (errno == EAGAIN || errno == EWOULDBLOCK) {
+            t->flags |= T_WANT_WRITE;
+            return 0;
+        }
+        close_socket(t, PROTOCOL_LOST, errno, 0);
+        return -1;
+    }
+    TTRACE(t, "transport fd=%d send bytes=%zd left=%zu", t->fd, w, pending(t) - (size_t)w);
+    t->out_off += (uint32_t)w;
+    if (pending(t))
+        t->flags |= T_WANT_WRITE;
+    return 0;
+}
+
 /* Does what the flags ask for: abort, flush, close, half-close, deliver the loss. */
 static void step(transport *t)
 {
@@ -399,19 +419,9 @@ static void step(transport *t)
         do
             w = send(t->fd, t->out + t->out_off, n, MSG_NOSIGNAL);
         while (w < 0 && errno == EINTR);
-        if (w < 0) {
-            if (errno == EAGAIN || errno == EWOULDBLOCK) {
-                t->flags |= T_WANT_WRITE;
-            } else {
-                close_socket(t, PROTOCOL_LOST, errno, 0);
-                finish(t);
-                return;
-            }
-        } else {
-            TTRACE(t, "transport fd=%d send bytes=%zd left=%zu", t->fd, w, pending(t) - (size_t)w);
-            t->out_off += (uint32_t)w;
-            if (pending(t))
-                t->flags |= T_WANT_WRITE;
+        if (sent(t, w) < 0) {
+            finish(t);
+            return;
         }
         if (!pending(t)) {
             if (t->out == t_mod(t)->scratch) { /* the common case: end the loan here */
@@ -484,37 +494,20 @@ static void step(transport *t)
 
 /* ---- Reading ------------------------------------------------------------------------ */
 
-static void do_read(transport *t)
+/* A callback of the protocol returned non-zero. Twisted: an exception in dataReceived
+ * closes the connection with it as the reason and drops the output not yet sent. */
+static void read_cb_failed(transport *t, int rc)
 {
-    struct transport_mod *m = t_mod(t);
-    ssize_t n;
-    do
-        n = recv(t->fd, m->rbuf, TRANSPORT__READ_MAX, 0);
-    while (n < 0 && errno == EINTR);
-    if (n > 0) {
-        /* The answers to this read are written into the loop's scratch buffer, lent as
-         * this connection's output buffer until step() has sent them (all of them, in
-         * the common case: then no buffer of its own is ever taken, which saves a cache
-         * round trip per read). Only a connection with nothing pending borrows it, and
-         * only one at a time: callbacks do not nest reads. */
-        if (!t->out && m->scratch) {
-            t->out = m->scratch;
-            transport__set_cap(t, TRANSPORT__OUT_STD);
-        }
-        t->flags |= T_IN_CB;
-        int rc = t->proto->ops->data_received(t->proto, m->rbuf, (size_t)n);
-        t->flags &= ~(uint32_t)T_IN_CB;
-        if (rc != 0) {
-            /* Twisted: an exception in dataReceived closes the connection with it as the
-             * reason and drops the output not yet sent. */
-            int err = rc < 0 && rc > -4096 ? -rc : 0;
-            if (t->flags & T_CLOSED)
-                set_reason(t, PROTOCOL_ERROR, err);
-            else
-                close_socket(t, PROTOCOL_ERROR, err, 1);
-        }
-        return;
-    }
+    int err = rc < 0 && rc > -4096 ? -rc : 0;
+    if (t->flags & T_CLOSED)
+        set_reason(t, PROTOCOL_ERROR, err);
+    else
+        close_socket(t, PROTOCOL_ERROR, err, 1);
+}
+
+/* recv returned 0 (the peer's FIN) or failed. */
+static void read_ended(transport *t, ssize_t n)
+{
     if (n == 0) {
         TTRACE(t, "transport fd=%d event=eof", t->fd);
         t->flags |= T_READ_EOF;
@@ -533,11 +526,98 @@ static void do_read(transport *t)
     close_socket(t, PROTOCOL_LOST, errno, 0);
 }
 
+static void do_read(transport *t)
+{
+    struct transport_mod *m = t_mod(t);
+    ssize_t n;
+    do
+        n = recv(t->fd, m->rbuf, TRANSPORT__READ_MAX, 0);
+    while (n < 0 && errno == EINTR);
+    if (n <= 0) {
+        read_ended(t, n);
+        return;
+    }
+    /* The answers to this read are written into the loop's scratch buffer, lent as this
+     * connection's output buffer until step() has sent them (all of them, in the common
+     * case: then no buffer of its own is ever taken, which saves a cache round trip per
+     * read). Only a connection with nothing pending borrows it, and only one at a time:
+     * callbacks do not nest reads. */
+    if (!t->out && m->scratch) {
+        t->out = m->scratch;
+        transport__set_cap(t, TRANSPORT__OUT_STD);
+    }
+    t->flags |= T_IN_CB;
+    int rc = t->proto->ops->data_received(t->proto, m->rbuf, (size_t)n);
+    t->flags &= ~(uint32_t)T_IN_CB;
+    if (rc != 0)
+        read_cb_failed(t, rc);
+}
+
+/* The flags of a connection in the common state: open, watched for reading only, nothing
+ * waiting to be sent, no producer or limits, no close or half-close asked for. */
+#define PLAIN_MASK                                                                          \
+    (T_MEMORY | T_PAUSED | T_DISCONNECTING | T_ABORTING | T_SHUT_REQ | T_SHUT_DONE |         \
+     T_READ_EOF | T_CLOSED | T_IN_CB | T_WANT_WRITE | T_REG_R | T_REG_W | T_WATCHED | T_HAS_X)
+#define PLAIN (T_REG_R | T_WATCHED)
+
+/* do_read() + step() for a plain connection (the request/answer case: a read, the
+ * protocol's answers, one send), in one straight line. Whatever is not plain on the way
+ * (the peer closed, the callback failed or closed, the send fell short) is handed to
+ * the general code in the state it expects, so the result is the same. */
+static void read_plain(transport *t, struct transport_mod *m)
+{
+    ssize_t n;
+    do
+        n = recv(t->fd, m->rbuf, TRANSPORT__READ_MAX, 0);
+    while (n < 0 && errno == EINTR);
+    if (n <= 0) {
+        read_ended(t, n);
+        step(t);
+        return;
+    }
+    t->out = m->scratch; /* lent, as in do_read */
+    transport__set_cap(t, TRANSPORT__OUT_STD);
+    t->flags |= T_IN_CB;
+    int rc = t->proto->ops->data_received(t->proto, m->rbuf, (size_t)n);
+    t->flags &= ~(uint32_t)T_IN_CB;
+    if (rc == 0 && (t->flags & PLAIN_MASK) == PLAIN && t->out == m->scratch) {
+        ssize_t len = t->out_len, w = 0; /* out_off is 0: nothing was sent yet */
+        if (len > 0) {
+            do
+                w = send(t->fd, m->scratch, (size_t)len, MSG_NOSIGNAL);
+            while (w < 0 && errno == EINTR);
+            if (w != len) { /* short or refused: the general code takes it from here */
+                if (sent(t, w) < 0)
+                    finish(t);
+                else
+                    step(t);
+                return;
+            }
+            if (m->r->trace)
+                reactor__trace(m->r, "transport fd=%d send bytes=%zd left=0", t->fd, w);
+        }
+        t->out = NULL; /* all sent: the loan ends, and the flags are still plain */
+        t->out_off = t->out_len = 0;
+        transport__set_cap(t, 0);
+        return;
+    }
+    if (rc != 0)
+        read_cb_failed(t, rc);
+    step(t);
+}
+
 static void on_io(reactor *r, int fd, unsigned events, void *data)
 {
     (void)r;
     (void)fd;
     transport *t = data;
+    if ((t->flags & PLAIN_MASK) == PLAIN && (events & REACTOR_READABLE) && !t->out) {
+        struct transport_mod *m = ((struct transport_owner *)t->link)->mod; /* no T_HAS_X */
+        if (m->scratch) {
+            read_plain(t, m);
+            return;
+        }
+    }
     if (t->flags & T_CLOSED)
         return;
     /* Read before write (the order every backend keeps). An error/hang-up goes to the
