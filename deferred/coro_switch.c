@@ -13,12 +13,6 @@
 
 #include "deferred/coro_switch_internal.h"
 
-#if defined(TWISTC_ASAN)
-#include <sanitizer/common_interface_defs.h>
-#endif
-#if defined(TWISTC_TSAN)
-#include <sanitizer/tsan_interface.h>
-#endif
 
 /* Runs on the fiber's stack the first time it is resumed; never returns. Not static:
  * the asm trampolines call it by name (hidden by -fvisibility=hidden). */
@@ -27,46 +21,18 @@ void coro__fiber_entry(coro__fiber *f) __attribute__((noreturn, used));
 /* ---- the raw switch, per backend ------------------------------------------------ */
 
 #if defined(TWISTC_CORO_ASM_X86_64)
-/* System V AMD64: rbx, rbp, r12-r15 and rsp are callee-saved, and so are the x87
- * control word and the control bits of MXCSR (rounding mode, exception masks).
- * coro__switch_asm(&save_sp, new_sp) pushes them on the current stack, stores rsp in
- * *save_sp, loads new_sp and pops the other side's registers; `ret` then returns into
- * the other side's call of coro__switch_asm (or into the trampoline, the first time).
- * Frame, from the saved sp up: [mxcsr:4 fpucw:2 pad:2] r15 r14 r13 r12 rbx rbp ret. */
-void coro__switch_asm(void **save_sp, void *new_sp);
+/* The switch is inline (coro__swap in coro_switch_internal.h). A new fiber's stack is
+ * prepared as if it had left through coro__swap: from the saved sp up,
+ * [mxcsr:4 fpucw:2 pad:2] rbp rip, with rip = the trampoline and rbp = the fiber.
+ * The trampoline is the first code run on the new stack: rsp is 16-byte aligned there;
+ * it pushes a zero return address (which ends backtraces and gives the entry function
+ * the alignment of a call) and jumps, rather than calls, into coro__fiber_entry, so the
+ * CPU's return-address predictor gets no entry that is never returned through.
+ * rbp = 0 ends frame-pointer backtraces; the CFI says there is no caller, which ends
+ * DWARF backtraces. */
 void coro__trampoline_asm(void);
 __asm__(
     ".text\n"
-    ".globl coro__switch_asm\n"
-    ".hidden coro__switch_asm\n"
-    ".type coro__switch_asm, @function\n"
-    ".p2align 4\n"
-    "coro__switch_asm:\n"
-    "    pushq %rbp\n"
-    "    pushq %rbx\n"
-    "    pushq %r12\n"
-    "    pushq %r13\n"
-    "    pushq %r14\n"
-    "    pushq %r15\n"
-    "    subq $8, %rsp\n"
-    "    stmxcsr (%rsp)\n"
-    "    fnstcw 4(%rsp)\n"
-    "    movq %rsp, (%rdi)\n"
-    "    movq %rsi, %rsp\n"
-    "    ldmxcsr (%rsp)\n"
-    "    fldcw 4(%rsp)\n"
-    "    addq $8, %rsp\n"
-    "    popq %r15\n"
-    "    popq %r14\n"
-    "    popq %r13\n"
-    "    popq %r12\n"
-    "    popq %rbx\n"
-    "    popq %rbp\n"
-    "    ret\n"
-    ".size coro__switch_asm, .-coro__switch_asm\n"
-    /* First code run on a new stack: rsp is 16-byte aligned here (the ABI wants that
-     * at a call), rbx holds the fiber and rbp is 0, which ends frame-pointer
-     * backtraces; the CFI says there is no caller, which ends DWARF backtraces. */
     ".globl coro__trampoline_asm\n"
     ".hidden coro__trampoline_asm\n"
     ".type coro__trampoline_asm, @function\n"
@@ -74,8 +40,10 @@ __asm__(
     "coro__trampoline_asm:\n"
     "    .cfi_startproc\n"
     "    .cfi_undefined rip\n"
-    "    movq %rbx, %rdi\n"
-    "    call coro__fiber_entry\n"
+    "    movq %rbp, %rdi\n"
+    "    xorl %ebp, %ebp\n"
+    "    pushq $0\n"
+    "    jmp coro__fiber_entry\n"
     "    ud2\n"
     "    .cfi_endproc\n"
     ".size coro__trampoline_asm, .-coro__trampoline_asm\n");
@@ -89,27 +57,19 @@ static void ctx_prepare(coro__fiber *f)
     /* The new fiber starts with its creator's floating-point modes. */
     __asm__ volatile("stmxcsr %0" : "=m"(mxcsr));
     __asm__ volatile("fnstcw %0" : "=m"(fpucw));
-    *--sp = (void *)coro__trampoline_asm; /* popped by `ret` */
-    *--sp = NULL;                          /* rbp */
-    *--sp = f;                             /* rbx: the trampoline's argument */
-    *--sp = NULL;                          /* r12 */
-    *--sp = NULL;                          /* r13 */
-    *--sp = NULL;                          /* r14 */
-    *--sp = NULL;                          /* r15 */
+    *--sp = (void *)coro__trampoline_asm; /* popped and jumped to */
+    *--sp = f;                             /* rbp: the trampoline's argument */
     --sp;
     uint64_t fp = (uint64_t)mxcsr | ((uint64_t)fpucw << 32);
     memcpy(sp, &fp, sizeof fp);
     f->sp = sp;
 }
-#define SWITCH_TO_FIBER(f) coro__switch_asm(&(f)->caller_sp, (f)->sp)
-#define SWITCH_TO_CALLER(f) coro__switch_asm(&(f)->sp, (f)->caller_sp)
 
 #elif defined(TWISTC_CORO_ASM_AARCH64)
 /* AAPCS64: x19-x28, x29 (frame pointer), x30 (link register), sp and the low halves
  * of v8-v15 (d8-d15) are callee-saved. Frame (160 bytes, sp stays 16-aligned):
  * d8..d15 at 0..63, x19..x28 at 64..143, x29 at 144, x30 at 152. `ret` jumps to the
  * restored x30: the other side's return address, or the trampoline the first time. */
-void coro__switch_asm(void **save_sp, void *new_sp);
 void coro__trampoline_asm(void);
 __asm__(
     ".text\n"
@@ -168,8 +128,6 @@ static void ctx_prepare(coro__fiber *f)
     sp[19] = (void *)coro__trampoline_asm; /* x30: where `ret` goes */
     f->sp = sp;
 }
-#define SWITCH_TO_FIBER(f) coro__switch_asm(&(f)->caller_sp, (f)->sp)
-#define SWITCH_TO_CALLER(f) coro__switch_asm(&(f)->sp, (f)->caller_sp)
 
 #elif defined(TWISTC_CORO_UCONTEXT)
 /* makecontext() passes only int arguments portably: the pointer goes in two halves. */
@@ -191,8 +149,6 @@ static int uc_prepare(coro__fiber *f)
                 (unsigned)(p & 0xffffffffu));
     return 0;
 }
-#define SWITCH_TO_FIBER(f) swapcontext(&(f)->caller, &(f)->ctx)
-#define SWITCH_TO_CALLER(f) swapcontext(&(f)->ctx, &(f)->caller)
 #endif
 
 #if defined(TWISTC_CORO_ASM_X86_64) || defined(TWISTC_CORO_ASM_AARCH64) || \
@@ -211,58 +167,6 @@ const char *coro__backend_name(void)
 #else
     return "none";
 #endif
-}
-
-/* ---- telling ASan and TSan which stack we are on ------------------------------- */
-/* ASan keeps per-stack bookkeeping (bounds, fake frames for use-after-return); it must
- * hear of a switch just before it (start) and just after it (finish), or it reports
- * the new stack pointer as a wild access. TSan keeps a per-fiber state of clocks. */
-
-static inline void san_enter_fiber(coro__fiber *f)
-{
-#if defined(TWISTC_ASAN)
-    __sanitizer_start_switch_fiber(&f->asan_caller_fake, f->stack.lo,
-                                   coro__stack_size(&f->stack));
-#endif
-#if defined(TWISTC_TSAN)
-    f->tsan_caller = __tsan_get_current_fiber();
-    __tsan_switch_to_fiber(f->tsan_fiber, 0);
-#endif
-    (void)f;
-}
-
-static inline void san_back_in_caller(coro__fiber *f)
-{
-#if defined(TWISTC_ASAN)
-    __sanitizer_finish_switch_fiber(f->asan_caller_fake, NULL, NULL);
-#endif
-    (void)f;
-}
-
-/* `final`: the fiber will never run again, so ASan may drop its fake stack. */
-static inline void san_leave_fiber(coro__fiber *f, int final)
-{
-#if defined(TWISTC_ASAN)
-    __sanitizer_start_switch_fiber(final ? NULL : &f->asan_fake, f->caller_bottom,
-                                   f->caller_size);
-#endif
-#if defined(TWISTC_TSAN)
-    __tsan_switch_to_fiber(f->tsan_caller, 0);
-#endif
-    (void)f;
-    (void)final;
-}
-
-static inline void san_in_fiber(coro__fiber *f, int first)
-{
-#if defined(TWISTC_ASAN)
-    /* Also learns the caller's stack bounds: a fiber may be resumed from a different
-     * stack each time (the main stack, or another fiber). */
-    __sanitizer_finish_switch_fiber(first ? NULL : f->asan_fake, &f->caller_bottom,
-                                    &f->caller_size);
-#endif
-    (void)f;
-    (void)first;
 }
 
 /* ---- the fiber API ------------------------------------------------------------- */
@@ -300,40 +204,15 @@ int coro__fiber_init(coro__fiber *f, size_t stack_size, coro__entry_fn entry, vo
 
 void coro__fiber_entry(coro__fiber *f)
 {
-    san_in_fiber(f, 1);
+    coro__san_in_fiber(f, 1);
     f->entry(f->arg);
     f->state = CORO__FIBER_DONE;
-    san_leave_fiber(f, 1);
+    coro__san_leave_fiber(f, 1);
 #if defined(CORO__HAVE_BACKEND)
-    SWITCH_TO_CALLER(f);
+    CORO__SWITCH_TO_CALLER(f);
 #endif
     /* Unreachable: nobody resumes a DONE fiber. */
     __builtin_trap();
-}
-
-int coro__fiber_resume(coro__fiber *f)
-{
-    if (f->state != CORO__FIBER_READY && f->state != CORO__FIBER_SUSPENDED)
-        return -EINVAL;
-#if !defined(CORO__HAVE_BACKEND)
-    return -ENOSYS;
-#else
-    f->state = CORO__FIBER_RUNNING;
-    san_enter_fiber(f);
-    SWITCH_TO_FIBER(f);
-    san_back_in_caller(f);
-    return 0;
-#endif
-}
-
-void coro__fiber_yield(coro__fiber *f)
-{
-    f->state = CORO__FIBER_SUSPENDED;
-    san_leave_fiber(f, 0);
-#if defined(CORO__HAVE_BACKEND)
-    SWITCH_TO_CALLER(f);
-#endif
-    san_in_fiber(f, 0);
 }
 
 void coro__fiber_destroy(coro__fiber *f)

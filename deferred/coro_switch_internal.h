@@ -24,12 +24,15 @@
 #ifndef TWISTC_CORO_SWITCH_INTERNAL_H
 #define TWISTC_CORO_SWITCH_INTERNAL_H
 
+#include <errno.h>
 #include <stddef.h>
 
-/* The asm backends need an ELF target (symbol directives) and no hardware shadow stack
- * (-fcf-protection=return sets bit 2 of __CET__: a shadow stack would reject our
- * stack-swapping `ret`; glibc's swapcontext knows how to handle it). */
-#if defined(__ELF__) && !(defined(__CET__) && (__CET__ & 2))
+/* The asm backends need an ELF target (symbol directives) and no control-flow
+ * enforcement: -fcf-protection=return sets bit 2 of __CET__ (a shadow stack would
+ * reject a stack-swapping `ret`), =branch sets bit 1 (indirect-branch tracking would
+ * reject our jumps to resume and return addresses, which carry no endbr64); glibc's
+ * swapcontext knows how to handle both. */
+#if defined(__ELF__) && !(defined(__CET__) && (__CET__ & 3))
 #define CORO__ASM_OK 1
 #endif
 #if !defined(TWISTC_CORO_UCONTEXT) && defined(CORO__ASM_OK) && defined(__x86_64__)
@@ -123,12 +126,6 @@ typedef struct coro__fiber {
 /* Prepares f to run entry(arg) on a new stack of stack_size bytes (0: default) on its
  * first resume. 0, -ENOMEM, or -ENOSYS when no switching backend was compiled in. */
 int coro__fiber_init(coro__fiber *f, size_t stack_size, coro__entry_fn entry, void *arg);
-/* Switches to f (READY or SUSPENDED) and returns when it yields or its entry returns.
- * -EINVAL if f is running or done (nothing happens then). */
-int coro__fiber_resume(coro__fiber *f);
-/* From inside f (it must be the fiber running now): switches back to the caller of
- * the resume() that ran it; returns when f is resumed again. */
-void coro__fiber_yield(coro__fiber *f);
 /* Releases the stack (into this thread's cache, see coro__stack_put) of a fiber that
  * is not running: DONE, READY or SUSPENDED. A
  * suspended fiber is dropped without unwinding (whatever its frames own leaks): callers
@@ -138,6 +135,171 @@ static inline int coro__fiber_done(const coro__fiber *f)
 {
     return f->state == CORO__FIBER_DONE;
 }
+
+/* ---- the switch itself ----------------------------------------------------------- */
+
+#if defined(TWISTC_ASAN)
+#include <sanitizer/common_interface_defs.h>
+#endif
+#if defined(TWISTC_TSAN)
+#include <sanitizer/tsan_interface.h>
+#endif
+
+#if defined(__GNUC__) || defined(__clang__)
+#define CORO__INLINE inline __attribute__((always_inline))
+#else
+#define CORO__INLINE inline
+#endif
+
+#if defined(TWISTC_CORO_ASM_X86_64)
+/* x86-64: the switch is inline assembly, expanded where it is used (resume, yield),
+ * not a function that is called and returns.
+ *
+ * Why: a `ret` after a stack switch returns to an address the CPU's return-address
+ * predictor has never seen (it holds the other stack's calls), so every function
+ * returned through after a switch costs a misprediction (~7 ns on the test machine,
+ * more than the whole switch). A called switch routine adds two such returns per
+ * switch (its own and its caller's). Inline, the switch jumps (an ordinary indirect
+ * jump, which the branch predictor learns) and only the frames of the code around it
+ * remain; coro.c and deferred.c keep those to one per side (docs/coroutines.md).
+ *
+ * Protocol, shared by every switch and by the first entry (coro_switch.c): the side
+ * that leaves steps over the red zone (128 bytes under rsp that the compiler may use in
+ * a leaf function), pushes its resume address, rbp and the floating-point control
+ * words (MXCSR, x87 control word: callee-saved in the ABI), saves rsp; the side that
+ * arrives loads rsp and pops the same three. Every other callee-saved register (rbx,
+ * r12-r15) is declared clobbered, so the compiler saves and restores what it needs
+ * around the asm, as it does around a call; caller-saved registers are clobbered as
+ * by any call. rbp is saved by hand because it may be the frame pointer, which cannot
+ * be declared clobbered. */
+#if defined(__AVX512F__)
+#define CORO__CLOBBER_AVX512 , "xmm16", "xmm17", "xmm18", "xmm19", "xmm20", "xmm21", "xmm22", \
+    "xmm23", "xmm24", "xmm25", "xmm26", "xmm27", "xmm28", "xmm29", "xmm30", "xmm31", \
+    "k1", "k2", "k3", "k4", "k5", "k6", "k7"
+#else
+#define CORO__CLOBBER_AVX512
+#endif
+static CORO__INLINE void coro__swap(void **save_sp, void *new_sp)
+{
+    __asm__ volatile(
+        "subq $128, %%rsp\n\t"
+        "leaq 1f(%%rip), %%rax\n\t"
+        "pushq %%rax\n\t"
+        "pushq %%rbp\n\t"
+        "subq $8, %%rsp\n\t"
+        "stmxcsr (%%rsp)\n\t"
+        "fnstcw 4(%%rsp)\n\t"
+        "movq %%rsp, (%0)\n\t"
+        "movq %1, %%rsp\n\t"
+        "ldmxcsr (%%rsp)\n\t"
+        "fldcw 4(%%rsp)\n\t"
+        "addq $8, %%rsp\n\t"
+        "popq %%rbp\n\t"
+        "popq %%rax\n\t"
+        "jmpq *%%rax\n\t"
+        "1:\n\t"
+        "addq $128, %%rsp\n\t"
+        : "+D"(save_sp), "+S"(new_sp)
+        :
+        : "rax", "rbx", "rcx", "rdx", "r8", "r9", "r10", "r11", "r12", "r13", "r14", "r15",
+          "memory", "cc", "xmm0", "xmm1", "xmm2", "xmm3", "xmm4", "xmm5", "xmm6", "xmm7",
+          "xmm8", "xmm9", "xmm10", "xmm11", "xmm12", "xmm13", "xmm14", "xmm15", "st",
+          "st(1)", "st(2)", "st(3)", "st(4)", "st(5)", "st(6)", "st(7)"
+          CORO__CLOBBER_AVX512);
+}
+#define CORO__SWITCH_TO_FIBER(f) coro__swap(&(f)->caller_sp, (f)->sp)
+#define CORO__SWITCH_TO_CALLER(f) coro__swap(&(f)->sp, (f)->caller_sp)
+#elif defined(TWISTC_CORO_ASM_AARCH64)
+/* AArch64: an out-of-line routine that saves the callee-saved registers (coro_switch.c). */
+void coro__switch_asm(void **save_sp, void *new_sp);
+#define CORO__SWITCH_TO_FIBER(f) coro__switch_asm(&(f)->caller_sp, (f)->sp)
+#define CORO__SWITCH_TO_CALLER(f) coro__switch_asm(&(f)->sp, (f)->caller_sp)
+#elif defined(TWISTC_CORO_UCONTEXT)
+#define CORO__SWITCH_TO_FIBER(f) swapcontext(&(f)->caller, &(f)->ctx)
+#define CORO__SWITCH_TO_CALLER(f) swapcontext(&(f)->ctx, &(f)->caller)
+#endif
+
+/* ---- telling ASan and TSan which stack we are on ------------------------------- */
+/* ASan keeps per-stack bookkeeping (bounds, fake frames for use-after-return); it must
+ * hear of a switch just before it (start) and just after it (finish), or it reports
+ * the new stack pointer as a wild access. TSan keeps a per-fiber state of clocks. */
+
+static CORO__INLINE void coro__san_enter_fiber(coro__fiber *f)
+{
+#if defined(TWISTC_ASAN)
+    __sanitizer_start_switch_fiber(&f->asan_caller_fake, f->stack.lo,
+                                   coro__stack_size(&f->stack));
+#endif
+#if defined(TWISTC_TSAN)
+    f->tsan_caller = __tsan_get_current_fiber();
+    __tsan_switch_to_fiber(f->tsan_fiber, 0);
+#endif
+    (void)f;
+}
+
+static CORO__INLINE void coro__san_back_in_caller(coro__fiber *f)
+{
+#if defined(TWISTC_ASAN)
+    __sanitizer_finish_switch_fiber(f->asan_caller_fake, NULL, NULL);
+#endif
+    (void)f;
+}
+
+/* `final`: the fiber will never run again, so ASan may drop its fake stack. */
+static CORO__INLINE void coro__san_leave_fiber(coro__fiber *f, int final)
+{
+#if defined(TWISTC_ASAN)
+    __sanitizer_start_switch_fiber(final ? NULL : &f->asan_fake, f->caller_bottom,
+                                   f->caller_size);
+#endif
+#if defined(TWISTC_TSAN)
+    __tsan_switch_to_fiber(f->tsan_caller, 0);
+#endif
+    (void)f;
+    (void)final;
+}
+
+static CORO__INLINE void coro__san_in_fiber(coro__fiber *f, int first)
+{
+#if defined(TWISTC_ASAN)
+    /* Also learns the caller's stack bounds: a fiber may be resumed from a different
+     * stack each time (the main stack, or another fiber). */
+    __sanitizer_finish_switch_fiber(first ? NULL : f->asan_fake, &f->caller_bottom,
+                                    &f->caller_size);
+#endif
+    (void)f;
+    (void)first;
+}
+
+/* Switches to f (READY or SUSPENDED) and returns when it yields or its entry returns.
+ * -EINVAL if f is running or done (nothing happens then). Inline: see coro__swap. */
+static CORO__INLINE int coro__fiber_resume(coro__fiber *f)
+{
+    if (f->state != CORO__FIBER_READY && f->state != CORO__FIBER_SUSPENDED)
+        return -EINVAL;
+#if defined(CORO__SWITCH_TO_FIBER)
+    f->state = CORO__FIBER_RUNNING;
+    coro__san_enter_fiber(f);
+    CORO__SWITCH_TO_FIBER(f);
+    coro__san_back_in_caller(f);
+    return 0;
+#else
+    return -ENOSYS;
+#endif
+}
+
+/* From inside f (it must be the fiber running now): switches back to the caller of
+ * the resume() that ran it; returns when f is resumed again. */
+static CORO__INLINE void coro__fiber_yield(coro__fiber *f)
+{
+    f->state = CORO__FIBER_SUSPENDED;
+    coro__san_leave_fiber(f, 0);
+#if defined(CORO__SWITCH_TO_CALLER)
+    CORO__SWITCH_TO_CALLER(f);
+#endif
+    coro__san_in_fiber(f, 0);
+}
+
 /* "asm-x86_64", "asm-aarch64", "ucontext" or "none". */
 const char *coro__backend_name(void);
 

@@ -12,6 +12,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "deferred/coro_internal.h"
 #include "deferred/deferred_internal.h"
 
 #if defined(__x86_64__) && defined(__SSE2__)
@@ -20,8 +21,10 @@
 
 #if defined(__GNUC__) || defined(__clang__)
 #define HOT_INLINE inline __attribute__((always_inline))
+#define NOINLINE __attribute__((noinline))
 #else
 #define HOT_INLINE inline
+#define NOINLINE
 #endif
 
 /* The continuation marker. Never actually called through the chain; its address is
@@ -30,6 +33,21 @@ static deferred_result deferred__continue(deferred_result r, void *arg)
 {
     (void)arg;
     return r;
+}
+
+/* The marker of a coroutine's waiter pair (coro_internal.h); also only an address. */
+deferred_result deferred__wake_marker(deferred_result r, void *arg)
+{
+    (void)arg;
+    return r;
+}
+
+/* A detached waiter pair: the coroutine no longer wants the result. */
+static deferred_result drop_result(deferred_result r, void *arg)
+{
+    (void)arg;
+    deferred_result_clear(&r);
+    return deferred_none();
 }
 
 /* ---- Creation and freeing ----------------------------------------------------------- */
@@ -88,6 +106,18 @@ static inline void cache_put(deferred *d)
     }
     free(d);
 }
+/* Out of line, so that the common case (a cached struct) saves no registers. */
+static NOINLINE deferred *cache_miss(void)
+{
+    /* Every struct that reaches the cache came from here first: registering the
+     * thread's exit cleanup here keeps cache_put minimal. */
+    if (!tls.registered) {
+        pthread_once(&cache_once, make_key);
+        pthread_setspecific(cache_key, &tls);
+        tls.registered = 1;
+    }
+    return malloc(sizeof(deferred));
+}
 static inline deferred *cache_get(void)
 {
     deferred *d = tls.cache;
@@ -96,19 +126,19 @@ static inline deferred *cache_get(void)
         tls.ncache--;
         return d;
     }
-    /* Every struct that reaches the cache came from here first: registering the
-     * thread's exit cleanup here keeps cache_put minimal. */
-    if (!tls.registered) {
-        pthread_once(&cache_once, make_key);
-        pthread_setspecific(cache_key, &tls);
-        tls.registered = 1;
-    }
-    return malloc(sizeof *d);
+    return cache_miss();
 }
 #else
 static inline void cache_put(deferred *d) { free(d); }
 static inline deferred *cache_get(void) { return malloc(sizeof(deferred)); }
 #endif
+
+static NOINLINE deferred *debug_created(deferred *d)
+{
+    deferred__debug_created(d);
+    d->flags |= DEFERRED__SLOW_FREE | DEFERRED__DEBUG;
+    return d;
+}
 
 deferred *deferred_new_at(const char *file, int line, deferred_canceller canceller,
                           void *canceller_arg)
@@ -135,10 +165,8 @@ deferred *deferred_new_at(const char *file, int line, deferred_canceller cancell
     d->canceller = canceller;
     d->canceller_arg = canceller_arg;
     d->on_live = d->reported = 0;
-    if (__atomic_load_n(&deferred__debugging, __ATOMIC_RELAXED)) {
-        deferred__debug_created(d);
-        d->flags |= DEFERRED__SLOW_FREE | DEFERRED__DEBUG;
-    }
+    if (__atomic_load_n(&deferred__debugging, __ATOMIC_RELAXED))
+        return debug_created(d); /* a tail call: no registers saved for it */
     return d;
 }
 
@@ -265,6 +293,19 @@ static HOT_INLINE int push_pair(deferred *d, deferred_cb cb, deferred_cb eb, voi
     return 0;
 }
 
+void deferred__detach_waiter(deferred *d, coro *co)
+{
+    for (unsigned i = d->head; i < d->count; i++) {
+        deferred__pair *p = &d->pairs[i];
+        if (p->cb == deferred__wake_marker && p->arg == co) {
+            p->cb = p->eb = drop_result;
+            p->arg = NULL;
+            p->arg_free = NULL;
+            return;
+        }
+    }
+}
+
 size_t deferred_pending_callbacks(const deferred *d) { return d ? d->count - d->head : 0; }
 
 /* The continuation of `waiting` was discarded (the inner Deferred is freed unfired):
@@ -312,11 +353,31 @@ static HOT_INLINE void store_result(deferred_result *dst, deferred_result r)
     store_result_from(dst, &r);
 }
 
+/* A coroutine's waiter pair: the result moves into the coroutine (cur goes on with
+ * NONE) and the coroutine runs now, on this stack, until its next await or its end.
+ * The switch is inline (coro__resume): see coro_internal.h. */
+static HOT_INLINE void wake_waiter(deferred *cur, coro *co)
+{
+    co->awaited = deferred_result_take(&cur->result);
+    co->have_result = 1;
+    co->waiting = NULL;
+    /* RUNNING: d fired inside coro_await itself, which sees have_result. */
+    if (co->fiber.state == CORO__FIBER_SUSPENDED) {
+        cur->flags |= DEFERRED__RUNNING; /* A6: pairs it adds to cur wait for this one */
+        coro__resume(co);
+        cur->flags &= ~DEFERRED__RUNNING;
+    }
+}
+
 /* Runs one callback or errback of cur (fn may be NULL: pass-through) and stores what it
  * returns. Returns 1 when cur now waits on an inner Deferred that the callback returned
  * (A7): the caller stops running cur's pairs. */
 static HOT_INLINE int run_pair(deferred *cur, deferred_cb fn, void *arg, deferred_free_fn arg_free)
 {
+    if (fn == deferred__wake_marker) {
+        wake_waiter(cur, arg); /* the pair's arg_free is for discarding only */
+        return 0;
+    }
     if (fn) {
         /* The result moves into fn. cur->result is not reset: nothing can read it while
          * RUNNING is set (peek/take refuse, and the loop's reference keeps cur alive),
@@ -446,7 +507,7 @@ static void run_chain(deferred *self)
 /* Runs d's pending pairs (d has fired). The common case, a Deferred whose pairs are
  * plain callbacks, runs here without the explicit stack; the first continuation met
  * hands over to run_chain. */
-static void run_callbacks(deferred *self)
+static HOT_INLINE void run_callbacks_inline(deferred *self)
 {
     if (self->flags & DEFERRED__RUNNING)
         return; /* A6: the running loop picks the new pairs up */
@@ -473,6 +534,39 @@ static void run_callbacks(deferred *self)
         deferred__live_add(self);
     if (--self->refs == 0)
         unref_slow(self);
+}
+
+/* Out of line for the callers off the firing path. */
+static void run_callbacks(deferred *self)
+{
+    run_callbacks_inline(self);
+}
+
+int deferred__await_add(deferred *d, coro *co, deferred_result *out, int take)
+{
+    if ((d->flags & (DEFERRED__CALLED | DEFERRED__RUNNING)) == DEFERRED__CALLED && !d->paused) {
+        *out = steal_result(d); /* fired: no pair, no switch */
+        if (take)
+            deferred_unref(d);
+        return 1;
+    }
+    co->waiting = d;
+    co->have_result = 0;
+    co->orphaned = 0;
+    if (push_pair(d, deferred__wake_marker, deferred__wake_marker, co, coro__waiter_discarded) < 0) {
+        co->waiting = NULL;
+        if (take)
+            deferred_unref(d);
+        return -ENOMEM;
+    }
+    /* Not run now: d has not fired, or is paused or running (then the pair waits). */
+    if (take) {
+        if (d->refs > 1)
+            d->refs--;
+        else
+            deferred_unref(d); /* freed unfired: the pair reports to co (orphaned) */
+    }
+    return 0;
 }
 
 /* ---- Adding pairs ------------------------------------------------------------------- */
@@ -575,7 +669,7 @@ static HOT_INLINE int start(deferred *d, deferred_result r, const char *file, in
     if (d->flags & DEFERRED__DEBUG)
         deferred__debug_fired(d);
     store_result(&d->result, r);
-    run_callbacks(d);
+    run_callbacks_inline(d); /* inline: a coroutine woken here returns through one frame */
     return 0;
 }
 
