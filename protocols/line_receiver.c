@@ -17,16 +17,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "reactor/transport_internal.h" /* transport__disconnecting: asked once per line */
-
-enum {
-    LR_RAW = 1u << 0,
-    LR_PAUSED = 1u << 1,
-    LR_STOPPED = 1u << 2,
-    LR_CLEARED = 1u << 3, /* clear_line_buffer during a feed: drop everything */
-    LR_PARTIAL = 1u << 4, /* lr->buf holds no complete delimiter (line mode leftover) */
-    LR_FEEDING = 1u << 5, /* data_received runs: the union holds lr->feed, not lr->buf */
-};
+#include "protocols/line_receiver_internal.h"
 
 /* Outside data_received the kept bytes sit in a buffer of exactly cap_of(buf_len) bytes,
  * so the struct needs no capacity field (it stays at 40 bytes). */
@@ -40,31 +31,11 @@ static size_t cap_of(size_t len)
     return c;
 }
 
-struct line_receiver_feed {
-    char *own;
-    size_t own_off, own_len, own_cap;
-    const char *d;
-    size_t d_len;
-    char *d_owned; /* d points into this buffer when not NULL */
-    int own_nodelim;
-    char *tail; /* bytes appended by re-entrant calls */
-    size_t tail_len, tail_cap;
-};
-
 static const char *delim(const line_receiver *lr)
 {
     return lr->lops->delimiter ? lr->lops->delimiter : "\r\n";
 }
 
-static size_t max_len(const line_receiver *lr)
-{
-    return lr->lops->max_length ? lr->lops->max_length : LINE_RECEIVER_DEFAULT_MAX_LENGTH;
-}
-
-static int disconnecting(const line_receiver *lr)
-{
-    return lr->base.transport && transport__disconnecting(lr->base.transport);
-}
 
 /* First delimiter in p[0..n), or -1. */
 static long find(const line_receiver *lr, const char *p, size_t n)
@@ -189,11 +160,11 @@ static int run(line_receiver *lr, struct line_receiver_feed *f, int *partial)
 {
     const char *dl = delim(lr);
     size_t dlen = lr->delim_len;
-    size_t maxl = max_len(lr);
+    size_t maxl = line_receiver__max_len(lr);
     int rc = 0;
     *partial = 0;
     for (;;) {
-        if (lr->flags & (LR_PAUSED | LR_STOPPED | LR_CLEARED) || disconnecting(lr))
+        if (lr->flags & (LR_PAUSED | LR_STOPPED | LR_CLEARED) || line_receiver__disconnecting(lr))
             return 0;
         size_t orest = f->own_len - f->own_off;
         if (!orest && !f->d_len) {
@@ -345,49 +316,6 @@ static int keep(line_receiver *lr, char *buf, size_t len, size_t cap)
     return 0;
 }
 
-static int feed_finish(line_receiver *lr, struct line_receiver_feed *f, int stopped);
-
-/* The common case, without the three-source machinery: no bytes kept from before, line
- * mode, a one-byte delimiter. Lines are cut straight out of `data` with one memchr each.
- * As soon as anything unusual happens (a callback pauses, switches to raw mode, clears
- * the buffer, feeds more bytes re-entrantly; a line is too long; an unfinished line is
- * left), the rest is handed to the general loop (run) in the same state it would have
- * reached by itself, so the two paths cannot disagree. */
-static int fast_lines(line_receiver *lr, const char *data, size_t len)
-{
-    /* the whole feed, as run() keeps it: a callback may look at it (take_buffer) */
-    struct line_receiver_feed f = {.d = data, .d_len = len};
-    lr->feed = &f;
-    lr->flags |= LR_FEEDING;
-    const char c = lr->lops->delimiter[0]; /* delim_len 1: not the "\r\n" default */
-    const size_t maxl = max_len(lr);
-    int first = 1, rc = 0;
-    for (;;) {
-        const char *line = f.d;
-        const char *q = memchr(line, c, f.d_len);
-        if (!q || (size_t)(q - line) > maxl)
-            break;
-        /* checked before each line, as run() does; before the first one too, since a
-         * callback of another connection may have closed this one earlier in the batch */
-        if (first ? disconnecting(lr)
-                  : (lr->flags & (LR_PAUSED | LR_STOPPED | LR_CLEARED | LR_RAW)) ||
-                        f.tail_len || disconnecting(lr))
-            break;
-        first = 0;
-        f.d = q + 1;
-        f.d_len -= (size_t)(q - line) + 1;
-        rc = lr->lops->line_received(lr, line, (size_t)(q - line));
-        if (rc)
-            break; /* the general code keeps the rest and returns rc */
-        if (!f.d_len && !f.tail_len && !(lr->flags & (LR_CLEARED | LR_RAW))) {
-            lr->flags &= (uint8_t)~LR_FEEDING;
-            lr->buf = NULL; /* buf_len is 0 */
-            return 0;
-        }
-    }
-    return feed_finish(lr, &f, rc);
-}
-
 int line_receiver_data_received(line_receiver *lr, const char *data, size_t len)
 {
     if (lr->flags & LR_FEEDING) /* re-entrant: only append, the running loop parses it */
@@ -397,7 +325,7 @@ int line_receiver_data_received(line_receiver *lr, const char *data, size_t len)
     if (!len && !lr->buf_len)
         return 0;
     if (!lr->buf_len && lr->delim_len == 1 && !(lr->flags & (LR_RAW | LR_PAUSED)))
-        return fast_lines(lr, data, len);
+        return line_receiver__fast_lines(lr, data, len, lr->lops->line_received);
     struct line_receiver_feed f = {
         .own = lr->buf,
         .own_len = lr->buf_len,
@@ -410,13 +338,10 @@ int line_receiver_data_received(line_receiver *lr, const char *data, size_t len)
     lr->flags &= (uint8_t)~LR_PARTIAL;
     lr->feed = &f;
     lr->flags |= LR_FEEDING;
-    return feed_finish(lr, &f, 0);
+    return line_receiver__feed_finish(lr, &f, 0);
 }
 
-/* Runs the general loop over f (LR_FEEDING set, lr->feed == f), unless a callback
- * already stopped the delivery with a non-zero `stopped`, then keeps what was not
- * delivered. */
-static int feed_finish(line_receiver *lr, struct line_receiver_feed *f, int stopped)
+int line_receiver__feed_finish(line_receiver *lr, struct line_receiver_feed *f, int stopped)
 {
     int partial = 0;
     int rc = stopped ? stopped : run(lr, f, &partial);

@@ -25,6 +25,7 @@
 #include <twistc/line_receiver.h>
 #include <twistc/transport.h>
 
+#include "protocols/line_receiver_internal.h" /* line_receiver__feed: conn_line inlined */
 #include "protocols/notif_hash_internal.h"
 #include "reactor/transport_internal.h" /* transport__pending: asked once per answer */
 
@@ -419,7 +420,11 @@ static NOINLINE int conn_line_rare(struct notif_conn *c, const char *line, size_
     return answer(c, line, len);
 }
 
-static int conn_line(line_receiver *lr, const char *line, size_t len)
+/* The LineReceiver's line_received; conn_data's common case inlines it. */
+#if defined(__GNUC__) || defined(__clang__)
+__attribute__((always_inline))
+#endif
+static inline int conn_line(line_receiver *lr, const char *line, size_t len)
 {
     struct notif_conn *c = (struct notif_conn *)lr;
     if (len && line[len - 1] == '\r')
@@ -464,7 +469,7 @@ static int conn_data(protocol *p, const char *data, size_t len)
     if (s->trace)
         fprintf(s->trace, "iter=%llu notif-server conn=%llu data_received bytes=%zu\n",
                 (unsigned long long)reactor_iterations(s->r), (unsigned long long)c->id, len);
-    int rc = line_receiver_data_received(&c->lr, data, len);
+    int rc = line_receiver__feed(&c->lr, data, len, conn_line);
     /* An unfinished line of 1025 bytes is too long unless its last byte is the CR of a
      * CRLF still to come (the receiver itself only gives up at 1026). The bytes it keeps
      * are the tail of this read, so their last byte is data[len - 1]. */
