@@ -23,7 +23,6 @@ typedef struct coro {
     deferred_result awaited; /* delivered by the waiter pair */
     unsigned char have_result;
     unsigned char orphaned;  /* the awaited Deferred was freed without firing */
-    unsigned char cancel_pending;
     unsigned char closing;
     unsigned refs;
     coro_fn fn;
@@ -51,6 +50,11 @@ void coro__waiter_discarded(void *co);
  * returns 0, or -ENOMEM. take: drops the caller's reference on d in every case (after
  * adding the pair: d freed unfired then reports to co at once). deferred.c. */
 int deferred__await_add(deferred *d, coro *co, deferred_result *out, int take);
+/* Fires d (unfired) as if a callback had returned deferred_chain(inner): d waits for
+ * inner (A7) and takes its result when it fires. For the coroutine canceller, which must
+ * give its Deferred a result "to come" before any of the user's pairs run. 0 or -ENOMEM
+ * (then d is left unfired). deferred.c. */
+int deferred__fire_chained(deferred *d, deferred *inner);
 /* Turns co's pending waiter pair in d into one that drops the result (the coroutine
  * stopped waiting: its reactor was freed). deferred.c. */
 void deferred__detach_waiter(deferred *d, coro *co);

@@ -132,7 +132,7 @@ static void cache_key_init(void)
     cache_key_ok = pthread_key_create(&cache_key, cache_destructor) == 0;
 }
 
-int coro__stack_get(coro__stack *s, size_t size)
+size_t coro__stack_round(size_t size)
 {
     size_t pg = page_size();
     size_t want = size == 0 ? CORO__DEFAULT_STACK_SIZE : size;
@@ -140,6 +140,12 @@ int coro__stack_get(coro__stack *s, size_t size)
         want = CORO__MIN_STACK_SIZE;
     if (want <= SIZE_MAX / 2)
         want = (want + pg - 1) & ~(pg - 1);
+    return want;
+}
+
+int coro__stack_get(coro__stack *s, size_t size)
+{
+    size_t want = coro__stack_round(size);
     struct stack_cache *c = &cache;
     for (int i = c->n - 1; i >= 0; i--)
         if (coro__stack_size(&c->s[i]) == want) {

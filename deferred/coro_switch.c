@@ -171,27 +171,22 @@ const char *coro__backend_name(void)
 
 /* ---- the fiber API ------------------------------------------------------------- */
 
-int coro__fiber_init(coro__fiber *f, size_t stack_size, coro__entry_fn entry, void *arg)
+/* Sets up f on the stack it holds (f->stack), for its first resume. */
+static int fiber_setup(coro__fiber *f, coro__entry_fn entry, void *arg)
 {
-    memset(f, 0, sizeof *f);
 #if !defined(CORO__HAVE_BACKEND)
-    (void)stack_size;
+    (void)f;
     (void)entry;
     (void)arg;
     return -ENOSYS;
 #else
-    int rc = coro__stack_get(&f->stack, stack_size);
-    if (rc < 0)
-        return rc;
     f->entry = entry;
     f->arg = arg;
     f->state = CORO__FIBER_READY;
 #if defined(TWISTC_CORO_UCONTEXT)
-    rc = uc_prepare(f);
-    if (rc < 0) {
-        coro__stack_put(&f->stack);
+    int rc = uc_prepare(f);
+    if (rc < 0)
         return rc;
-    }
 #else
     ctx_prepare(f);
 #endif
@@ -200,6 +195,41 @@ int coro__fiber_init(coro__fiber *f, size_t stack_size, coro__entry_fn entry, vo
 #endif
     return 0;
 #endif
+}
+
+int coro__fiber_init(coro__fiber *f, size_t stack_size, coro__entry_fn entry, void *arg)
+{
+    memset(f, 0, sizeof *f);
+#if !defined(CORO__HAVE_BACKEND)
+    (void)stack_size;
+    return fiber_setup(f, entry, arg);
+#else
+    int rc = coro__stack_get(&f->stack, stack_size);
+    if (rc < 0)
+        return rc;
+    rc = fiber_setup(f, entry, arg);
+    if (rc < 0)
+        coro__stack_put(&f->stack);
+    return rc;
+#endif
+}
+
+int coro__fiber_reinit(coro__fiber *f, size_t stack_size, coro__entry_fn entry, void *arg)
+{
+    if (f->state == CORO__FIBER_RUNNING || f->state == CORO__FIBER_SUSPENDED)
+        return -EINVAL;
+    if (f->stack.map == NULL || coro__stack_size(&f->stack) != coro__stack_round(stack_size)) {
+        coro__fiber_destroy(f);
+        return coro__fiber_init(f, stack_size, entry, arg);
+    }
+#if defined(TWISTC_TSAN)
+    if (f->tsan_fiber != NULL)
+        __tsan_destroy_fiber(f->tsan_fiber);
+#endif
+    coro__stack st = f->stack;
+    memset(f, 0, sizeof *f);
+    f->stack = st;
+    return fiber_setup(f, entry, arg);
 }
 
 void coro__fiber_entry(coro__fiber *f)

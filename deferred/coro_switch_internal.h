@@ -80,6 +80,8 @@ void coro__stack_free(coro__stack *s);
  * later if there is room (else frees it). Cached stacks are unmapped when the thread
  * exits, or by coro__stack_cache_flush(). */
 int coro__stack_get(coro__stack *s, size_t size);
+/* The usable size a stack asked with `size` gets (0: default; minimum; whole pages). */
+size_t coro__stack_round(size_t size);
 void coro__stack_put(coro__stack *s);
 void coro__stack_cache_flush(void);
 static inline size_t coro__stack_size(const coro__stack *s)
@@ -126,6 +128,12 @@ typedef struct coro__fiber {
 /* Prepares f to run entry(arg) on a new stack of stack_size bytes (0: default) on its
  * first resume. 0, -ENOMEM, or -ENOSYS when no switching backend was compiled in. */
 int coro__fiber_init(coro__fiber *f, size_t stack_size, coro__entry_fn entry, void *arg);
+/* The same for a fiber that ran before and is DONE (or READY, never run), keeping its
+ * stack when it has the size asked (rounded as coro__stack_round does): a finished
+ * coroutine's struct and stack are reused together. Else its stack goes back through
+ * the cache and a fitting one is taken. 0, -ENOMEM, -ENOSYS, -EINVAL (f running or
+ * suspended). */
+int coro__fiber_reinit(coro__fiber *f, size_t stack_size, coro__entry_fn entry, void *arg);
 /* Releases the stack (into this thread's cache, see coro__stack_put) of a fiber that
  * is not running: DONE, READY or SUSPENDED. A
  * suspended fiber is dropped without unwinding (whatever its frames own leaks): callers
@@ -189,10 +197,18 @@ static CORO__INLINE void coro__swap(void **save_sp, void *new_sp)
         "subq $8, %%rsp\n\t"
         "stmxcsr (%%rsp)\n\t"
         "fnstcw 4(%%rsp)\n\t"
+        "movl (%%rsp), %%ecx\n\t"
+        "movzwl 4(%%rsp), %%edx\n\t"
         "movq %%rsp, (%0)\n\t"
         "movq %1, %%rsp\n\t"
+        "cmpl (%%rsp), %%ecx\n\t"
+        "je 2f\n\t"
         "ldmxcsr (%%rsp)\n\t"
+        "2:\n\t"
+        "cmpw 4(%%rsp), %%dx\n\t"
+        "je 3f\n\t"
         "fldcw 4(%%rsp)\n\t"
+        "3:\n\t"
         "addq $8, %%rsp\n\t"
         "popq %%rbp\n\t"
         "popq %%rax\n\t"

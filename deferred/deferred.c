@@ -569,6 +569,28 @@ int deferred__await_add(deferred *d, coro *co, deferred_result *out, int take)
     return 0;
 }
 
+int deferred__fire_chained(deferred *d, deferred *inner)
+{
+    if (d->flags & DEFERRED__CALLED)
+        return -EALREADY;
+    /* What run_pair does when a callback returns an unfired Deferred (A7). */
+    d->refs++; /* held by the continuation */
+    if (push_pair(inner, deferred__continue, deferred__continue, d, continuation_free) < 0) {
+        d->refs--;
+        return -ENOMEM;
+    }
+    d->flags |= DEFERRED__CALLED;
+    d->fired_file = __FILE__;
+    d->fired_line = __LINE__;
+    if (d->flags & DEFERRED__DEBUG)
+        deferred__debug_fired(d);
+    d->paused++;
+    d->chained_to = inner;
+    if (inner->flags & DEFERRED__CALLED)
+        run_callbacks(inner); /* already has a result: hand it over now */
+    return 0;
+}
+
 /* ---- Adding pairs ------------------------------------------------------------------- */
 
 static HOT_INLINE deferred *add_pair(deferred *d, deferred_cb cb, deferred_cb eb, void *arg,

@@ -7,6 +7,7 @@
  *   build/bench/bench_coro ucontext 1000            only N ucontext switch pairs
  *   build/bench/bench_coro switch 1000              only N library switch pairs
  *   build/bench/bench_coro await 100000             only N await round trips (callgrind)
+ *   build/bench/bench_coro start 100000             only N coroutine start + finish
  *   (strace -c -f ... shows the syscalls each makes: see docs/benchmarks.md) */
 #include <stdio.h>
 #include <stdlib.h>
@@ -227,6 +228,10 @@ int main(int argc, char **argv)
     }
     if (argc == 3 && strcmp(argv[1], "await") == 0) {
         bench_await(atol(argv[2]));
+        return 0;
+    }
+    if (argc == 3 && strcmp(argv[1], "start") == 0) {
+        bench_start(atol(argv[2]));
         return 0;
     }
     printf("backend: %s\n", coro_backend());
