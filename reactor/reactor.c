@@ -355,14 +355,18 @@ int reactor_unwatch(reactor *r, int fd)
 
 /* ---- One iteration ------------------------------------------------------------- */
 
-/* How long the poll may block, in ms (-1: until something happens). The nearest
- * deadline is read straight from the heap root (reactor__timer_timeout_ms, inlined by
- * hand: this runs on every iteration). */
-static ALWAYS_INLINE int poll_timeout(reactor *r, double max_wait)
+/* Is the nearest timer due? (The heap root holds the nearest deadline.) */
+static ALWAYS_INLINE int timer_due(const reactor *r)
 {
-    if (r->fake_clock || r->woken ||
-        atomic_load_explicit(&r->wake_pending, memory_order_relaxed) ||
-        (r->stopping && r->shutdown_holds == 0))
+    return r->heap_n > 0 && r->heap[0].when <= r->now;
+}
+
+/* How long the poll may block, in ms (-1: until something happens), in the common case:
+ * until the nearest deadline (read straight from the heap root), or max_wait, or not at
+ * all once a stop is on its way. */
+static ALWAYS_INLINE int timeout_to_next(const reactor *r, double max_wait)
+{
+    if (r->stopping && r->shutdown_holds == 0)
         return 0;
     int t = r->heap_n ? reactor__ceil_ms((r->heap[0].when - r->now) * 1000.0) : -1;
     if (max_wait >= 0) {
@@ -371,6 +375,16 @@ static ALWAYS_INLINE int poll_timeout(reactor *r, double max_wait)
             t = m;
     }
     return t;
+}
+
+/* The same, when the slow path ran: a fake clock never blocks (time only moves when
+ * the test advances it), nor does an iteration that consumed a wake-up or has calls
+ * from other threads waiting. */
+static int poll_timeout(reactor *r, double max_wait)
+{
+    if (r->fake_clock || r->woken || atomic_load_explicit(&r->wake_pending, memory_order_relaxed))
+        return 0;
+    return timeout_to_next(r, max_wait);
 }
 
 /* The backend's poll was interrupted by a signal (EINTR): poll again for the time that
@@ -437,9 +451,9 @@ static NOINLINE void dispatch(reactor *r, int n)
         dispatch_entry(r, r->ready[i], 1);
 }
 
-/* Steps 1 and 2 when step 1 has work (thread calls, due timers) or the trace is on: runs
- * what is due and returns the poll timeout. Out of line, so the common iteration does
- * not pay for what it does not do. */
+/* Steps 1 and 2 when step 1 has work (thread calls, due timers), the clock is fake or
+ * the trace is on: runs what is due and returns the poll timeout. Out of line, so the
+ * common iteration does not pay for what it does not do. */
 static NOINLINE int run_due(reactor *r, double max_wait)
 {
     size_t calls = 0, ran = 0;
@@ -447,7 +461,7 @@ static NOINLINE int run_due(reactor *r, double max_wait)
      * takes anything, and a call pushed just after this load wakes the poll. */
     if (atomic_load_explicit(&r->wake_pending, memory_order_relaxed))
         calls = reactor__run_thread_calls(r);
-    if (r->heap_n > 0 && r->heap[0].when <= r->now)
+    if (timer_due(r))
         ran = reactor__run_timers(r);
     /* Callbacks that ran count as "something happened": poll without blocking, so that
      * a caller driving reactor_iterate() sees at once what they changed (a flag set by
@@ -458,14 +472,27 @@ static NOINLINE int run_due(reactor *r, double max_wait)
         now_update(r); /* the calls above took time: the next steps measure from now */
     else
         timeout = poll_timeout(r, max_wait);
+    r->woken = 0; /* read by poll_timeout just now; the next iteration starts afresh */
     if (r->trace) {
         if (calls)
             reactor__trace(r, "phase=threads ran=%zu", calls);
         reactor__trace(r, "phase=timers ran=%zu", ran);
-        reactor__trace(r, "phase=poll backend=%s timeout_ms=%d watched=%d", r->be->name,
-                       timeout, r->watched);
     }
     return timeout;
+}
+
+/* Step 3 with the trace on: the poll, and what it waited for and how long. */
+static NOINLINE int poll_traced(reactor *r, int timeout)
+{
+    reactor__trace(r, "phase=poll backend=%s timeout_ms=%d watched=%d", r->be->name, timeout,
+                   r->watched);
+    double t0 = reactor__clock_now();
+    int n = r->be->poll(r->be_state, timeout, r->ready, r->ready_cap);
+    if (n == -EINTR)
+        n = poll_again(r, timeout);
+    reactor__trace(r, "phase=poll ready=%d waited_ms=%.3f", n < 0 ? 0 : n,
+                   (reactor__clock_now() - t0) * 1000.0);
+    return n;
 }
 
 /* One turn of the loop: 1. run what is due, 2. compute the timeout, 3. poll,
@@ -482,21 +509,21 @@ static ALWAYS_INLINE int iterate(reactor *r, double max_wait)
     r->iter++;
     now_update(r);
 
+    /* A call from another thread is seen here or, if it comes later, wakes the poll:
+     * the fast path needs no second look at wake_pending. */
     int timeout;
-    if (atomic_load_explicit(&r->wake_pending, memory_order_relaxed) ||
-        (r->heap_n > 0 && r->heap[0].when <= r->now) || r->trace)
+    if (atomic_load_explicit(&r->wake_pending, memory_order_relaxed) || timer_due(r) ||
+        r->fake_clock || r->trace)
         timeout = run_due(r, max_wait);
     else
-        timeout = poll_timeout(r, max_wait);
-    r->woken = 0;
-    double t0 = r->trace ? reactor__clock_now() : 0;
-    int n = r->be->poll(r->be_state, timeout, r->ready, r->ready_cap);
-    if (UNLIKELY(n == -EINTR))
+        timeout = timeout_to_next(r, max_wait);
+    int n;
+    if (UNLIKELY(r->trace != NULL))
+        n = poll_traced(r, timeout);
+    else if (UNLIKELY((n = r->be->poll(r->be_state, timeout, r->ready, r->ready_cap)) == -EINTR))
         n = poll_again(r, timeout);
-    if (timeout != 0)
-        now_update(r); /* it may have slept; a 0-ms poll leaves the reading fresh enough */
-    REACTOR__TRACE(r, "phase=poll ready=%d waited_ms=%.3f", n < 0 ? 0 : n,
-                   (reactor__clock_now() - t0) * 1000.0);
+    if (timeout != 0) /* it may have slept; a 0-ms poll leaves the reading fresh enough */
+        r->now = reactor__clock_now(); /* (a fake clock always polls with 0) */
 
     if (n > 0) {
         r->batch_n = n;
