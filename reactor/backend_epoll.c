@@ -2,7 +2,7 @@
 /* epoll backend (Linux). Level-triggered. The loop keeps an fd out of the set whenever it
  * wants nothing from it, so EPOLLHUP/EPOLLERR (which epoll reports even for an empty
  * mask) cannot make the loop spin on an fd nobody listens to. */
-#include "reactor/backend_internal.h"
+#include "reactor/backend_epoll_internal.h"
 
 #ifdef REACTOR__HAVE_EPOLL
 
@@ -10,21 +10,11 @@
 
 #include <errno.h>
 #include <stdlib.h>
-#include <sys/epoll.h>
 #include <unistd.h>
-
-/* The kernel array is filled directly: its size caps one batch (the rest comes back on
- * the next poll, since epoll is level-triggered and rotates its ready list). */
-#define EP_BATCH 256
-
-typedef struct {
-    int epfd;
-    struct epoll_event evs[EP_BATCH];
-} ep_state;
 
 static void *ep_create(void)
 {
-    ep_state *s = malloc(sizeof *s);
+    reactor__ep_state *s = malloc(sizeof *s);
     if (!s)
         return NULL;
     s->epfd = epoll_create1(EPOLL_CLOEXEC);
@@ -39,7 +29,7 @@ static void *ep_create(void)
 
 static void ep_free(void *st)
 {
-    ep_state *s = st;
+    reactor__ep_state *s = st;
     close(s->epfd);
     free(s);
 }
@@ -50,7 +40,7 @@ static uint32_t ep_mask(unsigned events)
            ((events & REACTOR_WRITABLE) ? EPOLLOUT : 0);
 }
 
-static int ep_ctl(ep_state *s, int op, int fd, unsigned events)
+static int ep_ctl(reactor__ep_state *s, int op, int fd, unsigned events)
 {
     struct epoll_event ev = {.events = ep_mask(events), .data.fd = fd};
     if (epoll_ctl(s->epfd, op, fd, &ev) == 0)
@@ -84,7 +74,7 @@ static int ep_modify(void *st, int fd, unsigned old, unsigned events)
 static int ep_remove(void *st, int fd, unsigned old)
 {
     (void)old;
-    ep_state *s = st;
+    reactor__ep_state *s = st;
     struct epoll_event ev = {0}; /* non-NULL for kernels before 2.6.9 */
     /* EBADF/ENOENT: the caller closed the fd first; nothing is left to remove. */
     if (epoll_ctl(s->epfd, EPOLL_CTL_DEL, fd, &ev) < 0 && errno != EBADF && errno != ENOENT)
@@ -92,27 +82,9 @@ static int ep_remove(void *st, int fd, unsigned old)
     return 0;
 }
 
-_Static_assert((unsigned)EPOLLIN == (unsigned)REACTOR_READABLE &&
-                   (unsigned)EPOLLOUT >> 1 == (unsigned)REACTOR_WRITABLE &&
-                   REACTOR_ERROR == 1u << 2,
-               "ep_poll's event mapping assumes these bit values");
-
 static int ep_poll(void *st, int timeout_ms, reactor__ready *out, int max)
 {
-    ep_state *s = st;
-    int n = epoll_wait(s->epfd, s->evs, max < EP_BATCH ? max : EP_BATCH, timeout_ms);
-    if (n < 0)
-        return -errno;
-    /* Runs once per poll, so branch-free: EPOLLIN (0x1) is REACTOR_READABLE's bit
-     * already and EPOLLOUT (0x4) is REACTOR_WRITABLE's (0x2) shifted left once (checked
-     * at compile time below). */
-    for (int i = 0; i < n; i++) {
-        uint32_t e = s->evs[i].events;
-        out[i].fd = s->evs[i].data.fd;
-        out[i].events = (e & EPOLLIN) | ((e & EPOLLOUT) >> 1) |
-                        ((unsigned)((e & (EPOLLERR | EPOLLHUP)) != 0) << 2);
-    }
-    return n;
+    return reactor__ep_poll(st, timeout_ms, out, max);
 }
 
 const reactor__backend reactor__backend_epoll = {
