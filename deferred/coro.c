@@ -339,37 +339,31 @@ deferred *coro_start(reactor *r, coro_fn fn, void *arg, size_t stack_size)
 coro *coro__await_begin(deferred_result *out, deferred *d, int take);
 void coro__await_end(deferred_result *out);
 
-coro *coro__await_begin(deferred_result *out, deferred *d, int take)
+/* The awaits that do not wait: out of line, so that the common case is a tail call. */
+#if defined(__GNUC__) || defined(__clang__)
+__attribute__((noinline))
+#endif
+static coro *await_refused(deferred_result *out, deferred *d, coro *co, int take)
 {
-    coro *co = coro__current;
-    if (!d) {
+    if (!d)
         *out = deferred_error(EINVAL, "coro_await(NULL)");
-        return NULL;
-    }
-    if (!co)
+    else if (!co)
         *out = deferred_error(EINVAL, "coro_await called outside a coroutine");
     else if (co->closing)
         *out = deferred_error(ECANCELED, "coroutine closed: its reactor was freed");
-    else if (d == co->target)
+    else
         *out = deferred_error(EDEADLK, "a coroutine cannot await its own Deferred");
-    else {
-        int rc = deferred__await_add(d, co, out, take); /* drops the reference if take */
-        if (rc < 0) {
-            *out = deferred_error(-rc, "coro_await: cannot add callbacks");
-        } else if (rc == 0) {
-            if (co->waiting) { /* still waiting (d was not freed unfired) */
-                co->fiber.state = CORO__FIBER_SUSPENDED;
-                return co;
-            }
-            coro__await_end(out); /* orphaned at once */
-        }
-        /* rc == 1: already fired, *out has its result (20 000 such awaits in a loop
-         * use no stack: no pair, no switch) */
-        return NULL;
-    }
-    if (take)
+    if (d && take)
         deferred_unref(d);
     return NULL;
+}
+
+coro *coro__await_begin(deferred_result *out, deferred *d, int take)
+{
+    coro *co = coro__current;
+    if (d && co && !co->closing && d != co->target)
+        return deferred__await_add(d, co, out, take); /* drops the reference if take */
+    return await_refused(out, d, co, take);
 }
 
 void coro__await_end(deferred_result *out)

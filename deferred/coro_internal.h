@@ -45,11 +45,15 @@ deferred_result deferred__wake_marker(deferred_result r, void *arg);
 /* arg_free of a waiter pair: called only when the pair is discarded unrun (the awaited
  * Deferred was freed without firing). coro.c. */
 void coro__waiter_discarded(void *co);
-/* For coro_await(d): if d has a result to give (fired, not paused or running), moves
- * it to *out and returns 1. Else adds co's waiter pair (setting co->waiting) and
- * returns 0, or -ENOMEM. take: drops the caller's reference on d in every case (after
- * adding the pair: d freed unfired then reports to co at once). deferred.c. */
-int deferred__await_add(deferred *d, coro *co, deferred_result *out, int take);
+/* For coro_await(d) in coroutine co: if d has a result to give (fired, not paused or
+ * running), moves it to *out and returns NULL. Else adds co's waiter pair (setting
+ * co->waiting), marks co's fiber SUSPENDED and returns co: the caller switches out.
+ * NULL with a failure in *out if the pair cannot be added (ENOMEM), or with the
+ * orphan failure if d was freed unfired at once. take: drops the caller's reference
+ * on d in every case (after adding the pair). deferred.c. */
+coro *deferred__await_add(deferred *d, coro *co, deferred_result *out, int take);
+/* After the resume, in the coroutine: its await's result into *out (coro.c). */
+void coro__await_end(deferred_result *out);
 /* Fires d (unfired) as if a callback had returned deferred_chain(inner): d waits for
  * inner (A7) and takes its result when it fires. For the coroutine canceller, which must
  * give its Deferred a result "to come" before any of the user's pairs run. 0 or -ENOMEM

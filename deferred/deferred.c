@@ -542,13 +542,13 @@ static void run_callbacks(deferred *self)
     run_callbacks_inline(self);
 }
 
-int deferred__await_add(deferred *d, coro *co, deferred_result *out, int take)
+coro *deferred__await_add(deferred *d, coro *co, deferred_result *out, int take)
 {
     if ((d->flags & (DEFERRED__CALLED | DEFERRED__RUNNING)) == DEFERRED__CALLED && !d->paused) {
-        *out = steal_result(d); /* fired: no pair, no switch */
+        *out = steal_result(d); /* fired: no pair, no switch, no stack */
         if (take)
             deferred_unref(d);
-        return 1;
+        return NULL;
     }
     co->waiting = d;
     co->have_result = 0;
@@ -557,16 +557,23 @@ int deferred__await_add(deferred *d, coro *co, deferred_result *out, int take)
         co->waiting = NULL;
         if (take)
             deferred_unref(d);
-        return -ENOMEM;
+        *out = deferred_error(ENOMEM, "coro_await: cannot add callbacks");
+        return NULL;
     }
     /* Not run now: d has not fired, or is paused or running (then the pair waits). */
     if (take) {
-        if (d->refs > 1)
+        if (d->refs > 1) {
             d->refs--;
-        else
+        } else {
             deferred_unref(d); /* freed unfired: the pair reports to co (orphaned) */
+            if (!co->waiting) {
+                coro__await_end(out);
+                return NULL;
+            }
+        }
     }
-    return 0;
+    co->fiber.state = CORO__FIBER_SUSPENDED;
+    return co;
 }
 
 int deferred__fire_chained(deferred *d, deferred *inner)

@@ -351,6 +351,27 @@ START_TEST(test_detachedAwaitDropsResult)
 }
 END_TEST
 
+/* ---- coro_await_take of a Deferred nobody else holds: freed unfired at once ------ */
+
+static deferred_result body_take_orphan(void *arg)
+{
+    deferred_result r = coro_await_take(deferred_new()); /* only reference: dropped */
+    *(int *)arg = deferred_result_code(&r);
+    deferred_result_clear(&r);
+    return deferred_int(2);
+}
+
+START_TEST(test_awaitTakeOfUnheldDeferredFailsAtOnce)
+{
+    int code = 0;
+    deferred *c = coro_start(NULL, body_take_orphan, &code, 0);
+    ck_assert(deferred_called(c)); /* did not suspend */
+    ck_assert_int_eq(code, ECANCELED);
+    deferred_result r = take_and_unref(c);
+    ck_assert_int_eq(r.u.i, 2);
+}
+END_TEST
+
 extern Suite *suite_deferred_coro_fast(void);
 Suite *suite_deferred_coro_fast(void)
 {
@@ -365,6 +386,7 @@ Suite *suite_deferred_coro_fast(void)
     tcase_add_test(tc, test_pausedCoroutineDeferredGetsResultAtUnpause);
     tcase_add_test(tc, test_cancelPausedCoroutineDeferred);
     tcase_add_test(tc, test_detachedAwaitDropsResult);
+    tcase_add_test(tc, test_awaitTakeOfUnheldDeferredFailsAtOnce);
     suite_add_tcase(s, tc);
     return s;
 }
