@@ -33,29 +33,37 @@ typedef struct reactor__kind {
 } reactor__kind;
 
 enum { REACTOR__T_PENDING, REACTOR__T_CALLED, REACTOR__T_CANCELLED };
-enum { REACTOR__IN_NONE, REACTOR__IN_HEAP, REACTOR__IN_DUE };
+/* Where a pending timer waits. IN_COMPACT is a mark used only inside heap_compact. */
+enum { REACTOR__IN_NONE, REACTOR__IN_HEAP, REACTOR__IN_DUE, REACTOR__IN_COMPACT };
 
 struct reactor_timer {
-    reactor *r;      /* NULL once the reactor was freed (a held handle can outlive it) */
-    double when;     /* absolute time on the reactor's clock */
-    uint64_t seq;    /* scheduling order: breaks ties between equal `when` */
-    size_t idx;      /* position in the heap or in the due list (see `where`) */
-    reactor_fn fn;
+    /* What firing reads comes first (timers.c prefetches these lines). */
+    double when;      /* the deadline, absolute time on the reactor's clock */
+    double hwhen;     /* deadline of its live heap entry: `when`, or earlier after a move
+                       * to a later time (the entry is put back when it reaches the root) */
+    union {
+        reactor_fn fn;
+        struct reactor_timer *next_free; /* while on the reactor's free list */
+    };
     void *data;
-    const char *name;
-    unsigned refs;   /* the reactor's (while pending or running) + reactor_timer_hold()s */
-    unsigned char state, where;
-    struct reactor_timer *next_free;
     /* Repeating calls only (reactor_call_every); interval == 0 for a one-shot call.
      * Deadlines are base + k * interval, each computed afresh, so rounding errors do
      * not accumulate run after run (drift-free even in floating point). */
     double interval;
-    double base;     /* the grid's origin: moved by reset/delay */
+    unsigned refs;    /* the reactor's (while pending or running) + reactor_timer_hold()s */
+    unsigned entries; /* heap entries (live or stale) and due-list slots pointing here:
+                       * the struct is freed only when both counts are 0 */
+    unsigned char state, where;
+    uint64_t seq;     /* scheduling order: breaks ties between equal `when` */
+    reactor *r;       /* NULL once the reactor was freed (a held handle can outlive it) */
+    const char *name;
+    double base;      /* repeating calls: the grid's origin, moved by reset/delay */
 };
 
 /* A heap slot carries the deadline next to the pointer, so sifting compares without
  * touching the timers themselves (the seq tie-break reads the timer only on equal
- * deadlines). 16 bytes: the 4 children of a node share one 64-byte cache line. */
+ * deadlines). An entry may be stale (timers.c says when). 16 bytes: the 4 children of
+ * a node share one 64-byte cache line. */
 typedef struct reactor__heap_entry {
     double when;
     reactor_timer *t;
@@ -112,6 +120,7 @@ struct reactor {
     reactor__heap_entry *heap; /* logical slot 0 is the root (see timers.c for layout) */
     void *heap_mem;            /* the allocation heap points into */
     size_t heap_n, heap_cap;
+    size_t heap_live;       /* timers waiting in the heap: heap_n - heap_live are stale */
     reactor_timer **due;    /* timers collected in this pass, run after collection */
     size_t due_n, due_cap;
     uint64_t next_seq;

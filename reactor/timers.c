@@ -1,22 +1,44 @@
-/* Timers: a 4-ary min-heap ordered by (when, seq), the libevent/libuv/libev design.
+/* Timers: a 4-ary min-heap of {when, timer*} ordered by (when, seq), with lazy removal.
  *
  * - seq is a counter taken at scheduling time: two calls due at the same moment run in
  *   the order they were scheduled (Twisted's task.Clock is FIFO; its real reactor is not).
- * - Each timer knows its heap slot (t->idx), so cancel and reset are O(log n): a cancelled
- *   timer leaves the heap at once (no lazy compaction needed, semantics D6).
  * - 4-ary rather than binary (libev's choice): half the depth, and the heap array is laid
  *   out so the four children of a node fill exactly one 64-byte cache line. At a million
- *   timers the heap is far bigger than the caches, so misses are what costs.
+ *   timers the heap and the timers are far bigger than the caches, so cache misses and
+ *   mispredicted branches are what costs: the smallest of four children is found without
+ *   branches, the next level's lines and the next timers to fire are prefetched.
+ * - Lazy removal (Twisted's reactor, semantics D6). Timers do not know their heap slot:
+ *   keeping a back-index costs a store into a random timer for every entry a sift moves
+ *   (a cache miss each at a million timers: ~8 per schedule+fire). Instead an entry is
+ *   *live* when its timer is still waiting in the heap
+ *   (where == IN_HEAP) and the entry's deadline is the timer's `hwhen`; any other entry is
+ *   stale and is dropped when it reaches the root. So:
+ *     cancel     O(1): the timer's entry goes stale;
+ *     later      O(1): (reset/delay to a time >= hwhen) only `when` changes; when the
+ *                early entry reaches the root it is put back at `when` (Twisted's
+ *                delayed_time);
+ *     sooner     O(log n): a new entry is pushed, the old one goes stale;
+ *     re-arm     of a repeating call that still has stale entries (it was moved sooner):
+ *                O(n), they are compacted away first, because its new seq would change
+ *                how they compare and break the heap's order (Twisted's own move to an
+ *                earlier time is O(n) every time: list.index).
+ *   The root is always kept live and at its timer's real deadline (settle_top), so
+ *   reactor.c reads the next deadline straight from heap[0] and the poll timeout is
+ *   exact. Stale entries are bounded as in Twisted: when more than 50 and more than half
+ *   of the heap are stale, the heap is compacted in O(n).
+ * - A timer struct is freed only when no heap entry or due-list slot points at it
+ *   (`entries`) and nobody holds it (`refs`), so a stale entry never points at a struct
+ *   that was recycled for another call.
  * - Running is collect-then-run (libuv's uv__run_timers): every due timer is first moved
  *   to the `due` list, then they run in order. A timer scheduled while they run goes into
- *   the heap, not the list, so it waits for the next iteration (after one poll: timers
- *   cannot starve I/O, D3). A timer cancelled by an earlier one in the same pass is taken
- *   out of the list (its slot set to NULL), so it never runs.
+ *   the heap, so it waits for the next iteration (after one poll: timers cannot starve
+ *   I/O, D3). A timer cancelled or moved by an earlier one of the same pass is no longer
+ *   IN_DUE when its turn comes, so it does not run.
  * - Timer structs are recycled through a free list: scheduling does not call malloc once
  *   the reactor has warmed up.
  * - Repeating calls (reactor_call_every) are the same struct with interval != 0: after
- *   their function returns they go back into the heap at the next grid point (so never
- *   twice in one pass: the pass's list was collected before). */
+ *   their function returns they go back into the heap at the next grid point with a new
+ *   seq (so never twice in one pass: the pass's list was collected before). */
 #include "reactor/reactor_internal.h"
 
 #include <errno.h>
@@ -25,61 +47,93 @@
 #include <string.h>
 
 #define FREE_TIMERS_MAX 4096 /* recycled structs kept; more are given back to malloc */
+#define COMPACT_MIN 50       /* Twisted's threshold of cancelled calls before compacting */
 #define D 4                  /* children per node */
 /* Logical slot i lives at heap_mem[i + PAD]: with a 64-byte aligned allocation, the
  * children 4i+1..4i+4 then start at byte 64(i+1), one cache line. */
-#define PAD 3
+#define PAD (D - 1)
 
 static inline int entry_less(const reactor__heap_entry *a, const reactor__heap_entry *b)
 {
     return a->when < b->when || (a->when == b->when && a->t->seq < b->t->seq);
 }
 
-/* Both sifts keep the array and its size in locals: the t->idx stores would otherwise
- * force the compiler to reload r->heap and r->heap_n (size_t may alias them) at every
- * level. */
-static void sift_up(reactor *r, size_t i, reactor__heap_entry e)
+static inline int entry_live(const reactor__heap_entry *e)
 {
-    reactor__heap_entry *h = r->heap;
+    return e->t->where == REACTOR__IN_HEAP && e->when == e->t->hwhen;
+}
+
+/* The smallest of the four children h[c..c+3]. Which one wins is a coin toss, so
+ * branches would be mispredicted about half the time (2-3 per level, ~15 cycles each):
+ * the deadlines are compared without branching, and the (when, seq) comparison is
+ * taken only when two compared deadlines are equal. */
+static inline size_t min4(const reactor__heap_entry *h, size_t c)
+{
+    double w0 = h[c].when, w1 = h[c + 1].when, w2 = h[c + 2].when, w3 = h[c + 3].when;
+    size_t a = c + (w1 < w0), b = c + 2 + (w3 < w2);
+    double wa = w1 < w0 ? w1 : w0, wb = w3 < w2 ? w3 : w2;
+    size_t m = a ^ ((a ^ b) & -(size_t)(wb < wa)); /* wb < wa ? b : a */
+    if (__builtin_expect((w0 == w1) | (w2 == w3) | (wa == wb), 0)) {
+        a = entry_less(&h[c + 1], &h[c]) ? c + 1 : c;
+        b = entry_less(&h[c + 3], &h[c + 2]) ? c + 3 : c + 2;
+        m = entry_less(&h[b], &h[a]) ? b : a;
+    }
+    return m;
+}
+
+/* While the four children of a node are compared, the lines holding their sixteen
+ * children (256 contiguous bytes) are prefetched: whichever child wins, the next level's
+ * line is already on its way (the heap is bigger than the caches at a million timers). */
+static inline void prefetch_grandchildren(const reactor__heap_entry *h, size_t n, size_t c)
+{
+    if (D * c + D * D < n) {
+        const char *g = (const char *)&h[D * c + 1];
+        __builtin_prefetch(g);
+        __builtin_prefetch(g + 64);
+        __builtin_prefetch(g + 128);
+        __builtin_prefetch(g + 192);
+    }
+}
+
+/* The smallest of the children h[c..n-1] of the last, incomplete node. */
+static size_t min_tail(const reactor__heap_entry *h, size_t n, size_t c)
+{
+    size_t m = c;
+    for (size_t k = c + 1; k < n; k++)
+        if (entry_less(&h[k], &h[m]))
+            m = k;
+    return m;
+}
+
+static void sift_up(reactor__heap_entry *h, size_t i, reactor__heap_entry e)
+{
     while (i > 0) {
         size_t parent = (i - 1) / D;
         if (!entry_less(&e, &h[parent]))
             break;
         h[i] = h[parent];
-        h[i].t->idx = i;
         i = parent;
     }
     h[i] = e;
-    e.t->idx = i;
 }
 
-static void sift_down(reactor *r, size_t i, reactor__heap_entry e)
+static void sift_down(reactor__heap_entry *h, size_t n, size_t i, reactor__heap_entry e)
 {
-    reactor__heap_entry *h = r->heap;
-    const size_t n = r->heap_n;
-    for (;;) {
-        size_t c = D * i + 1;
-        if (c >= n)
-            break;
-        size_t m = c; /* the smallest child */
-        if (c + D <= n) { /* all four children: the common case, unrolled */
-            size_t m2 = entry_less(&h[c + 3], &h[c + 2]) ? c + 3 : c + 2;
-            m = entry_less(&h[c + 1], &h[c]) ? c + 1 : c;
-            if (entry_less(&h[m2], &h[m]))
-                m = m2;
-        } else {
-            for (size_t k = c + 1; k < n; k++)
-                if (entry_less(&h[k], &h[m]))
-                    m = k;
-        }
+    size_t c, m;
+    while ((c = D * i + 1) + D <= n) {
+        prefetch_grandchildren(h, n, c);
+        m = min4(h, c);
         if (!entry_less(&h[m], &e))
-            break;
+            goto done;
         h[i] = h[m];
-        h[i].t->idx = i;
         i = m;
     }
+    if (c < n && entry_less(&h[m = min_tail(h, n, c)], &e)) {
+        h[i] = h[m];
+        i = m;
+    }
+done:
     h[i] = e;
-    e.t->idx = i;
 }
 
 static int heap_grow(reactor *r)
@@ -98,28 +152,33 @@ static int heap_grow(reactor *r)
     return 0;
 }
 
-static int heap_push(reactor *r, reactor_timer *t)
+/* Adds an entry for t at `when`; the caller updates t's state. */
+static int heap_push(reactor *r, reactor_timer *t, double when)
 {
     if (r->heap_n == r->heap_cap && heap_grow(r) < 0)
         return -ENOMEM;
-    t->where = REACTOR__IN_HEAP;
-    sift_up(r, r->heap_n++, (reactor__heap_entry){t->when, t});
+    t->entries++;
+    sift_up(r->heap, r->heap_n++, (reactor__heap_entry){when, t});
     return 0;
 }
 
-/* Takes slot i out of the heap in O(log n): the last entry fills the hole and moves up
- * or down to where it belongs. */
-static void heap_remove(reactor *r, size_t i)
+/* Removes the root entry (its timer's `entries` is the caller's business). */
+static void heap_pop(reactor *r)
 {
-    reactor_timer *t = r->heap[i].t;
-    t->where = REACTOR__IN_NONE;
-    reactor__heap_entry last = r->heap[--r->heap_n];
-    if (i == r->heap_n)
+    reactor__heap_entry *h = r->heap;
+    size_t n = --r->heap_n;
+    if (n == 0)
         return;
-    if (i > 0 && entry_less(&last, &r->heap[(i - 1) / D]))
-        sift_up(r, i, last);
-    else
-        sift_down(r, i, last);
+    sift_down(h, n, 0, h[n]);
+    /* One of the root's children becomes the root at the next pop, and its timer is read
+     * then (settle_top, then to run it): a random place in memory, so start loading the
+     * four candidates now, a whole pop ahead. */
+    if (n > D) {
+        __builtin_prefetch(h[1].t);
+        __builtin_prefetch(h[2].t);
+        __builtin_prefetch(h[3].t);
+        __builtin_prefetch(h[4].t);
+    }
 }
 
 static void timer_free(reactor *r, reactor_timer *t)
@@ -133,21 +192,73 @@ static void timer_free(reactor *r, reactor_timer *t)
     }
 }
 
-/* Drops the reactor's reference (the call ran or was cancelled). */
-static void timer_unref(reactor *r, reactor_timer *t)
+/* Frees t once nothing points at it any more. */
+static inline void timer_maybe_free(reactor *r, reactor_timer *t)
 {
-    if (--t->refs == 0)
+    if (t->refs == 0 && t->entries == 0)
         timer_free(r, t);
 }
 
-/* Takes a pending timer out of wherever it waits (heap or this pass's due list). */
-static void timer_unlink(reactor *r, reactor_timer *t)
+/* Drops one reference (the reactor's, when the call ran or was cancelled). */
+static void timer_unref(reactor *r, reactor_timer *t)
 {
-    if (t->where == REACTOR__IN_HEAP)
-        heap_remove(r, t->idx);
-    else if (t->where == REACTOR__IN_DUE)
-        r->due[t->idx] = NULL;
-    t->where = REACTOR__IN_NONE;
+    t->refs--;
+    timer_maybe_free(r, t);
+}
+
+/* Drops one heap entry or due-list slot pointing at t. */
+static void timer_drop_entry(reactor *r, reactor_timer *t)
+{
+    t->entries--;
+    timer_maybe_free(r, t);
+}
+
+/* Keeps the root live and at its timer's real deadline: stale entries are dropped, an
+ * entry left early by a lazy move to a later time goes down to that time. */
+static void settle_top(reactor *r)
+{
+    while (r->heap_n > 0) {
+        reactor__heap_entry e = r->heap[0];
+        reactor_timer *t = e.t;
+        if (!entry_live(&e)) {
+            heap_pop(r);
+            timer_drop_entry(r, t);
+        } else if (e.when != t->when) {
+            t->hwhen = t->when;
+            sift_down(r->heap, r->heap_n, 0, (reactor__heap_entry){t->when, t});
+        } else {
+            return;
+        }
+    }
+}
+
+/* Drops every stale entry and rebuilds the heap (Floyd's O(n) heapify). A timer with
+ * two live-looking entries (moved sooner, later and back to the same time) keeps one. */
+static void heap_compact(reactor *r)
+{
+    reactor__heap_entry *h = r->heap;
+    size_t k = 0;
+    for (size_t i = 0; i < r->heap_n; i++) {
+        reactor_timer *t = h[i].t;
+        if (entry_live(&h[i])) {
+            t->where = REACTOR__IN_COMPACT; /* its other entries now look stale */
+            h[k++] = h[i];
+        } else {
+            timer_drop_entry(r, t);
+        }
+    }
+    r->heap_n = k;
+    for (size_t i = 0; i < k; i++)
+        h[i].t->where = REACTOR__IN_HEAP;
+    for (size_t i = k > 1 ? (k - 2) / D + 1 : 0; i-- > 0;)
+        sift_down(h, k, i, h[i]);
+}
+
+static inline void maybe_compact(reactor *r)
+{
+    size_t stale = r->heap_n - r->heap_live;
+    if (stale > COMPACT_MIN && stale > r->heap_n / 2)
+        heap_compact(r);
 }
 
 /* Shared by call_later (interval 0) and call_every; inlined into both. */
@@ -162,14 +273,16 @@ static inline reactor_timer *timer_new(reactor *r, double delay, reactor_fn fn, 
         return NULL; /* errno is ENOMEM */
     }
     double now = reactor__now_fresh(r), when = now + delay;
-    *t = (reactor_timer){.r = r, .when = when, .seq = r->next_seq++, .fn = fn,
-                         .data = data, .name = name ? name : "?", .refs = 1,
-                         .state = REACTOR__T_PENDING, .interval = interval, .base = now};
-    if (heap_push(r, t) < 0) {
+    *t = (reactor_timer){.when = when, .hwhen = when, .fn = fn, .data = data, .refs = 1,
+                         .state = REACTOR__T_PENDING, .where = REACTOR__IN_HEAP,
+                         .seq = r->next_seq++, .r = r, .name = name ? name : "?",
+                         .interval = interval, .base = now};
+    if (heap_push(r, t, when) < 0) {
         timer_free(r, t);
         errno = ENOMEM;
         return NULL;
     }
+    r->heap_live++;
     r->pending++;
     return t;
 }
@@ -215,36 +328,44 @@ int reactor_timer_cancel(reactor_timer *t)
     if (rc)
         return rc;
     reactor *r = t->r;
-    timer_unlink(r, t);
+    if (t->where == REACTOR__IN_HEAP)
+        r->heap_live--; /* its entry is stale from now on */
+    t->where = REACTOR__IN_NONE; /* a due-list slot is skipped too */
     t->state = REACTOR__T_CANCELLED;
     r->pending--;
+    int top = r->heap_n > 0 && r->heap[0].t == t;
     timer_unref(r, t); /* the handle is gone now unless the caller holds it */
+    if (top)
+        settle_top(r);
+    maybe_compact(r);
     return 0;
 }
 
 /* Moves a pending timer to `when`, keeping its seq: among calls due at that time it
- * keeps its original scheduling order (what task.Clock's stable re-sort gives). */
+ * keeps its original order (what task.Clock's stable re-sort gives). */
 static int timer_move(reactor_timer *t, double when)
 {
     reactor *r = t->r;
     if (!isfinite(when))
         return -EINVAL;
-    t->base = when; /* a repeating call's grid restarts at its new deadline */
-    if (t->where == REACTOR__IN_HEAP) {
-        size_t i = t->idx;
-        t->when = when;
-        reactor__heap_entry e = {when, t};
-        if (i > 0 && entry_less(&e, &r->heap[(i - 1) / D]))
-            sift_up(r, i, e);
-        else
-            sift_down(r, i, e);
-        return 0;
+    if (t->where == REACTOR__IN_HEAP && when >= t->hwhen) {
+        t->when = when; /* later: its entry is put back when it reaches the root */
+        if (r->heap[0].t == t)
+            settle_top(r);
+    } else {
+        /* Sooner, or not in the heap (collected for this pass, or its own function is
+         * running): a new entry; an older one goes stale. */
+        int rc = heap_push(r, t, when);
+        if (rc < 0)
+            return rc;
+        if (t->where != REACTOR__IN_HEAP)
+            r->heap_live++;
+        t->where = REACTOR__IN_HEAP;
+        t->when = t->hwhen = when;
+        maybe_compact(r);
     }
-    /* Collected for this pass but not run yet: it goes back to the heap (heap_push
-     * cannot fail here, the heap had room for it a moment ago). */
-    timer_unlink(r, t);
-    t->when = when;
-    return heap_push(r, t);
+    t->base = when; /* a repeating call's grid restarts at its new deadline */
+    return 0;
 }
 
 int reactor_timer_reset(reactor_timer *t, double seconds)
@@ -286,8 +407,9 @@ reactor_timer *reactor_timer_hold(reactor_timer *t)
 
 void reactor_timer_release(reactor_timer *t)
 {
-    /* Given back to malloc, not the free list: the reactor may be gone already. */
-    if (t && --t->refs == 0)
+    /* Given back to malloc, not the free list: the reactor may be gone already. While
+     * the reactor lives and a stale entry still points at t, the heap frees it later. */
+    if (t && --t->refs == 0 && t->entries == 0)
         free(t);
 }
 
@@ -315,9 +437,18 @@ static int timer_rearm(reactor *r, reactor_timer *t)
         t->base = now;
         next = now + t->interval;
     }
-    t->when = next;
+    /* Stale entries of its own (left by a move sooner) would compare differently under
+     * the new seq and break the heap's order: drop them first (O(n), rare). */
+    if (t->entries > 0)
+        heap_compact(r);
     t->seq = r->next_seq++; /* scheduled now: after calls already due at that time */
-    return heap_push(r, t);
+    int rc = heap_push(r, t, next);
+    if (rc < 0)
+        return rc;
+    t->when = t->hwhen = next;
+    t->where = REACTOR__IN_HEAP;
+    r->heap_live++;
+    return 0;
 }
 
 /* A repeating call stays PENDING while its function runs (cancel from inside is
@@ -338,7 +469,8 @@ static void run_repeating(reactor *r, reactor_timer *t)
 
 size_t reactor__run_timers(reactor *r)
 {
-    /* Phase 1: collect. Everything due now leaves the heap, in (when, seq) order. */
+    /* Phase 1: collect. Everything due now leaves the heap, in (when, seq) order; the
+     * root's entry becomes the due-list slot (`entries` unchanged). */
     r->due_n = 0;
     while (r->heap_n > 0 && r->heap[0].when <= r->now) {
         if (r->due_n == r->due_cap) {
@@ -349,18 +481,22 @@ size_t reactor__run_timers(reactor *r)
             r->due = d;
             r->due_cap = cap;
         }
-        reactor_timer *t = r->heap[0].t;
-        heap_remove(r, 0);
+        reactor_timer *t = r->heap[0].t; /* live: settle_top keeps it so */
+        heap_pop(r);
+        r->heap_live--;
         t->where = REACTOR__IN_DUE;
-        t->idx = r->due_n;
         r->due[r->due_n++] = t;
+        settle_top(r);
     }
-    /* Phase 2: run. A slot is NULL when an earlier timer cancelled or reset this one. */
+    /* Phase 2: run. A timer an earlier one cancelled or moved is no longer IN_DUE. */
     size_t ran = 0;
     for (size_t i = 0; i < r->due_n; i++) {
         reactor_timer *t = r->due[i];
-        if (!t)
+        t->entries--; /* its slot; the reactor's reference keeps it alive if pending */
+        if (t->where != REACTOR__IN_DUE) {
+            timer_maybe_free(r, t);
             continue;
+        }
         t->where = REACTOR__IN_NONE;
         if (t->interval != 0) { /* repeating: the one extra branch a one-shot pays */
             run_repeating(r, t);
@@ -392,12 +528,15 @@ void reactor__timers_free(reactor *r)
      * with r == NULL (it then reports itself cancelled). */
     for (size_t i = 0; i < r->heap_n; i++) {
         reactor_timer *t = r->heap[i].t;
-        t->state = REACTOR__T_CANCELLED;
-        t->where = REACTOR__IN_NONE;
+        if (t->where == REACTOR__IN_HEAP) {
+            t->state = REACTOR__T_CANCELLED;
+            t->where = REACTOR__IN_NONE;
+            t->refs--;
+        }
         t->r = NULL;
-        timer_unref(NULL, t);
+        timer_drop_entry(NULL, t);
     }
-    r->heap_n = 0;
+    r->heap_n = r->heap_live = 0;
     r->pending = 0;
     free(r->heap_mem);
     free(r->due);

@@ -10,7 +10,7 @@
 #include <unistd.h>
 
 #include "helpers.h"
-#include "reactor/reactor_internal.h" /* heap size, to prove cancelled timers leave at once */
+#include "reactor/reactor_internal.h" /* heap size and root: lazy removal stays bounded */
 
 #define MAXLOG 2048
 
@@ -503,7 +503,6 @@ START_TEST(testGetDelayedCalls)
     for (int k = 0; k < 100; k += 2)
         ck_assert_int_eq(reactor_timer_cancel(t[k]), 0);
     ck_assert_uint_eq(reactor_pending_timers(r), 50);
-    ck_assert_uint_eq(r->heap_n, 50);
     ck_assert_int_eq(reactor_advance(r, 10), 0);
     ck_assert_int_eq(l.n, 50);
     ck_assert_uint_eq(reactor_pending_timers(r), 0);
@@ -928,6 +927,203 @@ START_TEST(test_every_real_clock_no_spin)
 }
 END_TEST
 
+/* ---- Lazy removal (timers.c): cancelled and moved calls leave stale heap entries ---- */
+
+/* Cancelling most calls (the common case: replies came in time) keeps the pending count
+ * exact and the heap bounded: it is compacted when more than 50 entries and more than
+ * half of them are stale (Twisted's rule, D6). The calls left run, in time order. */
+START_TEST(test_cancel_many_pending_exact_heap_bounded)
+{
+    reactor *r = fake(_i);
+    enum { N = 1000 };
+    static tlog l;
+    static tcall c[N];
+    static reactor_timer *t[N];
+    memset(&l, 0, sizeof l);
+    for (int k = 0; k < N; k++) {
+        c[k] = (tcall){&l, k, NULL, 1 + (k * 7919 % N) * 0.001}; /* distinct deadlines */
+        t[k] = reactor_call_later(r, c[k].when, record, &c[k]);
+    }
+    size_t pending = N;
+    for (int j = 0; j < N; j++) {
+        int k = j * 611 % N; /* a scrambled order */
+        if (k % 10 == 0)
+            continue; /* every tenth call stays */
+        ck_assert_int_eq(reactor_timer_cancel(t[k]), 0);
+        pending--;
+        ck_assert_uint_eq(reactor_pending_timers(r), pending);
+        ck_assert_uint_le(r->heap_n, 2 * pending + 50);
+    }
+    ck_assert_uint_eq(pending, N / 10);
+    ck_assert_int_eq(reactor_advance(r, 2), 0);
+    ck_assert_int_eq(l.n, N / 10);
+    for (int i = 0; i < l.n; i++) {
+        ck_assert_int_eq(l.order[i] % 10, 0);
+        if (i > 0)
+            ck_assert(c[l.order[i]].when > c[l.order[i - 1]].when);
+    }
+    ck_assert_uint_eq(reactor_pending_timers(r), 0);
+    ck_assert_uint_eq(r->heap_n, 0);
+    reactor_free(r);
+}
+END_TEST
+
+/* Moves sooner, later and back, mixed: nothing runs early, and the three calls due at 5
+ * run in the order they were scheduled. The next deadline the loop polls with is the
+ * real one, not that of an entry left behind by a move. */
+START_TEST(test_reset_sooner_later_keeps_fifo)
+{
+    reactor *r = fake(_i);
+    tlog l = {0};
+    tcall a = {&l, 'a', NULL, 0}, b = {&l, 'b', NULL, 0}, c = {&l, 'c', NULL, 0};
+    reactor_call_later(r, 5, record, &a);
+    reactor_timer *tb = reactor_call_later(r, 5, record, &b);
+    reactor_timer *tc = reactor_call_later(r, 5, record, &c);
+    ck_assert_int_eq(reactor_timer_reset(tb, 2), 0); /* sooner */
+    ck_assert_int_eq(reactor_timer_reset(tb, 5), 0); /* later: back to 5 */
+    ck_assert_int_eq(reactor_timer_reset(tc, 1), 0);
+    ck_assert_int_eq(reactor_timer_reset(tc, 7), 0);
+    ck_assert_int_eq(reactor_timer_delay(tc, 0), 0);
+    ck_assert_int_eq(reactor_timer_reset(tc, 5), 0);
+    ck_assert(reactor_timer_time(tb) == 5.0 && reactor_timer_time(tc) == 5.0);
+    ck_assert(r->heap[0].when == 5.0);               /* what poll_timeout reads */
+    ck_assert_int_eq(reactor__timer_timeout_ms(r), 5000);
+    for (int k = 1; k <= 4; k++) {
+        ck_assert_int_eq(reactor_advance(r, 1), 0);
+        ck_assert_int_eq(l.n, 0);
+        ck_assert(r->heap[0].when == 5.0);
+    }
+    ck_assert_int_eq(reactor_advance(r, 1), 0);
+    ck_assert_int_eq(l.n, 3);
+    ck_assert_int_eq(l.order[0], 'a');
+    ck_assert_int_eq(l.order[1], 'b');
+    ck_assert_int_eq(l.order[2], 'c');
+    ck_assert_int_eq(reactor_advance(r, 10), 0);
+    ck_assert_int_eq(l.n, 3); /* each ran once */
+    ck_assert_uint_eq(reactor_pending_timers(r), 0);
+    ck_assert_uint_eq(r->heap_n, 0);
+    reactor_free(r);
+}
+END_TEST
+
+/* Cancelling the nearest call leaves nothing behind at the top of the heap: with no
+ * other call the heap is empty, so the clock can be swapped (reactor_use_fake_clock
+ * refuses while calls are pending). */
+START_TEST(test_cancel_nearest_leaves_heap_empty)
+{
+    reactor *r = th_reactor(_i);
+    tlog l = {0};
+    tcall c = {&l, 1, NULL, 0};
+    reactor_timer *t = reactor_call_later(r, 1, record, &c);
+    ck_assert_int_eq(reactor_timer_cancel(t), 0);
+    ck_assert_uint_eq(r->heap_n, 0);
+    ck_assert_int_eq(reactor_use_fake_clock(r, 0), 0);
+    reactor_free(r);
+}
+END_TEST
+
+/* A cancelled call's entry stays in the heap until its time; the struct is not recycled
+ * for a new call meanwhile (whether the handle was released or not), so the new calls
+ * run once each and the cancelled one never runs. */
+START_TEST(test_cancelled_struct_not_reused_while_in_heap)
+{
+    reactor *r = fake(_i);
+    enum { N = 200 };
+    tlog l = {0};
+    tcall first = {&l, 'f', NULL, 0}, x = {&l, 'x', NULL, 0}, y = {&l, 'y', NULL, 0};
+    reactor_call_later(r, 1, record, &first); /* keeps x's entry off the top */
+    reactor_timer *tx = reactor_call_later(r, 10, record, &x);
+    reactor_timer *tx2 = reactor_timer_hold(reactor_call_later(r, 10, record, &x));
+    ck_assert_int_eq(reactor_timer_cancel(tx), 0);
+    ck_assert_int_eq(reactor_timer_cancel(tx2), 0);
+    reactor_timer_release(tx2); /* the last reference, but its entry is still there */
+    for (int k = 0; k < N; k++) {
+        reactor_timer *ty = reactor_call_later(r, 10, record, &y);
+        ck_assert_ptr_nonnull(ty);
+        ck_assert(ty != tx && ty != tx2);
+    }
+    ck_assert_uint_eq(reactor_pending_timers(r), N + 1);
+    ck_assert_int_eq(reactor_advance(r, 10), 0);
+    ck_assert_int_eq(l.n, N + 1);
+    ck_assert_int_eq(l.order[0], 'f');
+    for (int i = 1; i < l.n; i++)
+        ck_assert_int_eq(l.order[i], 'y');
+    ck_assert_uint_eq(reactor_pending_timers(r), 0);
+    reactor_free(r);
+}
+END_TEST
+
+/* A call moved sooner, then later, then back where it was ends up with two entries that
+ * both look like its own (the one left behind at 5, and the early one put back at 5);
+ * it still runs once, and a compaction keeps only one: right after a compaction every
+ * heap entry is a pending call's. */
+START_TEST(test_compaction_keeps_one_entry_per_call)
+{
+    reactor *r = fake(_i);
+    enum { N = 200 };
+    tlog l = {0};
+    tcall g = {&l, 'g', NULL, 0}, c = {&l, 't', NULL, 0}, o = {&l, 'o', NULL, 0};
+    reactor_call_later(r, 1, record, &g);           /* keeps the top of the heap */
+    reactor_timer *t = reactor_call_later(r, 5, record, &c);
+    ck_assert_int_eq(reactor_timer_reset(t, 3), 0); /* sooner: entries at 5 and 3 */
+    ck_assert_int_eq(reactor_timer_reset(t, 7), 0); /* later: only its time changes */
+    ck_assert_int_eq(reactor_timer_reset(t, 5), 0); /* later than 3 again */
+    ck_assert_int_eq(reactor_advance(r, 1), 0);     /* g runs; 3 is put back at 5 */
+    ck_assert_int_eq(l.n, 1);
+    reactor_timer *others[N];
+    for (int k = 0; k < N; k++)
+        others[k] = reactor_call_later(r, 20, record, &o);
+    int cancelled = 0, compacted = 0;
+    while (cancelled < N && !compacted) {
+        ck_assert_int_eq(reactor_timer_cancel(others[cancelled++]), 0);
+        compacted = r->heap_n == reactor_pending_timers(r);
+    }
+    ck_assert(compacted);
+    ck_assert_int_eq(reactor_advance(r, 4), 0);
+    ck_assert_int_eq(l.n, 2);
+    ck_assert_int_eq(l.order[1], 't');
+    ck_assert(l.at[1] == 5.0);
+    ck_assert_int_eq(reactor_advance(r, 20), 0);
+    ck_assert_int_eq(l.n, 2 + N - cancelled);
+    ck_assert_uint_eq(reactor_pending_timers(r), 0);
+    reactor_free(r);
+}
+END_TEST
+
+/* A repeating call moved sooner leaves an entry behind at its old deadline (1 here).
+ * Its re-arm gives it a new place among calls due at the same time; the ten calls due
+ * at 1 still run in the order they were scheduled (a stale entry whose place changed
+ * under it would break the heap's order: this layout did), and it stays on its new
+ * grid. */
+START_TEST(test_every_reset_sooner_keeps_fifo)
+{
+    reactor *r = fake(_i);
+    tlog l = {0};
+    tcall e = {&l, 100, NULL, 0}, c[10];
+    for (int k = 0; k < 10; k++)
+        c[k] = (tcall){&l, k, NULL, 1.0};
+    reactor_call_later(r, 1.0, record, &c[0]);
+    reactor_timer *te = reactor_call_every(r, 1.0, record, &e); /* at 1, 2, ... */
+    for (int k = 1; k < 10; k++)
+        reactor_call_later(r, 1.0, record, &c[k]);
+    ck_assert_int_eq(reactor_timer_reset(te, 0.5), 0); /* now 0.5, 1.5, ... */
+    for (int k = 0; k < 4; k++)
+        ck_assert_int_eq(reactor_advance(r, 0.5), 0);
+    ck_assert_int_eq(l.n, 12);
+    ck_assert_int_eq(l.order[0], 100);
+    ck_assert(l.at[0] == 0.5);
+    for (int k = 0; k < 10; k++) {
+        ck_assert_int_eq(l.order[1 + k], k);
+        ck_assert(l.at[1 + k] == 1.0);
+    }
+    ck_assert_int_eq(l.order[11], 100);
+    ck_assert(l.at[11] == 1.5);
+    ck_assert_int_eq(reactor_timer_cancel(te), 0);
+    ck_assert_uint_eq(reactor_pending_timers(r), 0);
+    reactor_free(r);
+}
+END_TEST
+
 extern Suite *suite_reactor_timers(void);
 Suite *suite_reactor_timers(void)
 {
@@ -969,6 +1165,12 @@ Suite *suite_reactor_timers(void)
     tcase_add_loop_test(tc, test_every_reset, 0, n);
     tcase_add_loop_test(tc, test_every_bad_args, 0, n);
     tcase_add_loop_test(tc, test_every_real_clock_no_spin, 0, n);
+    tcase_add_loop_test(tc, test_cancel_many_pending_exact_heap_bounded, 0, n);
+    tcase_add_loop_test(tc, test_reset_sooner_later_keeps_fifo, 0, n);
+    tcase_add_loop_test(tc, test_cancel_nearest_leaves_heap_empty, 0, n);
+    tcase_add_loop_test(tc, test_cancelled_struct_not_reused_while_in_heap, 0, n);
+    tcase_add_loop_test(tc, test_compaction_keeps_one_entry_per_call, 0, n);
+    tcase_add_loop_test(tc, test_every_reset_sooner_keeps_fifo, 0, n);
     suite_add_tcase(s, tc);
     return s;
 }
