@@ -193,8 +193,22 @@ def col(sc, srv, key):
                 pass
     return out
 
-print("| conns/depth | server | req/s (median) | x raw | CPU ns/req (median) | x raw | p50 / p99 us | runs (req/s) | failed runs |")
-print("|---|---|---:|---:|---:|---:|---|---|---:|")
+# Ratios of medians move when the machine changes state during a scenario (a run of
+# every server is a few seconds; another program may start in between). The servers of
+# one run are measured back to back, so the ratio within each run, then its median over
+# the runs, is the steadier figure: "same-run x raw".
+def same_run_ratio(sc, srv, key):
+    by_run = {}
+    for d in rows:
+        if d["scenario"] == sc and key in d and d.get("rc") == "0":
+            try:
+                by_run.setdefault(d["run"], {})[d["server"]] = float(d[key])
+            except ValueError:
+                pass
+    return med([r[srv] / r["raw"] for r in by_run.values() if srv in r and r.get("raw")])
+
+print("| conns/depth | server | req/s (median) | x raw | same-run x raw | CPU ns/req (median) | x raw | same-run x raw | p50 / p99 us | runs (req/s) | failed runs |")
+print("|---|---|---:|---:|---:|---:|---:|---:|---|---|---:|")
 for sc in scen:
     raw_rps = med(col(sc, "raw", "rps"))
     raw_cpu = med(col(sc, "raw", "server_cpu_ns_per_req"))
@@ -207,11 +221,13 @@ for sc in scen:
         runs = " ".join("%.0f" % v for v in col(sc, srv, "rps"))
         def f(v, fmt):
             return fmt % v if v is not None else "-"
-        print("| %s | %s | %s | %s | %s | %s | %s / %s | %s | %d |" % (
+        print("| %s | %s | %s | %s | %s | %s | %s | %s | %s / %s | %s | %d |" % (
             sc, srv, f(rps, "%.0f"),
             f(rps / raw_rps if rps and raw_rps else None, "%.2f"),
+            f(same_run_ratio(sc, srv, "rps"), "%.2f"),
             f(cpu, "%.0f"),
             f(cpu / raw_cpu if cpu and raw_cpu else None, "%.2f"),
+            f(same_run_ratio(sc, srv, "server_cpu_ns_per_req"), "%.2f"),
             f(p50, "%.1f"), f(p99, "%.1f"), runs, fails))
 EOF
 exit $status
