@@ -194,7 +194,12 @@ int reactor_free(reactor *r)
 const char *reactor_backend_name(const reactor *r) { return r ? r->be->name : NULL; }
 int reactor_running(const reactor *r) { return r ? r->running : 0; }
 uint64_t reactor_iterations(const reactor *r) { return r ? r->iter : 0; }
-double reactor_seconds(const reactor *r) { return r ? r->now : 0; }
+double reactor_seconds(const reactor *r)
+{
+    if (!r)
+        return 0;
+    return r->fake_clock ? r->now : reactor__clock_now();
+}
 
 /* ---- I/O watchers --------------------------------------------------------------- */
 
@@ -512,8 +517,7 @@ static NOINLINE int poll_traced(reactor *r, int timeout)
  *
  * The common iteration (nothing queued by other threads, no timer due, no trace) must be
  * cheap, since a lone busy connection pays it once per request: "anything to run first?"
- * is one load and one compare per source, and the clock is read once at the start and
- * once after a poll that may have blocked, not more. Inlined into reactor_run and
+ * is one load and one compare per source, and the clock is read once, at the start. Inlined into reactor_run and
  * reactor_iterate, which check their arguments first. */
 static ALWAYS_INLINE int iterate(reactor *r, double max_wait)
 {
@@ -534,8 +538,9 @@ static ALWAYS_INLINE int iterate(reactor *r, double max_wait)
         n = poll_traced(r, timeout);
     else if (UNLIKELY((n = backend_poll(r, timeout)) == -EINTR))
         n = poll_again(r, timeout);
-    if (timeout != 0) /* it may have slept; a 0-ms poll leaves the reading fresh enough */
-        r->now = reactor__clock_now(); /* (a fake clock always polls with 0) */
+    /* No clock reading here: nothing in step 4 needs one. Scheduling reads the clock
+     * itself (reactor__now_fresh), reactor_seconds() too, and the next iteration reads
+     * it before it looks at the timers. One reading per iteration instead of two. */
 
     if (n > 0) {
         r->batch_n = n;

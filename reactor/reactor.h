@@ -103,9 +103,10 @@ TWISTC_API int reactor_unwatch(reactor *r, int fd);
 
 typedef void (*reactor_fn)(reactor *r, void *data);
 
-/* The reactor's clock in seconds (CLOCK_MONOTONIC, or the fake clock). Cached: read at
- * the start of each iteration, before and after each poll, and whenever a call is
- * scheduled (so a delay always counts from the moment of the call: never early). */
+/* The reactor's clock in seconds: CLOCK_MONOTONIC read now, or the fake clock's time.
+ * (The loop itself reads the clock once per iteration, before it looks at the timers,
+ * and again whenever a call is scheduled: a delay always counts from the moment of the
+ * call, so a timer never fires early.) */
 TWISTC_API double reactor_seconds(const reactor *r);
 
 /* Runs fn(r, data) once, `delay` seconds from now (delay >= 0), never early. Calls due at
