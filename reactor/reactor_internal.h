@@ -37,7 +37,8 @@ enum { REACTOR__T_PENDING, REACTOR__T_CALLED, REACTOR__T_CANCELLED };
 enum { REACTOR__IN_NONE, REACTOR__IN_HEAP, REACTOR__IN_DUE, REACTOR__IN_COMPACT };
 
 struct reactor_timer {
-    /* What firing reads comes first (timers.c prefetches these lines). */
+    /* What firing reads comes first: timers.c prefetches the start of a timer that may
+     * fire next. */
     double when;      /* the deadline, absolute time on the reactor's clock */
     double hwhen;     /* deadline of its live heap entry: `when`, or earlier after a move
                        * to a later time (the entry is put back when it reaches the root) */
