@@ -542,12 +542,11 @@ static ALWAYS_INLINE int iterate(reactor *r, double max_wait)
      * itself (reactor__now_fresh), reactor_seconds() too, and the next iteration reads
      * it before it looks at the timers. One reading per iteration instead of two. */
 
-    if (n > 0) {
-        r->batch_n = n;
-        if (n == 1)
-            dispatch_entry(r, r->ready[0], 0);
-        else
-            dispatch(r, n);
+    if (n == 1) {
+        dispatch_entry(r, r->ready[0], 0); /* by value: batch_n stays 0, nothing to keep */
+    } else if (n > 1) {
+        r->batch_n = n; /* what grow_ready keeps if a callback watches more fds */
+        dispatch(r, n);
         r->batch_n = 0;
     }
     r->in_iteration = 0;
