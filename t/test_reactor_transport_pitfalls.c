@@ -20,12 +20,6 @@
 
 #define WAIT 10.0
 
-static void set_done(struct tp *p, const protocol_reason *reason)
-{
-    (void)reason;
-    p->tf->done = 1;
-}
-
 /* Runs r for `seconds` of real time; returns the iterations it took. */
 static uint64_t idle_iterations(reactor *r, double seconds)
 {
@@ -53,37 +47,31 @@ static void write_big(struct tp *p)
 /* 2.2: a slow reader against a large write; WRITABLE only while output is pending. */
 START_TEST(test_2_2_slow_reader_partial_writes)
 {
-    reactor *r = th_reactor(_i);
-    struct tfactory tf;
-    tf_init(&tf, TP_RECORD);
-    tf.on_made = write_big;
-    listener *l = reactor_listen_tcp(r, "127.0.0.1", 0, &tf.f, 0);
-    struct rawc c;
-    rawc_connect_slow(&c, r, listener_port(l), 4096);
-    c.max_per_read = 4096;
-    c.check_pattern = 1;
-    c.want = big_len;
+    struct tfx x;
+    tfx_open(&x, _i, TP_RECORD);
+    x.srv.on_made = write_big;
+    struct rawc *c = tfx_raw_slow(&x, 4096);
+    c->max_per_read = 4096;
+    c->check_pattern = 1;
+    c->want = big_len;
     /* let the server accept and write until the socket is full */
-    for (int i = 0; i < 50 && !(tf.last && (tf.last->base.transport->flags & T_WANT_WRITE)); i++)
-        reactor_iterate(r, 0.05);
-    ck_assert_ptr_nonnull(tf.last);
-    transport *t = tf.last->base.transport;
+    tfx_wait_write_blocked(&x, WAIT);
+    ck_assert_ptr_nonnull(x.srv.last);
+    transport *t = x.srv.last->base.transport;
     ck_assert(t->flags & T_WANT_WRITE);
     ck_assert(t->flags & T_REG_W); /* waiting for WRITABLE */
     ck_assert_uint_gt(transport_pending(t), 0);
     /* now the peer reads, slowly */
-    rawc_watch(&c);
-    ck_assert(th_iterate_until(r, &c.done, WAIT));
-    ck_assert_uint_eq(c.len, big_len);
-    ck_assert_uint_eq(c.bad_at, 0); /* every byte, in order */
+    rawc_watch(c);
+    ck_assert(th_iterate_until(x.r, &c->done, WAIT));
+    ck_assert_uint_eq(c->len, big_len);
+    ck_assert_uint_eq(c->bad_at, 0); /* every byte, in order */
     ck_assert_uint_eq(transport_pending(t), 0);
     ck_assert(!(t->flags & T_REG_W)); /* write interest dropped once drained */
     ck_assert_ptr_null(t->out);       /* and no buffer kept */
     /* nothing pending: the loop sleeps instead of spinning */
-    ck_assert_uint_le(idle_iterations(r, 0.1), 3);
-    rawc_free(&c);
-    listener_free(l);
-    reactor_free(r);
+    ck_assert_uint_le(idle_iterations(x.r, 0.1), 3);
+    tfx_close(&x);
 }
 END_TEST
 
@@ -105,37 +93,32 @@ static int log_order(struct tp *p, const char *data, size_t len)
 
 START_TEST(test_2_3_read_budget_fairness)
 {
-    reactor *r = th_reactor(_i);
-    struct tfactory tf;
-    tf_init(&tf, TP_RECORD);
-    tf.on_data = log_order;
+    struct tfx x;
+    tfx_open(&x, _i, TP_RECORD);
+    x.srv.on_data = log_order;
     order_n = 0;
-    listener *l = reactor_listen_tcp(r, "127.0.0.1", 0, &tf.f, 0);
-    struct rawc a, b;
-    rawc_connect(&a, r, listener_port(l), 0);
-    rawc_connect(&b, r, listener_port(l), 0);
+    struct rawc *a = tfx_raw(&x), *b = tfx_raw(&x);
     int bufsz = 1 << 20;
-    setsockopt(a.fd, SOL_SOCKET, SO_SNDBUF, &bufsz, sizeof bufsz);
+    setsockopt(a->fd, SOL_SOCKET, SO_SNDBUF, &bufsz, sizeof bufsz);
     /* accept both first */
-    for (int i = 0; i < 20 && tf.made < 2; i++)
-        reactor_iterate(r, 0.05);
-    ck_assert_int_eq(tf.made, 2);
+    tfx_wait_made(&x, 2, WAIT);
+    ck_assert_int_eq(x.srv.made, 2);
     /* a: as much as the kernel takes (several reads' worth), then b: one line */
     static char blob[65536];
     memset(blob, 'a', sizeof blob);
     size_t sent = 0;
     for (int i = 0; i < 64; i++) {
-        ssize_t n = send(a.fd, blob, sizeof blob, MSG_NOSIGNAL);
+        ssize_t n = send(a->fd, blob, sizeof blob, MSG_NOSIGNAL);
         if (n <= 0)
             break;
         sent += (size_t)n;
     }
     ck_assert_uint_gt(sent, 3 * TRANSPORT__READ_MAX);
-    rawc_send(&b, "line!\n", 6);
+    rawc_send(b, "line!\n", 6);
     int got_line = 0;
     size_t a_reads_before = 0;
     for (int i = 0; i < 1000 && !got_line; i++) {
-        reactor_iterate(r, 0.05);
+        reactor_iterate(x.r, 0.05);
         for (int k = 0; k < order_n; k++)
             if (order_log[k]) {
                 got_line = 1;
@@ -146,10 +129,7 @@ START_TEST(test_2_3_read_budget_fairness)
     ck_assert(got_line);
     /* the line came while a still had most of its data unread */
     ck_assert_uint_lt(a_reads_before * TRANSPORT__READ_MAX, sent);
-    rawc_free(&a);
-    rawc_free(&b);
-    listener_free(l);
-    reactor_free(r);
+    tfx_close(&x);
 }
 END_TEST
 
@@ -191,40 +171,34 @@ static void forget_conn(struct tp *p, const protocol_reason *reason)
 
 START_TEST(test_2_4_close_other_with_pending_event)
 {
-    reactor *r = th_reactor(_i);
-    struct tfactory tf;
-    tf_init(&tf, TP_RECORD);
-    tf.on_made = note_conn;
-    tf.on_data = abort_other;
-    tf.on_lost = forget_conn;
+    struct tfx x;
+    tfx_open(&x, _i, TP_RECORD);
+    x.srv.on_made = note_conn;
+    x.srv.on_data = abort_other;
+    x.srv.on_lost = forget_conn;
     conns24[0] = conns24[1] = NULL;
     extra_pair[0] = extra_pair[1] = -1;
-    listener *l = reactor_listen_tcp(r, "127.0.0.1", 0, &tf.f, 0);
-    struct rawc a, b;
-    rawc_connect(&a, r, listener_port(l), 0);
-    rawc_connect(&b, r, listener_port(l), 0);
-    for (int i = 0; i < 20 && tf.made < 2; i++)
-        reactor_iterate(r, 0.05);
-    ck_assert_int_eq(tf.made, 2);
+    struct rawc *a = tfx_raw(&x), *b = tfx_raw(&x);
+    tfx_wait_made(&x, 2, WAIT);
+    ck_assert_int_eq(x.srv.made, 2);
     /* both readable in the same poll batch */
-    rawc_send(&a, "x", 1);
-    rawc_send(&b, "y", 1);
-    ck_assert(th_iterate_until(r, &tf.lost, WAIT)); /* the aborted one is lost */
+    rawc_send(a, "x", 1);
+    rawc_send(b, "y", 1);
+    ck_assert(th_iterate_until(x.r, &x.srv.lost, WAIT)); /* the aborted one is lost */
     /* exactly one got data (the other was aborted before its event ran) */
     int data_calls = (conns24[0] ? conns24[0]->data_calls : 0) + (conns24[1] ? conns24[1]->data_calls : 0);
     ck_assert_int_eq(data_calls, 1);
-    ck_assert_int_eq(tf.lost, 1);
-    ck_assert_int_eq(tf.lost_kind[PROTOCOL_ABORTED], 1);
-    rawc_free(&a);
-    rawc_free(&b);
-    ck_assert(th_iterate_until(r, &tf.done, WAIT));
-    ck_assert_int_eq(tf.lost, 2);
+    ck_assert_int_eq(x.srv.lost, 1);
+    ck_assert_int_eq(x.srv.lost_kind[PROTOCOL_ABORTED], 1);
+    rawc_free(a); /* the survivor's peer goes too */
+    rawc_free(b);
+    ck_assert(th_iterate_until(x.r, &x.srv.done, WAIT));
+    ck_assert_int_eq(x.srv.lost, 2);
     if (extra_pair[0] >= 0) {
         close(extra_pair[0]);
         close(extra_pair[1]);
     }
-    listener_free(l);
-    reactor_free(r);
+    tfx_close(&x);
 }
 END_TEST
 
@@ -249,29 +223,24 @@ static int close_self(struct tp *p, const char *data, size_t len)
 START_TEST(test_2_5_close_in_own_callback)
 {
     for (close_mode = 0; close_mode < 2; close_mode++) {
-        reactor *r = th_reactor(_i);
-        struct tfactory tf;
-        tf_init(&tf, TP_RECORD);
-        tf.on_data = close_self;
-        tf.on_lost = set_done;
-        listener *l = reactor_listen_tcp(r, "127.0.0.1", 0, &tf.f, 0);
-        struct rawc c;
-        rawc_connect(&c, r, listener_port(l), 0);
-        rawc_send(&c, "x", 1);
-        ck_assert(th_iterate_until(r, &tf.done, WAIT));
-        ck_assert_int_eq(tf.lost, 1);
-        ck_assert_int_eq(tf.last_lost_kind, close_mode == 0 ? PROTOCOL_DONE : PROTOCOL_ABORTED);
+        struct tfx x;
+        tfx_open(&x, _i, TP_RECORD);
+        x.srv.on_data = close_self;
+        x.srv.on_lost = tp_set_done;
+        struct rawc *c = tfx_raw(&x);
+        rawc_send(c, "x", 1);
+        ck_assert(th_iterate_until(x.r, &x.srv.done, WAIT));
+        ck_assert_int_eq(x.srv.lost, 1);
+        ck_assert_int_eq(x.srv.last_lost_kind, close_mode == 0 ? PROTOCOL_DONE : PROTOCOL_ABORTED);
         errno = 0;
         ck_assert_int_eq(fcntl(closed_fd, F_GETFD), -1);
         ck_assert_int_eq(errno, EBADF);
-        ck_assert(th_iterate_until(r, &c.done, WAIT));
+        ck_assert(th_iterate_until(x.r, &c->done, WAIT));
         if (close_mode == 0)
-            ck_assert(c.len == 4 && memcmp(c.buf, "late", 4) == 0); /* lose: still sent */
+            ck_assert(c->len == 4 && memcmp(c->buf, "late", 4) == 0); /* lose: still sent */
         else
-            ck_assert_uint_eq(c.len, 0); /* abort: dropped */
-        rawc_free(&c);
-        listener_free(l);
-        reactor_free(r);
+            ck_assert_uint_eq(c->len, 0); /* abort: dropped */
+        tfx_close(&x);
     }
 }
 END_TEST
@@ -288,26 +257,20 @@ static int abort_on_data(struct tp *p, const char *data, size_t len)
 
 START_TEST(test_2_5_abort_with_write_pending)
 {
-    reactor *r = th_reactor(_i);
-    struct tfactory tf;
-    tf_init(&tf, TP_RECORD);
-    tf.on_made = write_big;
-    tf.on_data = abort_on_data;
-    tf.on_lost = set_done;
-    listener *l = reactor_listen_tcp(r, "127.0.0.1", 0, &tf.f, 0);
-    struct rawc c;
-    rawc_connect_slow(&c, r, listener_port(l), 4096);
-    for (int i = 0; i < 50 && !(tf.last && (tf.last->base.transport->flags & T_WANT_WRITE)); i++)
-        reactor_iterate(r, 0.05);
-    ck_assert_ptr_nonnull(tf.last);
-    rawc_send(&c, "x", 1);
-    rawc_watch(&c); /* reading makes the server writable while it is readable */
-    ck_assert(th_iterate_until(r, &tf.done, WAIT));
-    ck_assert_int_eq(tf.lost, 1);
-    ck_assert_int_eq(tf.last_lost_kind, PROTOCOL_ABORTED);
-    rawc_free(&c);
-    listener_free(l);
-    reactor_free(r);
+    struct tfx x;
+    tfx_open(&x, _i, TP_RECORD);
+    x.srv.on_made = write_big;
+    x.srv.on_data = abort_on_data;
+    x.srv.on_lost = tp_set_done;
+    struct rawc *c = tfx_raw_slow(&x, 4096);
+    tfx_wait_write_blocked(&x, WAIT);
+    ck_assert_ptr_nonnull(x.srv.last);
+    rawc_send(c, "x", 1);
+    rawc_watch(c); /* reading makes the server writable while it is readable */
+    ck_assert(th_iterate_until(x.r, &x.srv.done, WAIT));
+    ck_assert_int_eq(x.srv.lost, 1);
+    ck_assert_int_eq(x.srv.last_lost_kind, PROTOCOL_ABORTED);
+    tfx_close(&x);
 }
 END_TEST
 
@@ -316,11 +279,8 @@ START_TEST(test_2_7_emfile_on_accept)
 {
     if (getenv("TWISTC_UNDER_VALGRIND"))
         return; /* valgrind keeps its own fd table limits */
-    reactor *r = th_reactor(_i);
-    struct tfactory tf;
-    tf_init(&tf, TP_ECHO);
-    listener *l = reactor_listen_tcp(r, "127.0.0.1", 0, &tf.f, 0);
-    int port = listener_port(l);
+    struct tfx x;
+    tfx_open(&x, _i, TP_ECHO);
     int cl[5];
     for (int i = 0; i < 5; i++) {
         cl[i] = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
@@ -341,13 +301,13 @@ START_TEST(test_2_7_emfile_on_accept)
         fill[nfill++] = fd;
     }
     ck_assert_int_eq(errno, EMFILE);
-    struct sockaddr_in a = {.sin_family = AF_INET, .sin_port = htons((uint16_t)port),
+    struct sockaddr_in a = {.sin_family = AF_INET, .sin_port = htons((uint16_t)x.port),
                             .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
     for (int i = 0; i < 5; i++)
         ck_assert_int_eq(connect(cl[i], (struct sockaddr *)&a, sizeof a), 0);
-    uint64_t it = idle_iterations(r, 0.2);
+    uint64_t it = idle_iterations(x.r, 0.2);
     ck_assert_uint_lt(it, 20);
-    ck_assert_int_eq(tf.made, 0);
+    ck_assert_int_eq(x.srv.made, 0);
     /* the waiting clients were shed: EOF or reset, not a hang */
     for (int i = 0; i < 5; i++) {
         char ch;
@@ -360,15 +320,12 @@ START_TEST(test_2_7_emfile_on_accept)
     for (int i = 0; i < nfill; i++)
         close(fill[i]);
     ck_assert_int_eq(setrlimit(RLIMIT_NOFILE, &old), 0);
-    struct rawc c;
-    rawc_connect(&c, r, port, 0);
-    rawc_send(&c, "ok", 2);
-    c.want = 2;
-    ck_assert(th_iterate_until(r, &c.done, WAIT));
-    ck_assert_int_eq(tf.made, 1);
-    rawc_free(&c);
-    listener_free(l);
-    reactor_free(r);
+    struct rawc *c = tfx_raw(&x);
+    rawc_send(c, "ok", 2);
+    c->want = 2;
+    ck_assert(th_iterate_until(x.r, &c->done, WAIT));
+    ck_assert_int_eq(x.srv.made, 1);
+    tfx_close(&x);
 }
 END_TEST
 
@@ -376,32 +333,26 @@ END_TEST
  * at its default, which would kill us), one connection_lost with ECONNRESET/EPIPE. */
 START_TEST(test_2_8_peer_reset_mid_write)
 {
-    reactor *r = th_reactor(_i);
-    struct tfactory tf;
-    tf_init(&tf, TP_RECORD);
-    tf.on_made = write_big;
-    tf.on_lost = set_done;
-    listener *l = reactor_listen_tcp(r, "127.0.0.1", 0, &tf.f, 0);
-    struct rawc c;
-    rawc_connect_slow(&c, r, listener_port(l), 4096);
-    for (int i = 0; i < 50 && !(tf.last && (tf.last->base.transport->flags & T_WANT_WRITE)); i++)
-        reactor_iterate(r, 0.05);
-    ck_assert_ptr_nonnull(tf.last);
-    transport *t = tf.last->base.transport;
+    struct tfx x;
+    tfx_open(&x, _i, TP_RECORD);
+    x.srv.on_made = write_big;
+    x.srv.on_lost = tp_set_done;
+    struct rawc *c = tfx_raw_slow(&x, 4096);
+    tfx_wait_write_blocked(&x, WAIT);
+    ck_assert_ptr_nonnull(x.srv.last);
+    transport *t = x.srv.last->base.transport;
     struct linger lg = {1, 0};
-    setsockopt(c.fd, SOL_SOCKET, SO_LINGER, &lg, sizeof lg);
-    rawc_close(&c); /* RST */
+    setsockopt(c->fd, SOL_SOCKET, SO_LINGER, &lg, sizeof lg);
+    rawc_close(c); /* RST */
     static char chunk[65536];
     transport_write(t, chunk, sizeof chunk);
     transport_write(t, chunk, sizeof chunk);
-    ck_assert(th_iterate_until(r, &tf.done, WAIT));
-    ck_assert_int_eq(tf.lost, 1);
-    ck_assert_int_eq(tf.last_lost_kind, PROTOCOL_LOST);
-    ck_assert(tf.last_lost_err == ECONNRESET || tf.last_lost_err == EPIPE);
-    ck_assert_uint_le(idle_iterations(r, 0.1), 3);
-    rawc_free(&c);
-    listener_free(l);
-    reactor_free(r);
+    ck_assert(th_iterate_until(x.r, &x.srv.done, WAIT));
+    ck_assert_int_eq(x.srv.lost, 1);
+    ck_assert_int_eq(x.srv.last_lost_kind, PROTOCOL_LOST);
+    ck_assert(x.srv.last_lost_err == ECONNRESET || x.srv.last_lost_err == EPIPE);
+    ck_assert_uint_le(idle_iterations(x.r, 0.1), 3);
+    tfx_close(&x);
 }
 END_TEST
 
@@ -416,28 +367,23 @@ static void answer_after_eof(struct tp *p)
 
 START_TEST(test_2_9_half_close_answer_after_eof)
 {
-    reactor *r = th_reactor(_i);
-    struct tfactory tf;
-    tf_init(&tf, TP_RECORD);
-    tf.half_close = 1;
-    tf.on_read_lost = answer_after_eof;
-    listener *l = reactor_listen_tcp(r, "127.0.0.1", 0, &tf.f, 0);
-    struct rawc c;
-    rawc_connect(&c, r, listener_port(l), 0);
-    c.check_pattern = 1;
-    rawc_send(&c, "hello\n", 6);
-    shutdown(c.fd, SHUT_WR);
-    ck_assert(th_iterate_until(r, &c.done, WAIT));
-    ck_assert(c.eof);
-    ck_assert_uint_eq(c.len, big_len);
-    ck_assert_uint_eq(c.bad_at, 0);
-    ck_assert_int_eq(tf.read_lost, 1);
-    ck_assert_int_eq(tf.lost, 1);
-    ck_assert_int_eq(tf.last_lost_kind, PROTOCOL_DONE);
-    ck_assert_uint_le(idle_iterations(r, 0.1), 3);
-    rawc_free(&c);
-    listener_free(l);
-    reactor_free(r);
+    struct tfx x;
+    tfx_open(&x, _i, TP_RECORD);
+    x.srv.half_close = 1;
+    x.srv.on_read_lost = answer_after_eof;
+    struct rawc *c = tfx_raw(&x);
+    c->check_pattern = 1;
+    rawc_send(c, "hello\n", 6);
+    shutdown(c->fd, SHUT_WR);
+    ck_assert(th_iterate_until(x.r, &c->done, WAIT));
+    ck_assert(c->eof);
+    ck_assert_uint_eq(c->len, big_len);
+    ck_assert_uint_eq(c->bad_at, 0);
+    ck_assert_int_eq(x.srv.read_lost, 1);
+    ck_assert_int_eq(x.srv.lost, 1);
+    ck_assert_int_eq(x.srv.last_lost_kind, PROTOCOL_DONE);
+    ck_assert_uint_le(idle_iterations(x.r, 0.1), 3);
+    tfx_close(&x);
 }
 END_TEST
 
@@ -451,29 +397,23 @@ static int answer_big(struct tp *p, const char *data, size_t len)
 
 START_TEST(test_2_9_eof_flushes_pending_answers)
 {
-    reactor *r = th_reactor(_i);
-    struct tfactory tf;
-    tf_init(&tf, TP_RECORD);
-    tf.on_data = answer_big; /* no read_connection_lost: EOF = lose_connection */
-    listener *l = reactor_listen_tcp(r, "127.0.0.1", 0, &tf.f, 0);
-    struct rawc c;
-    rawc_connect_slow(&c, r, listener_port(l), 4096);
-    c.check_pattern = 1;
-    rawc_send(&c, "q", 1);
-    shutdown(c.fd, SHUT_WR);
-    for (int i = 0; i < 50 && tf.made == 0; i++)
-        reactor_iterate(r, 0.05);
-    th_iterate_n(r, 5);
-    rawc_watch(&c);
-    ck_assert(th_iterate_until(r, &c.done, WAIT));
-    ck_assert(c.eof);
-    ck_assert_uint_eq(c.len, big_len);
-    ck_assert_uint_eq(c.bad_at, 0);
-    ck_assert_int_eq(tf.lost, 1);
-    ck_assert_int_eq(tf.last_lost_kind, PROTOCOL_DONE);
-    rawc_free(&c);
-    listener_free(l);
-    reactor_free(r);
+    struct tfx x;
+    tfx_open(&x, _i, TP_RECORD);
+    x.srv.on_data = answer_big; /* no read_connection_lost: EOF = lose_connection */
+    struct rawc *c = tfx_raw_slow(&x, 4096);
+    c->check_pattern = 1;
+    rawc_send(c, "q", 1);
+    shutdown(c->fd, SHUT_WR);
+    tfx_wait_made(&x, 1, WAIT); /* then the data and the EOF, before the peer reads */
+    th_iterate_n(x.r, 5);
+    rawc_watch(c);
+    ck_assert(th_iterate_until(x.r, &c->done, WAIT));
+    ck_assert(c->eof);
+    ck_assert_uint_eq(c->len, big_len);
+    ck_assert_uint_eq(c->bad_at, 0);
+    ck_assert_int_eq(x.srv.lost, 1);
+    ck_assert_int_eq(x.srv.last_lost_kind, PROTOCOL_DONE);
+    tfx_close(&x);
 }
 END_TEST
 
@@ -488,26 +428,21 @@ static int half_close_reply(struct tp *p, const char *data, size_t len)
 
 START_TEST(test_2_9_lose_write_connection)
 {
-    reactor *r = th_reactor(_i);
-    struct tfactory tf;
-    tf_init(&tf, TP_RECORD);
-    tf.half_close = 1;
-    tf.on_data = half_close_reply;
-    tf.on_lost = set_done;
-    listener *l = reactor_listen_tcp(r, "127.0.0.1", 0, &tf.f, 0);
-    struct rawc c;
-    rawc_connect(&c, r, listener_port(l), 0);
-    rawc_send(&c, "abc", 3);
-    ck_assert(th_iterate_until(r, &c.done, WAIT));
-    ck_assert(c.eof); /* our FIN, after the data */
-    ck_assert(c.len == 3 && memcmp(c.buf, "abc", 3) == 0);
-    ck_assert_int_eq(tf.lost, 0); /* still open for reading */
-    shutdown(c.fd, SHUT_WR);      /* both directions closed: the connection is over */
-    ck_assert(th_iterate_until(r, &tf.done, WAIT));
-    ck_assert_int_eq(tf.last_lost_kind, PROTOCOL_DONE);
-    rawc_free(&c);
-    listener_free(l);
-    reactor_free(r);
+    struct tfx x;
+    tfx_open(&x, _i, TP_RECORD);
+    x.srv.half_close = 1;
+    x.srv.on_data = half_close_reply;
+    x.srv.on_lost = tp_set_done;
+    struct rawc *c = tfx_raw(&x);
+    rawc_send(c, "abc", 3);
+    ck_assert(th_iterate_until(x.r, &c->done, WAIT));
+    ck_assert(c->eof); /* our FIN, after the data */
+    ck_assert(c->len == 3 && memcmp(c->buf, "abc", 3) == 0);
+    ck_assert_int_eq(x.srv.lost, 0); /* still open for reading */
+    shutdown(c->fd, SHUT_WR);        /* both directions closed: the connection is over */
+    ck_assert(th_iterate_until(x.r, &x.srv.done, WAIT));
+    ck_assert_int_eq(x.srv.last_lost_kind, PROTOCOL_DONE);
+    tfx_close(&x);
 }
 END_TEST
 
@@ -521,25 +456,20 @@ static void check_all_before_eof(struct tp *p)
 
 START_TEST(test_2_16_data_then_fin)
 {
-    reactor *r = th_reactor(_i);
-    struct tfactory tf;
-    tf_init(&tf, TP_RECORD);
-    tf.half_close = 1;
-    tf.on_read_lost = check_all_before_eof;
-    tf.on_lost = set_done;
-    listener *l = reactor_listen_tcp(r, "127.0.0.1", 0, &tf.f, 0);
-    struct rawc c;
-    rawc_connect(&c, r, listener_port(l), 0);
+    struct tfx x;
+    tfx_open(&x, _i, TP_RECORD);
+    x.srv.half_close = 1;
+    x.srv.on_read_lost = check_all_before_eof;
+    x.srv.on_lost = tp_set_done;
+    struct rawc *c = tfx_raw(&x);
     static char ten[10240];
-    rawc_send(&c, ten, sizeof ten);
-    shutdown(c.fd, SHUT_WR);
-    ck_assert(th_iterate_until(r, &tf.done, WAIT));
-    ck_assert_int_eq(tf.read_lost, 1);
-    ck_assert_int_eq(tf.lost, 1);
-    ck_assert_uint_le(idle_iterations(r, 0.1), 3);
-    rawc_free(&c);
-    listener_free(l);
-    reactor_free(r);
+    rawc_send(c, ten, sizeof ten);
+    shutdown(c->fd, SHUT_WR);
+    ck_assert(th_iterate_until(x.r, &x.srv.done, WAIT));
+    ck_assert_int_eq(x.srv.read_lost, 1);
+    ck_assert_int_eq(x.srv.lost, 1);
+    ck_assert_uint_le(idle_iterations(x.r, 0.1), 3);
+    tfx_close(&x);
 }
 END_TEST
 
@@ -583,27 +513,22 @@ static void push_producer(struct tp *p)
 
 START_TEST(test_push_producer)
 {
-    reactor *r = th_reactor(_i);
     memset(&the_prod, 0, sizeof the_prod);
-    struct tfactory tf;
-    tf_init(&tf, TP_RECORD);
-    tf.on_made = push_producer;
-    listener *l = reactor_listen_tcp(r, "127.0.0.1", 0, &tf.f, 0);
-    struct rawc c;
-    rawc_connect(&c, r, listener_port(l), 0);
-    c.want = big_len;
-    c.check_pattern = 1;
-    ck_assert(th_iterate_until(r, &c.done, WAIT));
-    ck_assert_uint_eq(c.bad_at, 0);
+    struct tfx x;
+    tfx_open(&x, _i, TP_RECORD);
+    x.srv.on_made = push_producer;
+    struct rawc *c = tfx_raw(&x);
+    c->want = big_len;
+    c->check_pattern = 1;
+    ck_assert(th_iterate_until(x.r, &c->done, WAIT));
+    ck_assert_uint_eq(c->bad_at, 0);
     ck_assert_int_eq(the_prod.paused, 1);
     ck_assert_int_eq(the_prod.resumed, 1);
-    rawc_close(&c);
-    tf.on_lost = set_done;
-    ck_assert(th_iterate_until(r, &tf.done, WAIT));
+    rawc_close(c);
+    x.srv.on_lost = tp_set_done;
+    ck_assert(th_iterate_until(x.r, &x.srv.done, WAIT));
     ck_assert_int_eq(the_prod.stopped, 1); /* told when the connection went */
-    rawc_free(&c);
-    listener_free(l);
-    reactor_free(r);
+    tfx_close(&x);
 }
 END_TEST
 
@@ -618,24 +543,19 @@ static void pull_producer(struct tp *p)
 
 START_TEST(test_pull_producer)
 {
-    reactor *r = th_reactor(_i);
     memset(&the_prod, 0, sizeof the_prod);
-    struct tfactory tf;
-    tf_init(&tf, TP_RECORD);
-    tf.on_made = pull_producer;
-    listener *l = reactor_listen_tcp(r, "127.0.0.1", 0, &tf.f, 0);
-    struct rawc c;
-    rawc_connect(&c, r, listener_port(l), 0);
-    c.check_pattern = 1;
-    ck_assert(th_iterate_until(r, &c.done, WAIT));
-    ck_assert(c.eof);
-    ck_assert_uint_eq(c.len, 100 * 1000);
-    ck_assert_uint_eq(c.bad_at, 0);
+    struct tfx x;
+    tfx_open(&x, _i, TP_RECORD);
+    x.srv.on_made = pull_producer;
+    struct rawc *c = tfx_raw(&x);
+    c->check_pattern = 1;
+    ck_assert(th_iterate_until(x.r, &c->done, WAIT));
+    ck_assert(c->eof);
+    ck_assert_uint_eq(c->len, 100 * 1000);
+    ck_assert_uint_eq(c->bad_at, 0);
     ck_assert_int_eq(the_prod.paused, 0); /* pull producers are never paused */
     ck_assert_int_eq(the_prod.stopped, 0);
-    rawc_free(&c);
-    listener_free(l);
-    reactor_free(r);
+    tfx_close(&x);
 }
 END_TEST
 
@@ -654,36 +574,32 @@ static void close_at_once(struct tp *p) { transport_lose_connection(p->base.tran
 
 START_TEST(test_thousand_connections_no_leak)
 {
-    reactor *r = th_reactor(_i);
-    struct tfactory srv, cli;
-    tf_init(&srv, TP_ECHO);
-    tf_init(&cli, TP_RECORD);
-    cli.on_made = close_at_once;
-    listener *l = reactor_listen_tcp(r, "127.0.0.1", 0, &srv.f, 0);
+    struct tfx x;
+    tfx_open(&x, _i, TP_ECHO);
+    x.cli.on_made = close_at_once;
     int fds_before = count_fds();
     enum { TOTAL = 1000, BATCH = 50 };
     for (int done = 0; done < TOTAL; done += BATCH) {
         connector *cs[BATCH];
         for (int i = 0; i < BATCH; i++) {
-            cs[i] = reactor_connect_tcp(r, "127.0.0.1", listener_port(l), &cli.f, 5);
+            cs[i] = reactor_connect_tcp(x.r, "127.0.0.1", x.port, &x.cli.f, 5);
             ck_assert_ptr_nonnull(cs[i]);
         }
-        for (int i = 0; i < 2000 && (cli.lost < done + BATCH || srv.lost < done + BATCH); i++)
-            reactor_iterate(r, 0.05);
-        ck_assert_int_eq(cli.lost, done + BATCH);
-        ck_assert_int_eq(srv.lost, done + BATCH);
+        for (int i = 0; i < 2000 && (x.cli.lost < done + BATCH || x.srv.lost < done + BATCH); i++)
+            reactor_iterate(x.r, 0.05);
+        ck_assert_int_eq(x.cli.lost, done + BATCH);
+        ck_assert_int_eq(x.srv.lost, done + BATCH);
         for (int i = 0; i < BATCH; i++)
             connector_free(cs[i]);
     }
-    ck_assert_int_eq(cli.made, TOTAL);
-    ck_assert_int_eq(srv.made, TOTAL);
-    ck_assert_int_eq(cli.failed, 0);
-    struct transport_mod *m = transport__mod(r);
+    ck_assert_int_eq(x.cli.made, TOTAL);
+    ck_assert_int_eq(x.srv.made, TOTAL);
+    ck_assert_int_eq(x.cli.failed, 0);
+    struct transport_mod *m = transport__mod(x.r);
     ck_assert_ptr_null(m->conns);
     ck_assert_ptr_null(m->connectors);
     ck_assert_int_eq(count_fds(), fds_before);
-    listener_free(l);
-    reactor_free(r);
+    tfx_close(&x);
 }
 END_TEST
 

@@ -50,45 +50,38 @@ static int answer(struct tp *p, const char *data, size_t len)
 
 static void slow_then_other(int i, char which, size_t n)
 {
-    reactor *r = th_reactor(i);
     struct scratch_test st = {0};
-    struct tfactory tf;
-    tf_init(&tf, TP_RECORD);
-    tf.on_data = answer;
-    tf.user = &st;
-    listener *l = reactor_listen_tcp(r, "127.0.0.1", 0, &tf.f, 0);
-    ck_assert_ptr_nonnull(l);
+    struct tfx x;
+    tfx_open(&x, i, TP_RECORD);
+    x.srv.on_data = answer;
+    x.srv.user = &st;
 
-    struct rawc a, b;
-    rawc_connect_slow(&a, r, listener_port(l), 1);
-    rawc_send(&a, &which, 1);
-    ck_assert(th_iterate_until(r, &st.answered, WAIT));
+    struct rawc *a = tfx_raw_slow(&x, 1);
+    rawc_send(a, &which, 1);
+    ck_assert(th_iterate_until(x.r, &st.answered, WAIT));
     /* the kernel took only part of it: the rest waits in the connection's own buffer */
     ck_assert_ptr_nonnull(st.slow);
     ck_assert_uint_gt(transport_pending(st.slow), 0);
 
     /* another connection's answers go through the scratch meanwhile */
     st.answered = 0;
-    rawc_connect(&b, r, listener_port(l), 0);
-    b.want = SMALL;
-    rawc_send(&b, "B", 1);
-    ck_assert(th_iterate_until(r, &b.done, WAIT));
-    ck_assert_uint_eq(b.len, SMALL);
+    struct rawc *b = tfx_raw(&x);
+    b->want = SMALL;
+    rawc_send(b, "B", 1);
+    ck_assert(th_iterate_until(x.r, &b->done, WAIT));
+    ck_assert_uint_eq(b->len, SMALL);
     for (size_t k = 0; k < SMALL; k++)
-        ck_assert_int_eq(b.buf[k], 'x');
+        ck_assert_int_eq(b->buf[k], 'x');
 
     /* the slow reader reads at last: every byte, in order, none of B's */
-    a.check_pattern = 1;
-    a.want = n;
-    rawc_watch(&a);
-    ck_assert(th_iterate_until(r, &a.done, WAIT));
-    ck_assert_uint_eq(a.len, n);
-    ck_assert_uint_eq(a.bad_at, 0);
+    a->check_pattern = 1;
+    a->want = n;
+    rawc_watch(a);
+    ck_assert(th_iterate_until(x.r, &a->done, WAIT));
+    ck_assert_uint_eq(a->len, n);
+    ck_assert_uint_eq(a->bad_at, 0);
 
-    rawc_free(&a);
-    rawc_free(&b);
-    listener_free(l);
-    reactor_free(r);
+    tfx_close(&x);
 }
 
 START_TEST(test_refused_rest_leaves_the_scratch)

@@ -20,45 +20,36 @@
 
 #define WAIT 5.0 /* safety limit of every wait, seconds */
 
-static void set_done(struct tp *p, const protocol_reason *reason)
-{
-    (void)reason;
-    p->tf->done = 1;
-}
-
 START_TEST(test_echo_roundtrip)
 {
-    reactor *r = th_reactor(_i);
-    struct tfactory tf;
-    tf_init(&tf, TP_ECHO);
-    tf.on_lost = set_done;
-    listener *l = reactor_listen_tcp(r, "127.0.0.1", 0, &tf.f, 0);
-    ck_assert_ptr_nonnull(l);
-    ck_assert_int_gt(listener_port(l), 0);
-    ck_assert_int_eq(tf.started, 1);
+    struct tfx x;
+    tfx_open(&x, _i, TP_ECHO);
+    x.srv.on_lost = tp_set_done;
+    ck_assert_int_gt(listener_port(x.l), 0);
+    ck_assert_int_eq(x.srv.started, 1);
 
-    struct rawc c;
-    rawc_connect(&c, r, listener_port(l), 0);
-    rawc_send(&c, "hello", 5);
-    c.want = 5;
-    ck_assert(th_iterate_until(r, &c.done, WAIT));
-    ck_assert_uint_eq(c.len, 5);
-    ck_assert(memcmp(c.buf, "hello", 5) == 0);
-    ck_assert_int_eq(tf.made, 1);
-    ck_assert_ptr_nonnull(tf.last);
-    ck_assert_ptr_nonnull(tf.last->base.transport);
+    struct rawc *c = tfx_raw(&x);
+    rawc_send(c, "hello", 5);
+    c->want = 5;
+    ck_assert(th_iterate_until(x.r, &c->done, WAIT));
+    ck_assert_uint_eq(c->len, 5);
+    ck_assert(memcmp(c->buf, "hello", 5) == 0);
+    ck_assert_int_eq(x.srv.made, 1);
+    ck_assert_ptr_nonnull(x.srv.last);
+    transport *t = x.srv.last->base.transport;
+    ck_assert_ptr_nonnull(t);
 
     /* the addresses */
     struct sockaddr_storage ss;
     socklen_t sl = sizeof ss;
-    ck_assert_int_eq(transport_host_address(tf.last->base.transport, (struct sockaddr *)&ss, &sl), 0);
-    ck_assert_int_eq(ntohs(((struct sockaddr_in *)&ss)->sin_port), listener_port(l));
+    ck_assert_int_eq(transport_host_address(t, (struct sockaddr *)&ss, &sl), 0);
+    ck_assert_int_eq(ntohs(((struct sockaddr_in *)&ss)->sin_port), listener_port(x.l));
     sl = sizeof ss;
-    ck_assert_int_eq(transport_peer_address(tf.last->base.transport, (struct sockaddr *)&ss, &sl), 0);
+    ck_assert_int_eq(transport_peer_address(t, (struct sockaddr *)&ss, &sl), 0);
     ck_assert_int_eq(ss.ss_family, AF_INET);
-    ck_assert_int_eq(transport_set_nodelay(tf.last->base.transport, 1), 0);
-    ck_assert_int_eq(transport_set_keepalive(tf.last->base.transport, 1), 0);
-    int fd = transport_fd(tf.last->base.transport);
+    ck_assert_int_eq(transport_set_nodelay(t, 1), 0);
+    ck_assert_int_eq(transport_set_keepalive(t, 1), 0);
+    int fd = transport_fd(t);
     int v = 0;
     socklen_t vl = sizeof v;
     ck_assert_int_eq(getsockopt(fd, SOL_SOCKET, SO_KEEPALIVE, &v, &vl), 0);
@@ -67,17 +58,17 @@ START_TEST(test_echo_roundtrip)
     ck_assert(fcntl(fd, F_GETFD) & FD_CLOEXEC);
 
     /* the peer closes: a clean loss, exactly once */
-    rawc_close(&c);
-    ck_assert(th_iterate_until(r, &tf.done, WAIT));
-    ck_assert_int_eq(tf.lost, 1);
-    ck_assert_int_eq(tf.last_lost_kind, PROTOCOL_DONE);
-    th_iterate_n(r, 3);
-    ck_assert_int_eq(tf.lost, 1);
+    rawc_close(c);
+    ck_assert(th_iterate_until(x.r, &x.srv.done, WAIT));
+    ck_assert_int_eq(x.srv.lost, 1);
+    ck_assert_int_eq(x.srv.last_lost_kind, PROTOCOL_DONE);
+    th_iterate_n(x.r, 3);
+    ck_assert_int_eq(x.srv.lost, 1);
 
-    listener_free(l);
-    ck_assert_int_eq(tf.stopped, 1);
-    rawc_free(&c);
-    reactor_free(r);
+    listener_free(x.l); /* stops the factory */
+    x.l = NULL;
+    ck_assert_int_eq(x.srv.stopped, 1);
+    tfx_close(&x);
 }
 END_TEST
 
@@ -142,113 +133,100 @@ static int client_data(struct tp *p, const char *data, size_t len)
     return 0;
 }
 
+/* The client factory's hooks: greet, close once the echo came back, then done. */
+static void greeting_client(struct tfactory *cli)
+{
+    cli->on_made = client_greet;
+    cli->on_data = client_data;
+    cli->on_lost = tp_set_done;
+}
+
 START_TEST(test_client_connect_tcp)
 {
-    reactor *r = th_reactor(_i);
-    struct tfactory srv, cli;
-    tf_init(&srv, TP_ECHO);
-    tf_init(&cli, TP_RECORD);
-    cli.on_made = client_greet;
-    cli.on_data = client_data;
-    cli.on_lost = set_done;
-    listener *l = reactor_listen_tcp(r, "127.0.0.1", 0, &srv.f, 0);
-    ck_assert_ptr_nonnull(l);
-    connector *c = reactor_connect_tcp(r, "127.0.0.1", listener_port(l), &cli.f, 5);
-    ck_assert_ptr_nonnull(c);
-    ck_assert_int_eq(cli.connecting, 1);
-    ck_assert_int_eq(cli.made, 0); /* never from inside connect */
+    struct tfx x;
+    tfx_open(&x, _i, TP_ECHO);
+    greeting_client(&x.cli);
+    connector *c = tfx_connect(&x);
+    ck_assert_int_eq(x.cli.connecting, 1);
+    ck_assert_int_eq(x.cli.made, 0); /* never from inside connect */
     ck_assert_int_eq(connector_connect(c), -EBUSY);
-    ck_assert(th_iterate_until(r, &cli.done, WAIT));
-    ck_assert_int_eq(cli.made, 1);
-    ck_assert_int_eq(cli.lost, 1);
-    ck_assert_int_eq(cli.last_lost_kind, PROTOCOL_DONE);
-    ck_assert_int_eq(cli.client_lost, 1);
-    ck_assert_int_eq(cli.order_bad, 0);
-    ck_assert_int_eq(cli.failed, 0);
-    ck_assert_int_eq(cli.started, 1);
-    ck_assert_int_eq(cli.stopped, 1);
+    ck_assert(th_iterate_until(x.r, &x.cli.done, WAIT));
+    ck_assert_int_eq(x.cli.made, 1);
+    ck_assert_int_eq(x.cli.lost, 1);
+    ck_assert_int_eq(x.cli.last_lost_kind, PROTOCOL_DONE);
+    ck_assert_int_eq(x.cli.client_lost, 1);
+    ck_assert_int_eq(x.cli.order_bad, 0);
+    ck_assert_int_eq(x.cli.failed, 0);
+    ck_assert_int_eq(x.cli.started, 1);
+    ck_assert_int_eq(x.cli.stopped, 1);
     ck_assert_ptr_null(connector_transport(c));
     /* the server side sees the clean close too */
-    srv.on_lost = set_done;
-    ck_assert(srv.lost == 1 || th_iterate_until(r, &srv.done, WAIT));
-    ck_assert_int_eq(srv.lost, 1);
+    x.srv.on_lost = tp_set_done;
+    ck_assert(x.srv.lost == 1 || th_iterate_until(x.r, &x.srv.done, WAIT));
+    ck_assert_int_eq(x.srv.lost, 1);
 
     /* connector_connect reconnects with the same parameters */
-    cli.done = 0;
+    x.cli.done = 0;
     ck_assert_int_eq(connector_connect(c), 0);
-    ck_assert(th_iterate_until(r, &cli.done, WAIT));
-    ck_assert_int_eq(cli.made, 2);
-    ck_assert_int_eq(cli.client_lost, 2);
-    connector_free(c);
-    listener_free(l);
-    reactor_free(r);
+    ck_assert(th_iterate_until(x.r, &x.cli.done, WAIT));
+    ck_assert_int_eq(x.cli.made, 2);
+    ck_assert_int_eq(x.cli.client_lost, 2);
+    tfx_close(&x);
 }
 END_TEST
 
 START_TEST(test_client_hostname)
 {
-    reactor *r = th_reactor(_i);
-    struct tfactory srv, cli;
-    tf_init(&srv, TP_ECHO);
-    tf_init(&cli, TP_RECORD);
-    cli.on_made = client_greet;
-    cli.on_data = client_data;
-    cli.on_lost = set_done;
-    listener *l = reactor_listen_tcp(r, "127.0.0.1", 0, &srv.f, 0);
-    ck_assert_ptr_nonnull(l);
+    struct tfx x;
+    tfx_open(&x, _i, TP_ECHO);
+    greeting_client(&x.cli);
     /* resolved on a worker thread, back through call_from_thread */
-    connector *c = reactor_connect_tcp(r, "localhost", listener_port(l), &cli.f, 5);
+    connector *c = reactor_connect_tcp(x.r, "localhost", x.port, &x.cli.f, 5);
     ck_assert_ptr_nonnull(c);
-    ck_assert(th_iterate_until(r, &cli.done, WAIT));
-    ck_assert_int_eq(cli.made, 1);
-    ck_assert_int_eq(cli.failed, 0);
+    ck_assert(th_iterate_until(x.r, &x.cli.done, WAIT));
+    ck_assert_int_eq(x.cli.made, 1);
+    ck_assert_int_eq(x.cli.failed, 0);
     connector_free(c);
 
     /* a name that does not resolve: a DNS failure with the resolver's code */
-    cli.done = 0;
-    c = reactor_connect_tcp(r, "no-such-host.invalid", 80, &cli.f, 5);
+    x.cli.done = 0;
+    c = reactor_connect_tcp(x.r, "no-such-host.invalid", 80, &x.cli.f, 5);
     ck_assert_ptr_nonnull(c);
-    ck_assert(th_iterate_until(r, &cli.done, 10));
-    ck_assert_int_eq(cli.failed, 1);
-    ck_assert_int_eq(cli.fail.kind, PROTOCOL_CONNECT_DNS);
-    ck_assert_int_ne(cli.fail.gai_err, 0);
+    ck_assert(th_iterate_until(x.r, &x.cli.done, 10));
+    ck_assert_int_eq(x.cli.failed, 1);
+    ck_assert_int_eq(x.cli.fail.kind, PROTOCOL_CONNECT_DNS);
+    ck_assert_int_ne(x.cli.fail.gai_err, 0);
     char msg[200];
-    protocol_reason_format(&cli.fail, msg, sizeof msg);
+    protocol_reason_format(&x.cli.fail, msg, sizeof msg);
     ck_assert_ptr_nonnull(strstr(msg, "lookup"));
     connector_free(c);
 
-    /* freeing the reactor with a lookup in flight is safe */
-    c = reactor_connect_tcp(r, "localhost", 9, &cli.f, 5);
+    /* freeing the reactor with a lookup in flight is safe (this connector is left to
+     * reactor_free: tfx_close frees only tfx_connect's) */
+    c = reactor_connect_tcp(x.r, "localhost", 9, &x.cli.f, 5);
     ck_assert_ptr_nonnull(c);
-    listener_free(l);
-    reactor_free(r);
+    tfx_close(&x);
 }
 END_TEST
 
 START_TEST(test_connect_refused)
 {
-    reactor *r = th_reactor(_i);
-    struct tfactory tf, cli;
-    tf_init(&tf, TP_ECHO);
-    tf_init(&cli, TP_RECORD);
-    listener *l = reactor_listen_tcp(r, "127.0.0.1", 0, &tf.f, 0);
-    ck_assert_ptr_nonnull(l);
-    int port = listener_port(l);
-    listener_free(l); /* nobody listens there now */
-    connector *c = reactor_connect_tcp(r, "127.0.0.1", port, &cli.f, 5);
-    ck_assert_ptr_nonnull(c);
-    ck_assert(th_iterate_until(r, &cli.done, WAIT));
-    ck_assert_int_eq(cli.failed, 1);
-    ck_assert_int_eq(cli.fail.kind, PROTOCOL_CONNECT_REFUSED);
-    ck_assert_int_eq(cli.fail.err, ECONNREFUSED);
-    ck_assert_int_eq(cli.made, 0);
-    ck_assert_int_eq(cli.built, 0);
-    ck_assert_int_eq(cli.started, 1);
-    ck_assert_int_eq(cli.stopped, 1);
-    th_iterate_n(r, 3);
-    ck_assert_int_eq(cli.failed, 1);
-    connector_free(c);
-    reactor_free(r);
+    struct tfx x;
+    tfx_open(&x, _i, TP_ECHO);
+    listener_free(x.l); /* nobody listens on x.port now */
+    x.l = NULL;
+    tfx_connect(&x);
+    ck_assert(th_iterate_until(x.r, &x.cli.done, WAIT));
+    ck_assert_int_eq(x.cli.failed, 1);
+    ck_assert_int_eq(x.cli.fail.kind, PROTOCOL_CONNECT_REFUSED);
+    ck_assert_int_eq(x.cli.fail.err, ECONNREFUSED);
+    ck_assert_int_eq(x.cli.made, 0);
+    ck_assert_int_eq(x.cli.built, 0);
+    ck_assert_int_eq(x.cli.started, 1);
+    ck_assert_int_eq(x.cli.stopped, 1);
+    th_iterate_n(x.r, 3);
+    ck_assert_int_eq(x.cli.failed, 1);
+    tfx_close(&x);
 }
 END_TEST
 
@@ -287,61 +265,46 @@ END_TEST
 
 START_TEST(test_stop_connecting)
 {
-    reactor *r = th_reactor(_i);
-    struct tfactory tf, cli;
-    tf_init(&tf, TP_ECHO);
-    tf_init(&cli, TP_RECORD);
-    listener *l = reactor_listen_tcp(r, "127.0.0.1", 0, &tf.f, 0);
-    connector *c = reactor_connect_tcp(r, "127.0.0.1", listener_port(l), &cli.f, 5);
+    struct tfx x;
+    tfx_open(&x, _i, TP_ECHO);
+    connector *c = tfx_connect(&x);
     ck_assert_int_eq(connector_stop_connecting(c), 0);
-    ck_assert_int_eq(cli.failed, 0); /* from the loop, not from inside the call */
-    ck_assert(th_iterate_until(r, &cli.done, WAIT));
-    ck_assert_int_eq(cli.failed, 1);
-    ck_assert_int_eq(cli.fail.kind, PROTOCOL_CONNECT_CANCELLED);
-    ck_assert_int_eq(cli.made, 0);
-    th_iterate_n(r, 3);
-    ck_assert_int_eq(cli.made, 0);
+    ck_assert_int_eq(x.cli.failed, 0); /* from the loop, not from inside the call */
+    ck_assert(th_iterate_until(x.r, &x.cli.done, WAIT));
+    ck_assert_int_eq(x.cli.failed, 1);
+    ck_assert_int_eq(x.cli.fail.kind, PROTOCOL_CONNECT_CANCELLED);
+    ck_assert_int_eq(x.cli.made, 0);
+    th_iterate_n(x.r, 3);
+    ck_assert_int_eq(x.cli.made, 0);
     ck_assert_int_eq(connector_stop_connecting(c), -ENOTCONN);
-    connector_free(c);
-    listener_free(l);
-    reactor_free(r);
+    tfx_close(&x);
 }
 END_TEST
 
 START_TEST(test_factory_refuses)
 {
-    reactor *r = th_reactor(_i);
-    struct tfactory tf;
-    tf_init(&tf, TP_ECHO);
-    tf.refuse = 1;
-    listener *l = reactor_listen_tcp(r, "127.0.0.1", 0, &tf.f, 0);
-    struct rawc c;
-    rawc_connect(&c, r, listener_port(l), 0);
-    ck_assert(th_iterate_until(r, &c.done, WAIT));
-    ck_assert(c.eof || c.err);
-    ck_assert_int_eq(tf.made, 0);
-    rawc_free(&c);
-    listener_free(l);
-    reactor_free(r);
+    struct tfx x;
+    tfx_open(&x, _i, TP_ECHO);
+    x.srv.refuse = 1;
+    struct rawc *c = tfx_raw(&x);
+    ck_assert(th_iterate_until(x.r, &c->done, WAIT));
+    ck_assert(c->eof || c->err);
+    ck_assert_int_eq(x.srv.made, 0);
+    tfx_close(&x);
 }
 END_TEST
 
 START_TEST(test_client_factory_refuses)
 {
-    reactor *r = th_reactor(_i);
-    struct tfactory srv, cli;
-    tf_init(&srv, TP_ECHO);
-    tf_init(&cli, TP_RECORD);
-    cli.refuse = 1;
-    listener *l = reactor_listen_tcp(r, "127.0.0.1", 0, &srv.f, 0);
-    connector *c = reactor_connect_tcp(r, "127.0.0.1", listener_port(l), &cli.f, 5);
-    ck_assert(th_iterate_until(r, &cli.done, WAIT));
-    ck_assert_int_eq(cli.failed, 1);
-    ck_assert_int_eq(cli.fail.kind, PROTOCOL_ERROR);
-    ck_assert_int_eq(cli.made, 0);
-    connector_free(c);
-    listener_free(l);
-    reactor_free(r);
+    struct tfx x;
+    tfx_open(&x, _i, TP_ECHO);
+    x.cli.refuse = 1;
+    tfx_connect(&x);
+    ck_assert(th_iterate_until(x.r, &x.cli.done, WAIT));
+    ck_assert_int_eq(x.cli.failed, 1);
+    ck_assert_int_eq(x.cli.fail.kind, PROTOCOL_ERROR);
+    ck_assert_int_eq(x.cli.made, 0);
+    tfx_close(&x);
 }
 END_TEST
 
@@ -361,23 +324,18 @@ static int lose_then_write(struct tp *p, const char *data, size_t len)
 
 START_TEST(test_lose_connection_flushes)
 {
-    reactor *r = th_reactor(_i);
-    struct tfactory tf;
-    tf_init(&tf, TP_RECORD);
-    tf.on_data = lose_then_write;
-    listener *l = reactor_listen_tcp(r, "127.0.0.1", 0, &tf.f, 0);
-    struct rawc c;
-    rawc_connect(&c, r, listener_port(l), 0);
-    rawc_send(&c, "x", 1);
-    ck_assert(th_iterate_until(r, &c.done, WAIT));
-    ck_assert(c.eof);
-    ck_assert_uint_eq(c.len, 3);
-    ck_assert(memcmp(c.buf, "bye", 3) == 0);
-    ck_assert_int_eq(tf.lost, 1);
-    ck_assert_int_eq(tf.last_lost_kind, PROTOCOL_DONE);
-    rawc_free(&c);
-    listener_free(l);
-    reactor_free(r);
+    struct tfx x;
+    tfx_open(&x, _i, TP_RECORD);
+    x.srv.on_data = lose_then_write;
+    struct rawc *c = tfx_raw(&x);
+    rawc_send(c, "x", 1);
+    ck_assert(th_iterate_until(x.r, &c->done, WAIT));
+    ck_assert(c->eof);
+    ck_assert_uint_eq(c->len, 3);
+    ck_assert(memcmp(c->buf, "bye", 3) == 0);
+    ck_assert_int_eq(x.srv.lost, 1);
+    ck_assert_int_eq(x.srv.last_lost_kind, PROTOCOL_DONE);
+    tfx_close(&x);
 }
 END_TEST
 
@@ -398,24 +356,19 @@ static int write_then_abort(struct tp *p, const char *data, size_t len)
 
 START_TEST(test_abort_drops_output)
 {
-    reactor *r = th_reactor(_i);
-    struct tfactory tf;
-    tf_init(&tf, TP_RECORD);
-    tf.on_data = write_then_abort;
-    tf.on_lost = set_done;
-    listener *l = reactor_listen_tcp(r, "127.0.0.1", 0, &tf.f, 0);
-    struct rawc c;
-    rawc_connect(&c, r, listener_port(l), 0);
-    rawc_send(&c, "x", 1);
-    ck_assert(th_iterate_until(r, &c.done, WAIT));
-    ck_assert_uint_eq(c.len, 0);         /* nothing of the 4 KiB */
-    ck_assert_int_eq(c.err, ECONNRESET); /* RST, not FIN */
-    ck_assert(tf.done || th_iterate_until(r, &tf.done, WAIT));
-    ck_assert_int_eq(tf.lost, 1);
-    ck_assert_int_eq(tf.last_lost_kind, PROTOCOL_ABORTED);
-    rawc_free(&c);
-    listener_free(l);
-    reactor_free(r);
+    struct tfx x;
+    tfx_open(&x, _i, TP_RECORD);
+    x.srv.on_data = write_then_abort;
+    x.srv.on_lost = tp_set_done;
+    struct rawc *c = tfx_raw(&x);
+    rawc_send(c, "x", 1);
+    ck_assert(th_iterate_until(x.r, &c->done, WAIT));
+    ck_assert_uint_eq(c->len, 0);         /* nothing of the 4 KiB */
+    ck_assert_int_eq(c->err, ECONNRESET); /* RST, not FIN */
+    ck_assert(x.srv.done || th_iterate_until(x.r, &x.srv.done, WAIT));
+    ck_assert_int_eq(x.srv.lost, 1);
+    ck_assert_int_eq(x.srv.last_lost_kind, PROTOCOL_ABORTED);
+    tfx_close(&x);
 }
 END_TEST
 
@@ -429,23 +382,18 @@ static int write_then_fail(struct tp *p, const char *data, size_t len)
 
 START_TEST(test_data_received_error)
 {
-    reactor *r = th_reactor(_i);
-    struct tfactory tf;
-    tf_init(&tf, TP_RECORD);
-    tf.on_data = write_then_fail;
-    tf.on_lost = set_done;
-    listener *l = reactor_listen_tcp(r, "127.0.0.1", 0, &tf.f, 0);
-    struct rawc c;
-    rawc_connect(&c, r, listener_port(l), 0);
-    rawc_send(&c, "echo\n", 5);
-    ck_assert(th_iterate_until(r, &c.done, WAIT));
-    ck_assert_uint_eq(c.len, 0);
-    ck_assert(th_iterate_until(r, &tf.done, WAIT));
-    ck_assert_int_eq(tf.last_lost_kind, PROTOCOL_ERROR);
-    ck_assert_int_eq(tf.last_lost_err, EPROTO);
-    rawc_free(&c);
-    listener_free(l);
-    reactor_free(r);
+    struct tfx x;
+    tfx_open(&x, _i, TP_RECORD);
+    x.srv.on_data = write_then_fail;
+    x.srv.on_lost = tp_set_done;
+    struct rawc *c = tfx_raw(&x);
+    rawc_send(c, "echo\n", 5);
+    ck_assert(th_iterate_until(x.r, &c->done, WAIT));
+    ck_assert_uint_eq(c->len, 0);
+    ck_assert(th_iterate_until(x.r, &x.srv.done, WAIT));
+    ck_assert_int_eq(x.srv.last_lost_kind, PROTOCOL_ERROR);
+    ck_assert_int_eq(x.srv.last_lost_err, EPROTO);
+    tfx_close(&x);
 }
 END_TEST
 
@@ -463,9 +411,7 @@ START_TEST(test_unix_echo)
     struct tfactory srv, cli;
     tf_init(&srv, TP_ECHO);
     tf_init(&cli, TP_RECORD);
-    cli.on_made = client_greet;
-    cli.on_data = client_data;
-    cli.on_lost = set_done;
+    greeting_client(&cli);
     listener *l = reactor_listen_unix(r, path, &srv.f, 0);
     ck_assert_ptr_nonnull(l);
     ck_assert_int_eq(listener_port(l), 0);
@@ -489,39 +435,28 @@ START_TEST(test_unix_echo)
 END_TEST
 
 /* Reactor shutdown closes open connections without flushing: LOST, err 0. */
-static void stop_reactor(reactor *r, void *data)
-{
-    (void)data;
-    reactor_stop(r);
-}
-
 static int write_and_stop(struct tp *p, const char *data, size_t len)
 {
     (void)data;
     (void)len;
-    reactor_call_soon(transport_reactor(p->base.transport), stop_reactor, NULL);
+    reactor_call_soon(transport_reactor(p->base.transport), tfx_stop_reactor, NULL);
     return 0;
 }
 
 START_TEST(test_shutdown_disconnects_all)
 {
-    reactor *r = th_reactor(_i);
-    struct tfactory tf;
-    tf_init(&tf, TP_RECORD);
-    tf.on_data = write_and_stop;
-    listener *l = reactor_listen_tcp(r, "127.0.0.1", 0, &tf.f, 0);
-    (void)l;
-    struct rawc c;
-    rawc_connect(&c, r, listener_port(l), 0);
-    rawc_send(&c, "x", 1);
-    reactor_call_later(r, WAIT, stop_reactor, NULL); /* safety */
-    ck_assert_int_eq(reactor_run(r), 0);
-    ck_assert_int_eq(tf.made, 1);
-    ck_assert_int_eq(tf.lost, 1);
-    ck_assert_int_eq(tf.last_lost_kind, PROTOCOL_LOST);
-    ck_assert_int_eq(tf.stopped, 1); /* listeners stopped too */
-    rawc_free(&c);
-    reactor_free(r); /* frees the listener */
+    struct tfx x;
+    tfx_open(&x, _i, TP_RECORD);
+    x.srv.on_data = write_and_stop;
+    struct rawc *c = tfx_raw(&x);
+    rawc_send(c, "x", 1);
+    ck_assert_int_eq(tfx_run(&x, WAIT), 0);
+    ck_assert_int_eq(x.srv.made, 1);
+    ck_assert_int_eq(x.srv.lost, 1);
+    ck_assert_int_eq(x.srv.last_lost_kind, PROTOCOL_LOST);
+    ck_assert_int_eq(x.srv.stopped, 1); /* listeners stopped too */
+    x.l = NULL;                         /* left to reactor_free, which frees it */
+    tfx_close(&x);
 }
 END_TEST
 
@@ -550,24 +485,19 @@ static int flood(struct tp *p, const char *data, size_t len)
 
 START_TEST(test_write_cap)
 {
-    reactor *r = th_reactor(_i);
-    struct tfactory tf;
-    tf_init(&tf, TP_RECORD);
-    tf.on_made = small_cap;
-    tf.on_data = flood;
-    tf.on_lost = set_done;
-    listener *l = reactor_listen_tcp(r, "127.0.0.1", 0, &tf.f, 0);
-    struct rawc c;
-    rawc_connect(&c, r, listener_port(l), 0);
-    reactor_unwatch(r, c.fd); /* this peer never reads */
-    c.watching = 0;
-    rawc_send(&c, "x", 1);
-    ck_assert(th_iterate_until(r, &tf.done, WAIT));
-    ck_assert_int_eq(tf.last_lost_kind, PROTOCOL_ERROR);
-    ck_assert_int_eq(tf.last_lost_err, ENOBUFS);
-    rawc_free(&c);
-    listener_free(l);
-    reactor_free(r);
+    struct tfx x;
+    tfx_open(&x, _i, TP_RECORD);
+    x.srv.on_made = small_cap;
+    x.srv.on_data = flood;
+    x.srv.on_lost = tp_set_done;
+    struct rawc *c = tfx_raw(&x);
+    reactor_unwatch(x.r, c->fd); /* this peer never reads */
+    c->watching = 0;
+    rawc_send(c, "x", 1);
+    ck_assert(th_iterate_until(x.r, &x.srv.done, WAIT));
+    ck_assert_int_eq(x.srv.last_lost_kind, PROTOCOL_ERROR);
+    ck_assert_int_eq(x.srv.last_lost_err, ENOBUFS);
+    tfx_close(&x);
 }
 END_TEST
 
@@ -590,7 +520,7 @@ static void flush_made(struct tp *p)
 {
     flush_conn = p;
     write_big_tcp(p);
-    reactor_call_soon(transport_reactor(p->base.transport), stop_reactor, NULL);
+    reactor_call_soon(transport_reactor(p->base.transport), tfx_stop_reactor, NULL);
 }
 
 static void flush_lost(struct tp *p, const protocol_reason *reason)
@@ -612,36 +542,32 @@ static void flush_before(reactor *r, void *data)
 
 START_TEST(test_shutdown_flush_with_before_trigger)
 {
-    reactor *r = th_reactor(_i);
-    flush_r = r;
+    struct tfx x;
+    tfx_open(&x, _i, TP_RECORD);
+    flush_r = x.r;
     flush_conn = NULL;
-    struct tfactory tf;
-    tf_init(&tf, TP_RECORD);
-    tf.on_made = flush_made;
-    tf.on_lost = flush_lost;
-    listener *l = reactor_listen_tcp(r, "127.0.0.1", 0, &tf.f, 0);
-    ck_assert_ptr_nonnull(reactor_add_trigger(r, REACTOR_BEFORE_SHUTDOWN, flush_before, NULL));
-    struct rawc c;
-    rawc_connect(&c, r, listener_port(l), 0);
-    c.check_pattern = 1;
-    reactor_call_later(r, WAIT, stop_reactor, NULL); /* safety */
-    ck_assert_int_eq(reactor_run(r), 0);
-    ck_assert_int_eq(tf.lost, 1);
+    x.srv.on_made = flush_made;
+    x.srv.on_lost = flush_lost;
+    ck_assert_ptr_nonnull(reactor_add_trigger(x.r, REACTOR_BEFORE_SHUTDOWN, flush_before, NULL));
+    struct rawc *c = tfx_raw(&x);
+    c->check_pattern = 1;
+    ck_assert_int_eq(tfx_run(&x, WAIT), 0);
+    ck_assert_int_eq(x.srv.lost, 1);
     /* the client reads what the kernel holds for it */
     for (;;) {
-        if (c.cap - c.len < 65536) {
-            c.cap = c.cap * 2 + 65536;
-            c.buf = realloc(c.buf, c.cap);
+        if (c->cap - c->len < 65536) {
+            c->cap = c->cap * 2 + 65536;
+            c->buf = realloc(c->buf, c->cap);
         }
-        ssize_t n = recv(c.fd, c.buf + c.len, c.cap - c.len, MSG_DONTWAIT);
+        ssize_t n = recv(c->fd, c->buf + c->len, c->cap - c->len, MSG_DONTWAIT);
         if (n <= 0)
             break;
-        c.len += (size_t)n;
+        c->len += (size_t)n;
     }
-    ck_assert_uint_eq(c.len, 1u << 20);
-    c.watching = 0;
-    rawc_free(&c);
-    reactor_free(r);
+    ck_assert_uint_eq(c->len, 1u << 20);
+    c->watching = 0;
+    x.l = NULL; /* left to reactor_free, which frees it */
+    tfx_close(&x);
 }
 END_TEST
 
@@ -680,33 +606,27 @@ static void lost_after_data(struct tp *p, const protocol_reason *reason)
 
 START_TEST(test_pause_resume_reading)
 {
-    reactor *r = th_reactor(_i);
-    struct tfactory tf;
-    tf_init(&tf, TP_RECORD);
-    tf.on_made = pause_at_once;
-    tf.on_lost = lost_after_data;
-    listener *l = reactor_listen_tcp(r, "127.0.0.1", 0, &tf.f, 0);
-    struct rawc c;
-    rawc_connect(&c, r, listener_port(l), 0);
-    rawc_send(&c, "data", 4);
-    shutdown(c.fd, SHUT_WR);
-    for (int i = 0; i < 50 && tf.made == 0; i++)
-        reactor_iterate(r, 0.05);
-    ck_assert_int_eq(tf.made, 1);
-    th_iterate_n(r, 10);
+    struct tfx x;
+    tfx_open(&x, _i, TP_RECORD);
+    x.srv.on_made = pause_at_once;
+    x.srv.on_lost = lost_after_data;
+    struct rawc *c = tfx_raw(&x);
+    rawc_send(c, "data", 4);
+    shutdown(c->fd, SHUT_WR);
+    tfx_wait_made(&x, 1, WAIT);
+    ck_assert_int_eq(x.srv.made, 1);
+    th_iterate_n(x.r, 10);
     for (int i = 0; i < 5; i++)
-        reactor_iterate(r, 0.02);
-    ck_assert_ptr_nonnull(tf.last);
-    ck_assert_int_eq(tf.last->data_calls, 0); /* nothing read while paused */
-    ck_assert_int_eq(tf.lost, 0);             /* nor the FIN */
-    struct tp *p = tf.last;
+        reactor_iterate(x.r, 0.02);
+    ck_assert_ptr_nonnull(x.srv.last);
+    ck_assert_int_eq(x.srv.last->data_calls, 0); /* nothing read while paused */
+    ck_assert_int_eq(x.srv.lost, 0);             /* nor the FIN */
+    struct tp *p = x.srv.last;
     ck_assert_int_eq(transport_resume_producing(p->base.transport), 0);
-    ck_assert(th_iterate_until(r, &tf.done, WAIT));
-    ck_assert_int_eq(tf.lost, 1);
-    ck_assert_int_eq(tf.last_lost_kind, PROTOCOL_DONE);
-    rawc_free(&c);
-    listener_free(l);
-    reactor_free(r);
+    ck_assert(th_iterate_until(x.r, &x.srv.done, WAIT));
+    ck_assert_int_eq(x.srv.lost, 1);
+    ck_assert_int_eq(x.srv.last_lost_kind, PROTOCOL_DONE);
+    tfx_close(&x);
 }
 END_TEST
 

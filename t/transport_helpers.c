@@ -12,6 +12,9 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include "helpers.h"
+#include "reactor/transport_internal.h" /* T_WANT_WRITE, for tfx_wait_write_blocked */
+
 static void tp_made(protocol *p)
 {
     struct tp *t = (struct tp *)p;
@@ -267,4 +270,112 @@ void rawc_free(struct rawc *c)
     rawc_close(c);
     free(c->buf);
     c->buf = NULL;
+}
+
+/* ---- The loopback test bed ---------------------------------------------------------- */
+
+void tp_set_done(struct tp *p, const protocol_reason *reason)
+{
+    (void)reason;
+    p->tf->done = 1;
+}
+
+void tfx_stop_reactor(reactor *r, void *data)
+{
+    (void)data;
+    reactor_stop(r);
+}
+
+void tfx_open(struct tfx *x, int backend, enum tp_mode srv_mode)
+{
+    memset(x, 0, sizeof *x);
+    x->r = th_reactor(backend);
+    tf_init(&x->srv, srv_mode);
+    tf_init(&x->cli, TP_RECORD);
+    x->l = reactor_listen_tcp(x->r, "127.0.0.1", 0, &x->srv.f, 0);
+    ck_assert_ptr_nonnull(x->l);
+    x->port = listener_port(x->l);
+}
+
+static struct rawc *tfx_next_raw(struct tfx *x)
+{
+    ck_assert_int_lt(x->n_raw, TFX_RAW_MAX);
+    return &x->raw[x->n_raw++];
+}
+
+struct rawc *tfx_raw(struct tfx *x)
+{
+    struct rawc *c = tfx_next_raw(x);
+    rawc_connect(c, x->r, x->port, 0);
+    return c;
+}
+
+struct rawc *tfx_raw_slow(struct tfx *x, int rcvbuf)
+{
+    struct rawc *c = tfx_next_raw(x);
+    rawc_connect_slow(c, x->r, x->port, rcvbuf);
+    return c;
+}
+
+connector *tfx_connect(struct tfx *x)
+{
+    ck_assert_ptr_null(x->conn);
+    x->conn = reactor_connect_tcp(x->r, "127.0.0.1", x->port, &x->cli.f, 5);
+    ck_assert_ptr_nonnull(x->conn);
+    return x->conn;
+}
+
+/* Iterates until pred(x), at most max_seconds of reactor time (a safety timer) and at
+ * most 100000 iterations, as th_iterate_until does for a flag. */
+static int tfx_wait(struct tfx *x, int (*pred)(const struct tfx *x, int n), int n,
+                    double max_seconds)
+{
+    int expired = 0;
+    reactor_timer *safety =
+        reactor_timer_hold(reactor_call_later(x->r, max_seconds, th_set_flag, &expired));
+    ck_assert_ptr_nonnull(safety);
+    for (int i = 0; i < 100000 && !pred(x, n) && !expired; i++)
+        ck_assert_int_eq(reactor_iterate(x->r, -1), 0);
+    reactor_timer_cancel(safety); /* -EALREADY if it fired: fine */
+    reactor_timer_release(safety);
+    return pred(x, n);
+}
+
+static int made_at_least(const struct tfx *x, int n) { return x->srv.made >= n; }
+
+static int last_write_blocked(const struct tfx *x, int n)
+{
+    (void)n;
+    return x->srv.last && (x->srv.last->base.transport->flags & T_WANT_WRITE);
+}
+
+int tfx_wait_made(struct tfx *x, int n, double max_seconds)
+{
+    return tfx_wait(x, made_at_least, n, max_seconds);
+}
+
+int tfx_wait_write_blocked(struct tfx *x, double max_seconds)
+{
+    return tfx_wait(x, last_write_blocked, 0, max_seconds);
+}
+
+int tfx_run(struct tfx *x, double max_seconds)
+{
+    ck_assert_ptr_nonnull(reactor_call_later(x->r, max_seconds, tfx_stop_reactor, NULL));
+    return reactor_run(x->r);
+}
+
+void tfx_close(struct tfx *x)
+{
+    if (x->conn)
+        connector_free(x->conn);
+    for (int i = 0; i < x->n_raw; i++)
+        rawc_free(&x->raw[i]);
+    if (x->l)
+        listener_free(x->l);
+    reactor_free(x->r);
+    x->conn = NULL;
+    x->l = NULL;
+    x->n_raw = 0;
+    x->r = NULL;
 }

@@ -77,4 +77,49 @@ void rawc_send(struct rawc *c, const void *data, size_t len);
 void rawc_close(struct rawc *c);
 void rawc_free(struct rawc *c);
 
+/* ---- A loopback test bed ------------------------------------------------------------
+ * One reactor on the backend under test, a listener on 127.0.0.1 port 0 with the server
+ * factory `srv`, and the raw clients and connector a test makes against it. It lives on
+ * the test's stack (the factories must not move while the listener uses them) and
+ * tfx_close frees everything in it, so every test reads: tfx_open, set the hooks it
+ * needs, connect, the behaviour under test, its assertions, tfx_close. */
+#define TFX_RAW_MAX 2
+
+struct tfx {
+    reactor *r;
+    struct tfactory srv; /* the listener's factory (mode given to tfx_open) */
+    struct tfactory cli; /* the connector's factory (TP_RECORD) */
+    listener *l;         /* NULL once the test freed it or left it to reactor_free */
+    int port;
+    connector *conn;     /* tfx_connect's; NULL once the test freed it */
+    struct rawc raw[TFX_RAW_MAX];
+    int n_raw;
+};
+
+/* Reactor on backend `backend`, both factories initialised, the server one listening;
+ * fails the test if the reactor or the listener cannot be made. Nothing runs yet: hooks
+ * set on x->srv / x->cli after this call are in place before any callback. */
+void tfx_open(struct tfx *x, int backend, enum tp_mode srv_mode);
+/* A raw client connected to the listener (rawc_connect); up to TFX_RAW_MAX of them. */
+struct rawc *tfx_raw(struct tfx *x);
+/* The same with a small receive buffer and not yet watched (rawc_connect_slow). */
+struct rawc *tfx_raw_slow(struct tfx *x, int rcvbuf);
+/* reactor_connect_tcp to the listener with x->cli (timeout 5 s); kept in x->conn. */
+connector *tfx_connect(struct tfx *x);
+/* Iterates until the server factory made n connections (bounded: max_seconds of reactor
+ * time, a capped number of iterations). Returns 1 if it did; the caller asserts. */
+int tfx_wait_made(struct tfx *x, int n, double max_seconds);
+/* Iterates until the server's last connection has output the kernel refused (it waits
+ * for WRITABLE); bounded like tfx_wait_made. Returns 1 if so. */
+int tfx_wait_write_blocked(struct tfx *x, double max_seconds);
+/* reactor_run with a safety timer that stops the reactor after max_seconds; returns
+ * reactor_run's result. */
+int tfx_run(struct tfx *x, double max_seconds);
+/* Frees the connector, the raw clients, the listener and the reactor. */
+void tfx_close(struct tfx *x);
+
+/* Hooks several tests use. */
+void tp_set_done(struct tp *p, const protocol_reason *reason); /* on_lost: tf->done = 1 */
+void tfx_stop_reactor(reactor *r, void *data);                 /* timer: reactor_stop */
+
 #endif
