@@ -11,6 +11,8 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include "helpers.h"
+
 static void nraw_sync(struct nraw *c);
 
 static void nraw_io(reactor *r, int fd, unsigned ev, void *data)
@@ -191,4 +193,62 @@ int nt_pred_lines(void *arg)
 {
     struct nt_lines *l = arg;
     return nraw_lines(l->c) >= l->want;
+}
+
+void nfx_open(struct nfx *f, int backend, const notif_server_config *cfg)
+{
+    memset(f, 0, sizeof *f);
+    f->r = th_reactor(backend);
+    f->s = notif_server_new(f->r, cfg);
+    ck_assert_ptr_nonnull(f->s);
+    f->l = reactor_listen_tcp(f->r, "127.0.0.1", 0, notif_server_factory(f->s), 0);
+    ck_assert_ptr_nonnull(f->l);
+    f->port = listener_port(f->l);
+}
+
+struct nraw *nfx_client(struct nfx *f, int rcvbuf, int read)
+{
+    ck_assert_int_lt(f->n_clients, NFX_CLIENTS_MAX);
+    struct nraw *c = &f->clients[f->n_clients++];
+    nraw_connect(c, f->r, f->port, rcvbuf, read);
+    return c;
+}
+
+void nfx_close(struct nfx *f)
+{
+    for (int i = 0; i < f->n_clients; i++)
+        nraw_free(&f->clients[i]);
+    if (f->l)
+        listener_free(f->l);
+    if (f->s)
+        notif_server_free(f->s);
+    reactor_free(f->r);
+    memset(f, 0, sizeof *f);
+}
+
+struct clients_arg {
+    notif_server *s;
+    size_t n;
+};
+
+static int has_clients(void *arg)
+{
+    struct clients_arg *a = arg;
+    return notif_server_get_stats(a->s).clients == a->n;
+}
+
+int nfx_wait_clients(struct nfx *f, size_t n, double max_seconds)
+{
+    struct clients_arg a = {f->s, n};
+    return nt_wait(f->r, has_clients, &a, max_seconds);
+}
+
+void nraw_send_randoms(struct nraw *c, size_t n)
+{
+    char *req = malloc(n * 8);
+    ck_assert_ptr_nonnull(req);
+    for (size_t i = 0; i < n; i++)
+        memcpy(req + i * 8, "random?\n", 8);
+    nraw_send(c, req, n * 8);
+    free(req);
 }

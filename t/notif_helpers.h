@@ -5,7 +5,9 @@
 
 #include <stddef.h>
 
+#include <twistc/notif_server.h>
 #include <twistc/reactor.h>
+#include <twistc/transport.h>
 
 struct nraw {
     reactor *r;
@@ -50,5 +52,37 @@ struct nt_lines {
     size_t want;
 };
 int nt_pred_lines(void *nt_lines);
+
+/* ---- A notification server on loopback ----------------------------------------------
+ * A reactor on the backend under test, a notif_server on it and a listener on 127.0.0.1
+ * port 0 with the server's factory, and the raw clients a test makes against it. Lives on
+ * the test's stack; nfx_close frees what is left of it (a test that freed the listener or
+ * the server itself first sets it to NULL). */
+#define NFX_CLIENTS_MAX 2
+
+struct nfx {
+    reactor *r;
+    notif_server *s;
+    listener *l;
+    int port;
+    struct nraw clients[NFX_CLIENTS_MAX]; /* nfx_client's, freed by nfx_close */
+    int n_clients;
+};
+
+/* cfg may be NULL (the defaults). Fails the test if anything cannot be made. */
+void nfx_open(struct nfx *f, int backend, const notif_server_config *cfg);
+/* A raw client connected to the server (nraw_connect's rcvbuf and read); up to
+ * NFX_CLIENTS_MAX of them. A test may nraw_free one early: nfx_close frees it again
+ * harmlessly. */
+struct nraw *nfx_client(struct nfx *f, int rcvbuf, int read);
+/* Frees the clients, the listener, the server and the reactor. */
+void nfx_close(struct nfx *f);
+/* Iterates until the server has exactly n clients connected (bounded as nt_wait).
+ * Returns 1 if it got there. */
+int nfx_wait_clients(struct nfx *f, size_t n, double max_seconds);
+
+/* Queues "random?\n" n times, in one nraw_send (so in as few segments as the socket
+ * takes). */
+void nraw_send_randoms(struct nraw *c, size_t n);
 
 #endif

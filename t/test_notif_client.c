@@ -320,74 +320,55 @@ static void run_flow(struct flow *f)
     ck_assert(nt_wait(f->r, nt_pred_flag, &f->done, 10));
 }
 
-static int server_empty(void *arg)
-{
-    return notif_server_get_stats(arg).clients == 0;
-}
-
 START_TEST(test_loopback_flow)
 {
-    reactor *r = th_reactor(_i);
+    struct nfx x;
     notif_server_config cfg = {.interval = 0.05};
-    notif_server *s = notif_server_new(r, &cfg);
-    listener *l = reactor_listen_tcp(r, "127.0.0.1", 0, notif_server_factory(s), 0);
-    ck_assert_ptr_nonnull(l);
-    struct flow f = {.r = r, .port = listener_port(l)};
+    nfx_open(&x, _i, &cfg);
+    struct flow f = {.r = x.r, .port = x.port};
     run_flow(&f);
     ck_assert_msg(f.ok, "flow failed: %s", f.err);
     ck_assert(f.n >= 0 && f.n <= 99999);
     ck_assert(strlen(f.ad) > 0);
     ck_assert(strcmp(f.notif, "random") == 0 || strcmp(f.notif, "classified") == 0);
-    notif_server_stats st = notif_server_get_stats(s);
+    notif_server_stats st = notif_server_get_stats(x.s);
     ck_assert_uint_eq(st.connections, 1);
-    ck_assert(nt_wait(r, server_empty, s, 10)); /* quit closed it */
-    listener_free(l);
-    notif_server_free(s);
-    reactor_free(r);
+    ck_assert(nfx_wait_clients(&x, 0, 10)); /* quit closed it */
+    nfx_close(&x);
 }
 END_TEST
 
 START_TEST(test_loopback_refused)
 {
-    reactor *r = th_reactor(0);
     /* a port nobody listens on: bind one, close it */
-    notif_server *s = notif_server_new(r, NULL);
-    listener *l = reactor_listen_tcp(r, "127.0.0.1", 0, notif_server_factory(s), 0);
-    int port = listener_port(l);
-    listener_free(l);
-    notif_server_free(s);
-    struct flow f = {.r = r, .port = port};
+    struct nfx x;
+    nfx_open(&x, 0, NULL);
+    listener_free(x.l);
+    notif_server_free(x.s);
+    x.l = NULL;
+    x.s = NULL;
+    struct flow f = {.r = x.r, .port = x.port};
     run_flow(&f);
     ck_assert(!f.ok);
     ck_assert_int_eq(f.err_code, ECONNREFUSED);
-    reactor_free(r);
+    nfx_close(&x);
 }
 END_TEST
 
 START_TEST(test_loopback_server_full)
 {
-    reactor *r = th_reactor(0);
+    struct nfx x;
     notif_server_config cfg = {.max_clients = 1, .interval = -1};
-    notif_server *s = notif_server_new(r, &cfg);
-    listener *l = reactor_listen_tcp(r, "127.0.0.1", 0, notif_server_factory(s), 0);
-    struct nraw first;
-    nraw_connect(&first, r, listener_port(l), 0, 1);
-    /* let the server accept the first one */
-    int accepted = 0;
-    for (int i = 0; i < 1000 && !accepted; i++) {
-        reactor_iterate(r, 0.05);
-        accepted = notif_server_get_stats(s).clients == 1;
-    }
-    ck_assert(accepted);
-    struct flow f = {.r = r, .port = listener_port(l)};
+    nfx_open(&x, 0, &cfg);
+    nfx_client(&x, 0, 1); /* the one client allowed */
+    /* let the server accept it */
+    ck_assert(nfx_wait_clients(&x, 1, 50));
+    struct flow f = {.r = x.r, .port = x.port};
     run_flow(&f);
     ck_assert(!f.ok);
     ck_assert_int_eq(f.err_code, NOTIF_ESERVER);
     ck_assert_str_eq(f.err, "error: server full");
-    nraw_free(&first);
-    listener_free(l);
-    notif_server_free(s);
-    reactor_free(r);
+    nfx_close(&x);
 }
 END_TEST
 
@@ -422,52 +403,43 @@ static void safety_stop(reactor *r, void *data)
 
 START_TEST(test_loopback_graceful_stop)
 {
-    reactor *r = th_reactor(_i);
+    struct nfx x;
     notif_server_config cfg = {.interval = -1};
-    notif_server *s = notif_server_new(r, &cfg);
-    listener *l = reactor_listen_tcp(r, "127.0.0.1", 0, notif_server_factory(s), 0);
-    ck_assert_int_eq(notif_server_stop_on_shutdown(s, 5.0), 0);
-    struct nraw c;
-    nraw_connect(&c, r, listener_port(l), 0, 1);
+    nfx_open(&x, _i, &cfg);
+    ck_assert_int_eq(notif_server_stop_on_shutdown(x.s, 5.0), 0);
+    struct nraw *c = nfx_client(&x, 0, 1);
     size_t n = 2000;
-    char *req = malloc(n * 8);
-    for (size_t i = 0; i < n; i++)
-        memcpy(req + i * 8, "random?\n", 8);
-    nraw_send(&c, req, n * 8);
-    free(req);
-    struct shut sh = {.s = s, .c = &c, .want = n};
-    reactor_call_later(r, 0, stop_when_read, &sh);
-    reactor_call_later(r, 10, safety_stop, NULL);
-    ck_assert_int_eq(reactor_run(r), 0);
+    nraw_send_randoms(c, n);
+    struct shut sh = {.s = x.s, .c = c, .want = n};
+    reactor_call_later(x.r, 0, stop_when_read, &sh);
+    reactor_call_later(x.r, 10, safety_stop, NULL);
+    ck_assert_int_eq(reactor_run(x.r), 0);
     ck_assert(sh.stopped);
     /* After run: the server closed cleanly. The client reads what is left, blocking
      * with a receive timeout (the reactor has run its one run). */
-    reactor_unwatch(r, c.fd);
-    fcntl(c.fd, F_SETFL, fcntl(c.fd, F_GETFL) & ~O_NONBLOCK);
+    reactor_unwatch(x.r, c->fd);
+    fcntl(c->fd, F_SETFL, fcntl(c->fd, F_GETFL) & ~O_NONBLOCK);
     struct timeval tv = {.tv_sec = 5};
-    setsockopt(c.fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
-    while (!c.eof && !c.err) {
+    setsockopt(c->fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
+    while (!c->eof && !c->err) {
         char buf[65536];
-        ssize_t got = recv(c.fd, buf, sizeof buf, 0);
+        ssize_t got = recv(c->fd, buf, sizeof buf, 0);
         if (got > 0) {
-            c.in = realloc(c.in, c.in_len + (size_t)got);
-            memcpy(c.in + c.in_len, buf, (size_t)got);
-            c.in_len += (size_t)got;
+            c->in = realloc(c->in, c->in_len + (size_t)got);
+            memcpy(c->in + c->in_len, buf, (size_t)got);
+            c->in_len += (size_t)got;
             for (ssize_t k = 0; k < got; k++)
-                c.nl += buf[k] == '\n';
+                c->nl += buf[k] == '\n';
         } else if (got == 0) {
-            c.eof = 1;
+            c->eof = 1;
         } else if (errno != EINTR) {
-            c.err = errno;
+            c->err = errno;
         }
     }
-    ck_assert(c.eof);
-    ck_assert_uint_eq(nraw_lines(&c), n);
-    ck_assert_uint_eq(notif_server_get_stats(s).clients, 0);
-    nraw_free(&c);
-    listener_free(l);
-    notif_server_free(s);
-    reactor_free(r);
+    ck_assert(c->eof);
+    ck_assert_uint_eq(nraw_lines(c), n);
+    ck_assert_uint_eq(notif_server_get_stats(x.s).clients, 0);
+    nfx_close(&x);
 }
 END_TEST
 
@@ -513,21 +485,18 @@ static int pipe_done(void *arg)
 
 START_TEST(test_loopback_pipelined_with_notifications)
 {
-    reactor *r = th_reactor(_i);
+    struct nfx x;
     notif_server_config cfg = {.interval = 0.001};
-    notif_server *s = notif_server_new(r, &cfg);
-    listener *l = reactor_listen_tcp(r, "127.0.0.1", 0, notif_server_factory(s), 0);
+    nfx_open(&x, _i, &cfg);
     struct pipe_state ps = {0};
-    deferred *d = notif_client_connect(r, "127.0.0.1", listener_port(l), 5);
+    deferred *d = notif_client_connect(x.r, "127.0.0.1", x.port, 5);
     deferred_add_callback(d, pipe_connected, &ps);
     deferred_unref(d);
-    ck_assert(nt_wait(r, pipe_done, &ps, 20));
+    ck_assert(nt_wait(x.r, pipe_done, &ps, 20));
     ck_assert_int_eq(ps.bad, 0);
     ck_assert_uint_eq(notif_client_pending(ps.c), 0);
     notif_client_free(ps.c);
-    listener_free(l);
-    notif_server_free(s);
-    reactor_free(r);
+    nfx_close(&x);
 }
 END_TEST
 

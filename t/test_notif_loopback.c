@@ -15,30 +15,6 @@
 #include "helpers.h"
 #include "notif_helpers.h"
 
-struct fx {
-    reactor *r;
-    notif_server *s;
-    listener *l;
-    int port;
-};
-
-static void fx_open(struct fx *f, int backend, const notif_server_config *cfg)
-{
-    f->r = th_reactor(backend);
-    f->s = notif_server_new(f->r, cfg);
-    ck_assert_ptr_nonnull(f->s);
-    f->l = reactor_listen_tcp(f->r, "127.0.0.1", 0, notif_server_factory(f->s), 0);
-    ck_assert_ptr_nonnull(f->l);
-    f->port = listener_port(f->l);
-}
-
-static void fx_close(struct fx *f)
-{
-    listener_free(f->l);
-    notif_server_free(f->s);
-    reactor_free(f->r);
-}
-
 static int is_number(const char *s)
 {
     size_t n = strlen(s);
@@ -51,7 +27,7 @@ static int is_number(const char *s)
 }
 
 /* Another client asks random? and must get its answer while the bad one misbehaves. */
-static void check_other_served(struct fx *f)
+static void check_other_served(struct nfx *f)
 {
     struct nraw o;
     nraw_connect(&o, f->r, f->port, 0, 1);
@@ -65,38 +41,35 @@ static void check_other_served(struct fx *f)
 
 START_TEST(test_session)
 {
-    struct fx f;
+    struct nfx f;
     notif_server_config cfg = {.interval = -1};
-    fx_open(&f, _i, &cfg);
-    struct nraw c;
-    nraw_connect(&c, f.r, f.port, 0, 1);
-    nraw_send_str(&c, "random?\r\nclassified?\nnotify\nwhat\n\n");
-    struct nt_lines want = {&c, 3};
+    nfx_open(&f, _i, &cfg);
+    struct nraw *c = nfx_client(&f, 0, 1);
+    nraw_send_str(c, "random?\r\nclassified?\nnotify\nwhat\n\n");
+    struct nt_lines want = {c, 3};
     ck_assert(nt_wait(f.r, nt_pred_lines, &want, 10));
     notif_server_publish(f.s, NOTIF_EVENT_CLASSIFIED);
     want.want = 4;
     ck_assert(nt_wait(f.r, nt_pred_lines, &want, 10));
-    nraw_send_str(&c, "stop\nrandom?\nquit\nrandom?\n");
-    ck_assert(nt_wait(f.r, nt_pred_eof, &c, 10));
+    nraw_send_str(c, "stop\nrandom?\nquit\nrandom?\n");
+    ck_assert(nt_wait(f.r, nt_pred_eof, c, 10));
     char line[1100];
-    ck_assert(is_number(nraw_line(&c, 0, line, sizeof line)));
-    ck_assert(strlen(nraw_line(&c, 1, line, sizeof line)) > 0);
-    ck_assert_str_eq(nraw_line(&c, 2, line, sizeof line), "error: unknown command");
-    ck_assert_str_eq(nraw_line(&c, 3, line, sizeof line), "notif: classified");
-    ck_assert(is_number(nraw_line(&c, 4, line, sizeof line)));
-    ck_assert_uint_eq(nraw_lines(&c), 5); /* nothing after quit */
-    ck_assert(c.eof && !c.err);          /* a clean close */
-    nraw_free(&c);
-    fx_close(&f);
+    ck_assert(is_number(nraw_line(c, 0, line, sizeof line)));
+    ck_assert(strlen(nraw_line(c, 1, line, sizeof line)) > 0);
+    ck_assert_str_eq(nraw_line(c, 2, line, sizeof line), "error: unknown command");
+    ck_assert_str_eq(nraw_line(c, 3, line, sizeof line), "notif: classified");
+    ck_assert(is_number(nraw_line(c, 4, line, sizeof line)));
+    ck_assert_uint_eq(nraw_lines(c), 5); /* nothing after quit */
+    ck_assert(c->eof && !c->err);        /* a clean close */
+    nfx_close(&f);
 }
 END_TEST
 
 START_TEST(test_half_close_answers_everything)
 {
-    struct fx f;
-    fx_open(&f, _i, NULL);
-    struct nraw c;
-    nraw_connect(&c, f.r, f.port, 0, 1);
+    struct nfx f;
+    nfx_open(&f, _i, NULL);
+    struct nraw *c = nfx_client(&f, 0, 1);
     size_t n = 3000;
     char *req = malloc(n * 12);
     for (size_t i = 0; i < n; i++)
@@ -104,47 +77,44 @@ START_TEST(test_half_close_answers_everything)
     /* "random?\n    " leaves 4 spaces before the next line: make them one unknown line */
     for (size_t i = 1; i < n; i += 2)
         memcpy(req + i * 12 + 8, "bad\n", 4);
-    nraw_send(&c, req, n * 12);
+    nraw_send(c, req, n * 12);
     free(req);
-    nraw_shutdown_wr(&c);
-    ck_assert(nt_wait(f.r, nt_pred_eof, &c, 20));
-    ck_assert_uint_eq(nraw_lines(&c), n + n / 2);
-    ck_assert(!c.err);
-    nraw_free(&c);
-    fx_close(&f);
+    nraw_shutdown_wr(c);
+    ck_assert(nt_wait(f.r, nt_pred_eof, c, 20));
+    ck_assert_uint_eq(nraw_lines(c), n + n / 2);
+    ck_assert(!c->err);
+    nfx_close(&f);
 }
 END_TEST
 
 START_TEST(test_huge_line_while_others_served)
 {
-    struct fx f;
-    fx_open(&f, 0, NULL);
-    struct nraw c;
-    nraw_connect(&c, f.r, f.port, 0, 1);
+    struct nfx f;
+    nfx_open(&f, 0, NULL);
+    struct nraw *c = nfx_client(&f, 0, 1);
     size_t n = 1024 * 1024;
     char *big = malloc(n);
     memset(big, 'x', n);
-    nraw_send_str(&c, "random?\n");
-    nraw_send(&c, big, n);
+    nraw_send_str(c, "random?\n");
+    nraw_send(c, big, n);
     free(big);
     check_other_served(&f);
-    ck_assert(nt_wait(f.r, nt_pred_eof, &c, 10));
+    ck_assert(nt_wait(f.r, nt_pred_eof, c, 10));
     char line[1100];
-    ck_assert(is_number(nraw_line(&c, 0, line, sizeof line)));
-    ck_assert_str_eq(nraw_line(&c, 1, line, sizeof line), "error: line too long");
-    ck_assert_uint_eq(nraw_lines(&c), 2);
-    nraw_free(&c);
+    ck_assert(is_number(nraw_line(c, 0, line, sizeof line)));
+    ck_assert_str_eq(nraw_line(c, 1, line, sizeof line), "error: line too long");
+    ck_assert_uint_eq(nraw_lines(c), 2);
+    nraw_free(c);
     check_other_served(&f);
-    fx_close(&f);
+    nfx_close(&f);
 }
 END_TEST
 
 START_TEST(test_binary_and_nul)
 {
-    struct fx f;
-    fx_open(&f, 0, NULL);
-    struct nraw c;
-    nraw_connect(&c, f.r, f.port, 0, 1);
+    struct nfx f;
+    nfx_open(&f, 0, NULL);
+    struct nraw *c = nfx_client(&f, 0, 1);
     unsigned seed = 99;
     size_t n = 256 * 1024;
     char *junk = malloc(n);
@@ -154,15 +124,15 @@ START_TEST(test_binary_and_nul)
         junk[i] = (v % 9 == 0 || run > 500) ? '\n' : (char)(v >> 8); /* NULs included */
         run = junk[i] == '\n' ? 0 : run + 1;
     }
-    nraw_send(&c, junk, n);
-    nraw_send(&c, "\0\0random?\0\n", 11);
+    nraw_send(c, junk, n);
+    nraw_send(c, "\0\0random?\0\n", 11);
     free(junk);
-    nraw_shutdown_wr(&c);
+    nraw_shutdown_wr(c);
     check_other_served(&f);
-    ck_assert(nt_wait(f.r, nt_pred_eof, &c, 20));
-    ck_assert(!c.err);
+    ck_assert(nt_wait(f.r, nt_pred_eof, c, 20));
+    ck_assert(!c->err);
     /* every line is an allowed answer */
-    const char *p = c.in, *end = c.in + c.in_len;
+    const char *p = c->in, *end = c->in + c->in_len;
     size_t lines = 0;
     while (p < end) {
         const char *nl = memchr(p, '\n', (size_t)(end - p));
@@ -179,59 +149,50 @@ START_TEST(test_binary_and_nul)
         p = nl + 1;
     }
     ck_assert_uint_gt(lines, 1000);
-    nraw_free(&c);
-    fx_close(&f);
+    nfx_close(&f);
 }
 END_TEST
 
 START_TEST(test_10000_requests_one_write)
 {
-    struct fx f;
-    fx_open(&f, _i, NULL);
-    struct nraw c;
-    nraw_connect(&c, f.r, f.port, 0, 1);
+    struct nfx f;
+    nfx_open(&f, _i, NULL);
+    struct nraw *c = nfx_client(&f, 0, 1);
     size_t n = 10000;
-    char *req = malloc(n * 8);
-    for (size_t i = 0; i < n; i++)
-        memcpy(req + i * 8, "random?\n", 8);
-    nraw_send(&c, req, n * 8);
-    free(req);
-    struct nt_lines want = {&c, n};
+    nraw_send_randoms(c, n);
+    struct nt_lines want = {c, n};
     ck_assert(nt_wait(f.r, nt_pred_lines, &want, 20));
-    ck_assert_uint_eq(nraw_lines(&c), n);
-    ck_assert(!c.eof);
-    nraw_free(&c);
-    fx_close(&f);
+    ck_assert_uint_eq(nraw_lines(c), n);
+    ck_assert(!c->eof);
+    nfx_close(&f);
 }
 END_TEST
 
 START_TEST(test_one_byte_at_a_time)
 {
-    struct fx f;
-    fx_open(&f, 0, NULL);
-    struct nraw c;
-    nraw_connect(&c, f.r, f.port, 0, 1);
+    struct nfx f;
+    nfx_open(&f, 0, NULL);
+    struct nraw *c = nfx_client(&f, 0, 1);
     int one = 1;
-    setsockopt(c.fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+    setsockopt(c->fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
     const char *in = "random?\r\nbad\n\nclassified?\n";
     for (const char *p = in; *p; p++) {
-        nraw_send(&c, p, 1);
+        nraw_send(c, p, 1);
         th_iterate_n(f.r, 2);
     }
-    struct nt_lines want = {&c, 3};
+    struct nt_lines want = {c, 3};
     ck_assert(nt_wait(f.r, nt_pred_lines, &want, 10));
     char line[1100];
-    ck_assert(is_number(nraw_line(&c, 0, line, sizeof line)));
-    ck_assert_str_eq(nraw_line(&c, 1, line, sizeof line), "error: unknown command");
-    nraw_free(&c);
-    fx_close(&f);
+    ck_assert(is_number(nraw_line(c, 0, line, sizeof line)));
+    ck_assert_str_eq(nraw_line(c, 1, line, sizeof line), "error: unknown command");
+    nfx_close(&f);
 }
 END_TEST
 
 /* A subscriber that never reads is dropped once its output passes the cap; another
  * client keeps being answered meanwhile, and a reading subscriber keeps its stream. */
 struct flood {
-    struct fx *f;
+    struct nfx *f;
     int rounds;
 };
 
@@ -248,20 +209,19 @@ static void flood_tick(reactor *r, void *data)
 
 static int dropped(void *arg)
 {
-    struct fx *f = arg;
+    struct nfx *f = arg;
     return notif_server_get_stats(f->s).dropped_slow == 1;
 }
 
 START_TEST(test_slow_subscriber)
 {
-    struct fx f;
+    struct nfx f;
     notif_server_config cfg = {.interval = -1, .output_cap = 64 * 1024};
-    fx_open(&f, _i, &cfg);
-    struct nraw slow, reader;
-    nraw_connect(&slow, f.r, f.port, 4096, 0); /* never reads, small window */
-    nraw_connect(&reader, f.r, f.port, 0, 1);
-    nraw_send_str(&slow, "notify\n");
-    nraw_send_str(&reader, "notify\n");
+    nfx_open(&f, _i, &cfg);
+    struct nraw *slow = nfx_client(&f, 4096, 0); /* never reads, small window */
+    struct nraw *reader = nfx_client(&f, 0, 1);
+    nraw_send_str(slow, "notify\n");
+    nraw_send_str(reader, "notify\n");
     /* both subscribed before the flood */
     for (int i = 0; i < 1000 && notif_server_get_stats(f.s).subscribers < 2; i++)
         reactor_iterate(f.r, 0.05);
@@ -271,44 +231,31 @@ START_TEST(test_slow_subscriber)
     check_other_served(&f);
     ck_assert(nt_wait(f.r, dropped, &f, 20));
     check_other_served(&f);
-    ck_assert(!reader.eof && !reader.err);
+    ck_assert(!reader->eof && !reader->err);
     /* the reader gets every notification that was published */
     size_t published = (size_t)notif_server_get_stats(f.s).events;
-    struct nt_lines want = {&reader, published};
+    struct nt_lines want = {reader, published};
     ck_assert(nt_wait(f.r, nt_pred_lines, &want, 20));
-    ck_assert_uint_eq(nraw_lines(&reader), published);
-    nraw_free(&slow);
-    nraw_free(&reader);
-    fx_close(&f);
+    ck_assert_uint_eq(nraw_lines(reader), published);
+    nfx_close(&f);
 }
 END_TEST
 
-static int no_clients(void *arg)
-{
-    struct fx *f = arg;
-    return notif_server_get_stats(f->s).clients == 0;
-}
-
 START_TEST(test_reset_with_answers_pending)
 {
-    struct fx f;
-    fx_open(&f, _i, NULL);
+    struct nfx f;
+    nfx_open(&f, _i, NULL);
     for (int k = 0; k < 5; k++) {
         struct nraw c;
         nraw_connect(&c, f.r, f.port, 0, 0);
-        size_t n = 50000;
-        char *req = malloc(n * 8);
-        for (size_t i = 0; i < n; i++)
-            memcpy(req + i * 8, "random?\n", 8);
-        nraw_send(&c, req, n * 8);
-        free(req);
+        nraw_send_randoms(&c, 50000);
         th_iterate_n(f.r, 3 + k); /* some of it read and answered, some not */
         nraw_reset(&c);
         nraw_free(&c);
     }
     check_other_served(&f);
-    ck_assert(nt_wait(f.r, no_clients, &f, 10));
-    fx_close(&f);
+    ck_assert(nfx_wait_clients(&f, 0, 10));
+    nfx_close(&f);
 }
 END_TEST
 
@@ -318,7 +265,7 @@ static int requests_stalled(void *arg)
 {
     static uint64_t last;
     static int same;
-    struct fx *f = arg;
+    struct nfx *f = arg;
     uint64_t n = notif_server_get_stats(f->s).requests;
     same = n == last ? same + 1 : 0;
     last = n;
@@ -327,31 +274,25 @@ static int requests_stalled(void *arg)
 
 START_TEST(test_pipelining_without_reading_pauses)
 {
-    struct fx f;
-    fx_open(&f, _i, NULL);
-    struct nraw c;
-    nraw_connect(&c, f.r, f.port, 8192, 0);
+    struct nfx f;
+    nfx_open(&f, _i, NULL);
+    struct nraw *c = nfx_client(&f, 8192, 0);
     /* 8 MB of requests, ~6 MB of answers: more than the kernel holds for us (the
      * client's window is 8 KiB, the server's send buffer at most tcp_wmem's 4 MiB). */
     size_t n = 1000000;
-    char *req = malloc(n * 8);
-    for (size_t i = 0; i < n; i++)
-        memcpy(req + i * 8, "random?\n", 8);
-    nraw_send(&c, req, n * 8);
-    free(req);
+    nraw_send_randoms(c, n);
     ck_assert(nt_wait(f.r, requests_stalled, &f, 20));
     notif_server_stats st = notif_server_get_stats(f.s);
     ck_assert_uint_lt(st.requests, n); /* paused, not dropped */
     ck_assert_uint_eq(st.dropped_slow, 0);
     ck_assert_uint_eq(st.clients, 1);
     check_other_served(&f);
-    nraw_read_now(&c); /* from now on the client reads */
-    struct nt_lines want = {&c, n};
+    nraw_read_now(c); /* from now on the client reads */
+    struct nt_lines want = {c, n};
     ck_assert(nt_wait(f.r, nt_pred_lines, &want, 30));
-    ck_assert_uint_eq(nraw_lines(&c), n);
-    ck_assert(!c.eof && !c.err);
-    nraw_free(&c);
-    fx_close(&f);
+    ck_assert_uint_eq(nraw_lines(c), n);
+    ck_assert(!c->eof && !c->err);
+    nfx_close(&f);
 }
 END_TEST
 
@@ -362,29 +303,23 @@ static void on_shutdown_done(void *data) { shutdown_done = 1; }
 
 START_TEST(test_shutdown_while_paused)
 {
-    struct fx f;
-    fx_open(&f, 0, NULL);
-    struct nraw c;
-    nraw_connect(&c, f.r, f.port, 8192, 0);
+    struct nfx f;
+    nfx_open(&f, 0, NULL);
+    struct nraw *c = nfx_client(&f, 8192, 0);
     size_t n = 1000000;
-    char *req = malloc(n * 8);
-    for (size_t i = 0; i < n; i++)
-        memcpy(req + i * 8, "random?\n", 8);
-    nraw_send(&c, req, n * 8);
-    free(req);
+    nraw_send_randoms(c, n);
     ck_assert(nt_wait(f.r, requests_stalled, &f, 20));
     shutdown_done = 0;
     ck_assert_int_eq(notif_server_shutdown(f.s, 20, on_shutdown_done, NULL), 1);
-    nraw_read_now(&c);
-    ck_assert(nt_wait(f.r, nt_pred_eof, &c, 30));
-    nraw_shutdown_wr(&c); /* a client that closes on EOF: the server need not wait */
+    nraw_read_now(c);
+    ck_assert(nt_wait(f.r, nt_pred_eof, c, 30));
+    nraw_shutdown_wr(c); /* a client that closes on EOF: the server need not wait */
     ck_assert(nt_wait(f.r, nt_pred_flag, &shutdown_done, 10));
     uint64_t answered = notif_server_get_stats(f.s).requests;
-    ck_assert_uint_eq(nraw_lines(&c), answered);
+    ck_assert_uint_eq(nraw_lines(c), answered);
     ck_assert_uint_gt(answered, 0);
     ck_assert_uint_eq(notif_server_get_stats(f.s).dropped_slow, 0);
-    nraw_free(&c);
-    fx_close(&f);
+    nfx_close(&f);
 }
 END_TEST
 
@@ -393,25 +328,22 @@ END_TEST
  * then a clean EOF. */
 START_TEST(test_quit_with_input_behind)
 {
-    struct fx f;
-    fx_open(&f, _i, NULL);
-    struct nraw c;
-    nraw_connect(&c, f.r, f.port, 4096, 0); /* reads late, with a small window */
+    struct nfx f;
+    nfx_open(&f, _i, NULL);
+    struct nraw *c = nfx_client(&f, 4096, 0); /* reads late, with a small window */
     size_t n = 100000;
-    char *req = malloc(n * 8 + 5 + 200000);
-    for (size_t i = 0; i < n; i++)
-        memcpy(req + i * 8, "random?\n", 8);
-    memcpy(req + n * 8, "quit\n", 5);
-    memset(req + n * 8 + 5, 'z', 200000); /* junk after quit, never answered */
-    nraw_send(&c, req, n * 8 + 5 + 200000);
-    free(req);
+    nraw_send_randoms(c, n);
+    nraw_send_str(c, "quit\n");
+    char *junk = malloc(200000);
+    memset(junk, 'z', 200000); /* junk after quit, never answered */
+    nraw_send(c, junk, 200000);
+    free(junk);
     th_iterate_n(f.r, 50);
-    nraw_read_now(&c);
-    ck_assert(nt_wait(f.r, nt_pred_eof, &c, 30));
-    ck_assert_msg(!c.err, "connection reset: %d", c.err);
-    ck_assert_uint_eq(nraw_lines(&c), n);
-    nraw_free(&c);
-    fx_close(&f);
+    nraw_read_now(c);
+    ck_assert(nt_wait(f.r, nt_pred_eof, c, 30));
+    ck_assert_msg(!c->err, "connection reset: %d", c->err);
+    ck_assert_uint_eq(nraw_lines(c), n);
+    nfx_close(&f);
 }
 END_TEST
 
