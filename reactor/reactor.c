@@ -523,18 +523,23 @@ static ALWAYS_INLINE int iterate(reactor *r, double max_wait)
 {
     r->in_iteration = 1;
     r->iter++;
-    now_update(r);
 
     /* A call from another thread is seen here or, if it comes later, wakes the poll:
      * the fast path needs no second look at wake_pending. */
     int timeout;
-    if (atomic_load_explicit(&r->wake_pending, memory_order_relaxed) || timer_due(r) ||
-        r->fake_clock || r->trace)
+    const int special = r->fake_clock || r->trace; /* tested once, before the clock call */
+    if (UNLIKELY(special)) {
+        now_update(r);
         timeout = run_due(r, max_wait);
-    else
-        timeout = timeout_to_next(r, max_wait);
+    } else {
+        r->now = reactor__clock_now();
+        if (atomic_load_explicit(&r->wake_pending, memory_order_relaxed) || timer_due(r))
+            timeout = run_due(r, max_wait);
+        else
+            timeout = timeout_to_next(r, max_wait);
+    }
     int n;
-    if (UNLIKELY(r->trace != NULL))
+    if (UNLIKELY(special && r->trace != NULL))
         n = poll_traced(r, timeout);
     else if (UNLIKELY((n = backend_poll(r, timeout)) == -EINTR))
         n = poll_again(r, timeout);
