@@ -146,7 +146,10 @@ TWISTC_API reactor_timer *reactor_call_every_named(reactor *r, double interval, 
  * (or is running: the call counts as run before its function starts) and -ECANCELED
  * once it was cancelled. */
 TWISTC_API int reactor_timer_cancel(reactor_timer *t);
-/* Reschedules to `seconds` from now, keeping its order among calls due at that time. */
+/* Reschedules to `seconds` from now, keeping its order among calls due at that time.
+ * -ENOMEM (the call is left as it was) if an earlier time needs a heap slot and the
+ * heap cannot grow; the same for reactor_timer_delay on a call already collected to run
+ * in this pass. */
 TWISTC_API int reactor_timer_reset(reactor_timer *t, double seconds);
 /* Moves the call `seconds` later than its current time. */
 TWISTC_API int reactor_timer_delay(reactor_timer *t, double seconds);
