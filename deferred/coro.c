@@ -113,7 +113,16 @@ static void co_release(coro *co)
     coro__fiber_destroy(&co->fiber);
     free(co);
 }
+void coro__cache_flush(void)
+{
+    co_cache_drain(&co_cache);
+    coro__stack_cache_flush();
+}
 #else
+void coro__cache_flush(void)
+{
+    coro__stack_cache_flush();
+}
 static coro *co_cache_get(void) { return NULL; }
 static void co_release(coro *co)
 {

@@ -37,6 +37,9 @@ typedef struct coro {
  * other), or NULL on a plain thread stack. */
 extern _Thread_local coro *coro__current;
 
+/* Unmaps this thread's cached coroutine structs and stacks (benchmarks, tests). */
+void coro__cache_flush(void);
+
 /* The body returned: release the stack, fire the coroutine's Deferred. coro.c. */
 void coro__finish(coro *co);
 

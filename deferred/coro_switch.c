@@ -1,5 +1,7 @@
 #define _GNU_SOURCE /* ucontext on glibc/BSD */
-/* Switching stacks: resume() and yield() for coro__fiber (see coro_switch_internal.h).
+/* Switching stacks for coro__fiber: setting up a new fiber's stack, its first entry, the
+ * out-of-line AArch64 switch and the ucontext glue. resume() and yield() themselves are
+ * inline in coro_switch_internal.h (on x86-64 the switch is inline assembly there).
  *
  * The asm backends save only what the ABI says a called function must preserve: a
  * context switch is, to the C code on either side, an ordinary function call that

@@ -9,6 +9,8 @@
 
 Run with Debian's python3-twisted:  /usr/bin/python3 t/bench/bench_coro_twisted.py
 Prints one "name ns" line per measurement (best of 5 runs).
+  --only await|fired|start N   one run of N operations only (for callgrind: run it with
+                               N and 2N and divide the difference by N)
 """
 import time
 
@@ -99,7 +101,14 @@ def best(fn, n):
 
 
 if __name__ == "__main__":
+    import sys
+
     import twisted
+
+    if len(sys.argv) == 4 and sys.argv[1] == "--only":
+        fn = {"await": bench_await, "fired": bench_await_fired, "start": bench_start}[sys.argv[2]]
+        fn(int(sys.argv[3]))
+        sys.exit(0)
 
     print("twisted", twisted.__version__)
     print("await_rt_ns     %8.1f" % best(bench_await, 100000))
