@@ -107,7 +107,8 @@ struct rawc *tfx_raw_slow(struct tfx *x, int rcvbuf);
 /* reactor_connect_tcp to the listener with x->cli (timeout 5 s); kept in x->conn. */
 connector *tfx_connect(struct tfx *x);
 /* Iterates until the server factory made n connections (bounded: max_seconds of reactor
- * time, a capped number of iterations). Returns 1 if it did; the caller asserts. */
+ * time, a capped number of iterations). Returns 1 if it did; the test asserts on what
+ * it needs (the counter itself, or what follows from it). */
 int tfx_wait_made(struct tfx *x, int n, double max_seconds);
 /* Iterates until the server's last connection has output the kernel refused (it waits
  * for WRITABLE); bounded like tfx_wait_made. Returns 1 if so. */
