@@ -74,11 +74,11 @@ static const reactor__backend *find_backend(const char *name)
 #define UNLIKELY(x) (x)
 #endif
 
-double reactor__clock_now(void)
+reactor__ns reactor__clock_now(void)
 {
     struct timespec ts;
     clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
+    return (reactor__ns)ts.tv_sec * 1000000000 + ts.tv_nsec;
 }
 
 static void now_update(reactor *r)
@@ -87,7 +87,7 @@ static void now_update(reactor *r)
         r->now = reactor__clock_now();
 }
 
-double reactor__now_fresh(reactor *r)
+reactor__ns reactor__now_fresh(reactor *r)
 {
     now_update(r);
     return r->now;
@@ -198,7 +198,7 @@ double reactor_seconds(const reactor *r)
 {
     if (!r)
         return 0;
-    return r->fake_clock ? r->now : reactor__clock_now();
+    return reactor__s_from_ns(r->fake_clock ? r->now : reactor__clock_now());
 }
 
 /* ---- I/O watchers --------------------------------------------------------------- */
@@ -374,9 +374,9 @@ static ALWAYS_INLINE int timeout_to_next(const reactor *r, double max_wait)
 {
     if (r->stopping && r->shutdown_holds == 0)
         return 0;
-    int t = r->heap_n ? reactor__ceil_ms((r->heap[0].when - r->now) * 1000.0) : -1;
+    int t = r->heap_n ? reactor__ceil_ms(r->heap[0].when - r->now) : -1;
     if (max_wait >= 0) {
-        int m = reactor__ceil_ms(max_wait * 1000.0);
+        int m = reactor__ceil_ms(reactor__ns_from_s(max_wait));
         if (t < 0 || m < t)
             t = m;
     }
@@ -409,11 +409,11 @@ static ALWAYS_INLINE int backend_poll(reactor *r, int timeout_ms)
 static NOINLINE int poll_again(reactor *r, int timeout_ms)
 {
     const int full = timeout_ms;
-    double start = r->now; /* fresh: updated just before the timeout was computed (and
+    reactor__ns start = r->now; /* fresh: updated just before the timeout was computed (and
                               with the fake clock the timeout is 0, so never used) */
     for (;;) {
         if (full > 0) /* what is left of the FULL timeout, rounded up */
-            timeout_ms = reactor__ceil_ms(full - (reactor__clock_now() - start) * 1000.0);
+            timeout_ms = reactor__ceil_ms((reactor__ns)full * 1000000 - (reactor__clock_now() - start));
         int n = r->be->poll(r->be_state, timeout_ms, r->ready, r->ready_cap);
         if (n != -EINTR)
             return n;
@@ -503,12 +503,12 @@ static NOINLINE int poll_traced(reactor *r, int timeout)
 {
     reactor__trace(r, "phase=poll backend=%s timeout_ms=%d watched=%d", r->be->name, timeout,
                    r->watched);
-    double t0 = reactor__clock_now();
+    reactor__ns t0 = reactor__clock_now();
     int n = r->be->poll(r->be_state, timeout, r->ready, r->ready_cap);
     if (n == -EINTR)
         n = poll_again(r, timeout);
     reactor__trace(r, "phase=poll ready=%d waited_ms=%.3f", n < 0 ? 0 : n,
-                   (reactor__clock_now() - t0) * 1000.0);
+                   (double)(reactor__clock_now() - t0) / 1e6);
     return n;
 }
 
@@ -720,7 +720,7 @@ int reactor_use_fake_clock(reactor *r, double start)
     if (r->heap_n > 0)
         return -EBUSY; /* pending timers were scheduled on the other clock */
     r->fake_clock = 1;
-    r->now = start;
+    r->now = reactor__ns_from_s(start); /* whole ns; beyond ~73 years: clamped */
     return 0;
 }
 
@@ -731,7 +731,7 @@ int reactor_advance(reactor *r, double seconds)
     if (r->in_iteration)
         return -EBUSY;
     r->in_iteration = 1;
-    r->now += seconds;
+    r->now = reactor__ns_add(r->now, reactor__ns_from_s(seconds));
     /* Pass after pass until nothing is due: calls scheduled by the calls that ran are
      * run too if already due (task.Clock.advance). Bounded, so a call that reschedules
      * itself at +0 forever cannot hang the caller. */

@@ -164,7 +164,8 @@ TWISTC_API size_t reactor_pending_timers(const reactor *r);
 
 /* A deterministic clock for tests (Twisted's task.Clock): from now on the reactor's time
  * starts at `start` and moves only with reactor_advance(). Polls never block while the
- * fake clock is on. */
+ * fake clock is on. Times are kept in whole nanoseconds (start, advances and delays are
+ * rounded to the nearest), up to ~73 years. */
 TWISTC_API int reactor_use_fake_clock(reactor *r, double start);
 /* Moves the fake clock forward and runs every call that became due (and the calls those
  * schedule that are due too, in later passes), without polling for I/O. */

@@ -33,14 +33,42 @@ typedef struct reactor__kind {
 } reactor__kind;
 
 enum { REACTOR__T_PENDING, REACTOR__T_CALLED, REACTOR__T_CANCELLED };
+/* Time inside the reactor: whole nanoseconds on its clock (CLOCK_MONOTONIC, or the fake
+ * clock). Integers keep deadlines and repeating grids exact, and cost the loop less than
+ * doubles (one conversion per clock reading, integer compares); the public API speaks
+ * double seconds. REACTOR__NS_MAX is "never": ~73 years, far enough that adding two of
+ * them cannot overflow. */
+typedef int64_t reactor__ns;
+#define REACTOR__NS_MAX (INT64_MAX / 4)
+
+/* Seconds to ns, to the nearest (the clock itself counts whole ns; delays, advances of
+ * the fake clock and deadlines all round the same way, so advancing by d runs a call
+ * scheduled d from now), clamped to +-REACTOR__NS_MAX (NaN: callers refuse it first). */
+static inline reactor__ns reactor__ns_from_s(double s)
+{
+    double x = s * 1e9;
+    if (!(x < (double)REACTOR__NS_MAX))
+        return REACTOR__NS_MAX;
+    if (x <= -(double)REACTOR__NS_MAX)
+        return -REACTOR__NS_MAX;
+    return (reactor__ns)(x < 0 ? x - 0.5 : x + 0.5); /* (cast truncates toward zero) */
+}
+static inline double reactor__s_from_ns(reactor__ns ns) { return (double)ns / 1e9; }
+/* a + b for a time and a duration, clamped to +-REACTOR__NS_MAX. */
+static inline reactor__ns reactor__ns_add(reactor__ns a, reactor__ns b)
+{
+    reactor__ns x = a + b; /* no overflow: both within +-REACTOR__NS_MAX */
+    return x > REACTOR__NS_MAX ? REACTOR__NS_MAX : x < -REACTOR__NS_MAX ? -REACTOR__NS_MAX : x;
+}
+
 /* Where a pending timer waits. IN_COMPACT is a mark used only inside heap_compact. */
 enum { REACTOR__IN_NONE, REACTOR__IN_HEAP, REACTOR__IN_DUE, REACTOR__IN_COMPACT };
 
 struct reactor_timer {
     /* What firing reads comes first: timers.c prefetches the start of a timer that may
      * fire next. */
-    double when;      /* the deadline, absolute time on the reactor's clock */
-    double hwhen;     /* deadline of its live heap entry: `when`, or earlier after a move
+    reactor__ns when; /* the deadline, absolute time on the reactor's clock */
+    reactor__ns hwhen; /* deadline of its live heap entry: `when`, or earlier after a move
                        * to a later time (the entry is put back when it reaches the root) */
     union {
         reactor_fn fn;
@@ -48,9 +76,8 @@ struct reactor_timer {
     };
     void *data;
     /* Repeating calls only (reactor_call_every); interval == 0 for a one-shot call.
-     * Deadlines are base + k * interval, each computed afresh, so rounding errors do
-     * not accumulate run after run (drift-free even in floating point). */
-    double interval;
+     * Deadlines are base + k * interval, in whole nanoseconds: exact, no drift. */
+    reactor__ns interval;
     unsigned refs;    /* the reactor's (while pending or running) + reactor_timer_hold()s */
     unsigned entries; /* heap entries (live or stale) and due-list slots pointing here:
                        * the struct is freed only when both counts are 0 */
@@ -58,7 +85,7 @@ struct reactor_timer {
     uint64_t seq;     /* scheduling order: breaks ties between equal `when` */
     reactor *r;       /* NULL once the reactor was freed (a held handle can outlive it) */
     const char *name;
-    double base;      /* repeating calls: the grid's origin, moved by reset/delay */
+    reactor__ns base; /* repeating calls: the grid's origin, moved by reset/delay */
 };
 
 /* A heap slot carries the deadline next to the pointer, so sifting compares without
@@ -66,7 +93,7 @@ struct reactor_timer {
  * deadlines). An entry may be stale (timers.c says when). 16 bytes: the 4 children of
  * a node share one 64-byte cache line. */
 typedef struct reactor__heap_entry {
-    double when;
+    reactor__ns when;
     reactor_timer *t;
 } reactor__heap_entry;
 
@@ -114,7 +141,7 @@ struct reactor {
     int n_kinds, kinds_cap;
 
     /* time */
-    double now;        /* cached once per iteration (and after each poll) */
+    reactor__ns now;   /* read once per iteration, and whenever a call is scheduled */
     int fake_clock;
 
     /* timers */
@@ -160,25 +187,23 @@ struct reactor {
     void (*mod_free[REACTOR__MOD_COUNT])(void *);
 };
 
-/* Milliseconds rounded UP to a whole int, clamped to [0, INT_MAX]: a 0.3 ms wait becomes
- * 1 ms, never a 0-ms poll that would spin until the deadline. (No libm: ceil() would
- * need -lm in every program that links the static library.) */
-static inline int reactor__ceil_ms(double ms)
+/* A duration in ms rounded UP to a whole int, clamped to [0, INT_MAX]: a 0.3 ms wait
+ * becomes 1 ms, never a 0-ms poll that would spin until the deadline. */
+static inline int reactor__ceil_ms(reactor__ns ns)
 {
-    if (!(ms > 0))
+    if (ns <= 0)
         return 0;
-    if (ms >= 2147483647.0)
+    if (ns > (reactor__ns)2147483647 * 1000000 - 999999)
         return 2147483647;
-    int i = (int)ms;
-    return (double)i < ms ? i + 1 : i;
+    return (int)((ns + 999999) / 1000000);
 }
 
 /* ---- reactor.c */
-double reactor__clock_now(void);
+reactor__ns reactor__clock_now(void);
 /* Refreshes the cached time (unless the clock is fake) and returns it. Timers are
  * scheduled from a fresh reading, so a call made long after the iteration began (or
  * long after reactor_new) still never fires early. */
-double reactor__now_fresh(reactor *r);
+reactor__ns reactor__now_fresh(reactor *r);
 /* A non-blocking, close-on-exec pipe. */
 int reactor__pipe(int fds[2]);
 

@@ -69,9 +69,9 @@ static inline int entry_live(const reactor__heap_entry *e)
  * taken only when two compared deadlines are equal. */
 static inline size_t min4(const reactor__heap_entry *h, size_t c)
 {
-    double w0 = h[c].when, w1 = h[c + 1].when, w2 = h[c + 2].when, w3 = h[c + 3].when;
+    reactor__ns w0 = h[c].when, w1 = h[c + 1].when, w2 = h[c + 2].when, w3 = h[c + 3].when;
     size_t a = c + (w1 < w0), b = c + 2 + (w3 < w2);
-    double wa = w1 < w0 ? w1 : w0, wb = w3 < w2 ? w3 : w2;
+    reactor__ns wa = w1 < w0 ? w1 : w0, wb = w3 < w2 ? w3 : w2;
     size_t m = a ^ ((a ^ b) & -(size_t)(wb < wa)); /* wb < wa ? b : a */
     if (__builtin_expect((w0 == w1) | (w2 == w3) | (wa == wb), 0)) {
         a = entry_less(&h[c + 1], &h[c]) ? c + 1 : c;
@@ -150,7 +150,7 @@ static int heap_grow(reactor *r)
 }
 
 /* Adds an entry for t at `when`; the caller updates t's state. */
-static int heap_push(reactor *r, reactor_timer *t, double when)
+static int heap_push(reactor *r, reactor_timer *t, reactor__ns when)
 {
     if (r->heap_n == r->heap_cap && heap_grow(r) < 0)
         return -ENOMEM;
@@ -259,8 +259,8 @@ static inline void maybe_compact(reactor *r)
 }
 
 /* Shared by call_later (interval 0) and call_every; inlined into both. */
-static inline reactor_timer *timer_new(reactor *r, double delay, reactor_fn fn, void *data,
-                                       const char *name, double interval)
+static inline reactor_timer *timer_new(reactor *r, reactor__ns delay, reactor_fn fn,
+                                       void *data, const char *name, reactor__ns interval)
 {
     reactor_timer *t = r->free_timers;
     if (t) {
@@ -269,7 +269,7 @@ static inline reactor_timer *timer_new(reactor *r, double delay, reactor_fn fn, 
     } else if (!(t = malloc(sizeof *t))) {
         return NULL; /* errno is ENOMEM */
     }
-    double now = reactor__now_fresh(r), when = now + delay;
+    reactor__ns now = reactor__now_fresh(r), when = reactor__ns_add(now, delay);
     *t = (reactor_timer){.when = when, .hwhen = when, .fn = fn, .data = data, .refs = 1,
                          .state = REACTOR__T_PENDING, .where = REACTOR__IN_HEAP,
                          .seq = r->next_seq++, .r = r, .name = name ? name : "?",
@@ -291,11 +291,12 @@ reactor_timer *reactor_call_later_named(reactor *r, double delay, reactor_fn fn,
         errno = EINVAL;
         return NULL;
     }
-    return timer_new(r, delay, fn, data, name, 0);
+    return timer_new(r, reactor__ns_from_s(delay), fn, data, name, 0);
 }
 
-/* Below 1 us a clock value of a few days since boot could not tell two deadlines apart
- * (a double's spacing there is ~1e-10 s) and the timer would spin. */
+/* A repeating call runs at most once per iteration (missed grid points are skipped), so
+ * an interval shorter than 1 us would only mean "every iteration": refused as a likely
+ * unit mistake (seconds, not microseconds). */
 #define MIN_INTERVAL 1e-6
 
 reactor_timer *reactor_call_every_named(reactor *r, double interval, reactor_fn fn, void *data,
@@ -305,7 +306,8 @@ reactor_timer *reactor_call_every_named(reactor *r, double interval, reactor_fn 
         errno = EINVAL;
         return NULL;
     }
-    return timer_new(r, interval, fn, data, name, interval);
+    reactor__ns ns = reactor__ns_from_s(interval);
+    return timer_new(r, ns, fn, data, name, ns);
 }
 
 static int timer_check(const reactor_timer *t)
@@ -340,11 +342,9 @@ int reactor_timer_cancel(reactor_timer *t)
 
 /* Moves a pending timer to `when`, keeping its seq: among calls due at that time it
  * keeps its original order (what task.Clock's stable re-sort gives). */
-static int timer_move(reactor_timer *t, double when)
+static int timer_move(reactor_timer *t, reactor__ns when)
 {
     reactor *r = t->r;
-    if (!isfinite(when))
-        return -EINVAL;
     if (t->where == REACTOR__IN_HEAP && when >= t->hwhen) {
         t->when = when; /* later: its entry is put back when it reaches the root */
         if (r->heap[0].t == t)
@@ -370,9 +370,9 @@ int reactor_timer_reset(reactor_timer *t, double seconds)
     int rc = timer_check(t);
     if (rc)
         return rc;
-    if (!(seconds >= 0))
+    if (!(seconds >= 0) || !isfinite(seconds))
         return -EINVAL;
-    return timer_move(t, reactor__now_fresh(t->r) + seconds);
+    return timer_move(t, reactor__ns_add(reactor__now_fresh(t->r), reactor__ns_from_s(seconds)));
 }
 
 int reactor_timer_delay(reactor_timer *t, double seconds)
@@ -380,9 +380,9 @@ int reactor_timer_delay(reactor_timer *t, double seconds)
     int rc = timer_check(t);
     if (rc)
         return rc;
-    if (!(seconds >= 0))
+    if (!(seconds >= 0) || !isfinite(seconds))
         return -EINVAL;
-    return timer_move(t, t->when + seconds);
+    return timer_move(t, reactor__ns_add(t->when, reactor__ns_from_s(seconds)));
 }
 
 int reactor_timer_active(const reactor_timer *t)
@@ -392,7 +392,7 @@ int reactor_timer_active(const reactor_timer *t)
 
 double reactor_timer_time(const reactor_timer *t)
 {
-    return t ? t->when : 0;
+    return t ? reactor__s_from_ns(t->when) : 0;
 }
 
 reactor_timer *reactor_timer_hold(reactor_timer *t)
@@ -422,17 +422,16 @@ size_t reactor_pending_timers(const reactor *r)
  * reactor_advance's "run until nothing is due" cannot run it twice for one moment. */
 static int timer_rearm(reactor *r, reactor_timer *t)
 {
-    double now = reactor__now_fresh(r); /* the function may have taken a while */
-    double q = (now - t->base) / t->interval, next = 0;
-    if (q >= 0 && q < 1e15) {
-        double k = (double)(int64_t)q + 1; /* floor(q) + 1 without libm */
-        next = t->base + k * t->interval;
-        if (next <= now) /* q was rounded down a hair below an integer */
-            next = t->base + (k + 1) * t->interval;
+    reactor__ns now = reactor__now_fresh(r); /* the function may have taken a while */
+    reactor__ns next;
+    if (now >= t->base) { /* whole ns: the grid point is exact, no drift ever */
+        next = t->base + ((now - t->base) / t->interval + 1) * t->interval;
+    } else { /* (a grid in the future cannot happen; if it did:) */
+        next = REACTOR__NS_MAX + 1;
     }
-    if (!(next > now)) { /* absurd gap or still not later: restart the grid from now */
+    if (next > REACTOR__NS_MAX) { /* or ~73 years of fake time: start the grid afresh */
         t->base = now;
-        next = now + t->interval;
+        next = reactor__ns_add(now, t->interval);
     }
     /* Stale entries of its own (left by a move sooner) would compare differently under
      * the new seq and break the heap's order: drop them first (O(n), rare). */
@@ -516,7 +515,7 @@ int reactor__timer_timeout_ms(const reactor *r)
     if (r->heap_n == 0)
         return -1;
     /* Rounded UP, and clamped so a far timer cannot overflow the int. */
-    return reactor__ceil_ms((r->heap[0].when - r->now) * 1000.0);
+    return reactor__ceil_ms(r->heap[0].when - r->now);
 }
 
 void reactor__timers_free(reactor *r)

@@ -666,15 +666,23 @@ typedef struct {
 /* Moves the fake clock only: no call runs (the reactor's time is a cached field). */
 static void fake_work(reactor *r, double seconds)
 {
-    r->now += seconds;
+    r->now += reactor__ns_from_s(seconds);
 }
 
 /* Sets the fake clock to exactly `t` (if later) and runs what became due. */
 static void clock_to(reactor *r, double t)
 {
-    if (t > r->now)
-        r->now = t;
+    reactor__ns ns = reactor__ns_from_s(t);
+    if (ns > r->now)
+        r->now = ns;
     ck_assert_int_eq(reactor_advance(r, 0), 0);
+}
+
+/* Is s (seconds, as the API reports it) exactly `ms` milliseconds, to the nanosecond the
+ * reactor keeps time in? */
+static int is_ms(double s, long long ms)
+{
+    return (long long)(s * 1e9 + 0.5) == ms * 1000000;
 }
 
 /* Fake-clock time of step k of 1 ms, exact at every 10 ms grid point (k multiple of 10). */
@@ -708,16 +716,16 @@ START_TEST(test_every_drift_free)
     memset(&p, 0, sizeof p);
     p.t = reactor_call_every(r, 0.01, rep_fn, &p);
     ck_assert_ptr_nonnull(p.t);
-    ck_assert(reactor_timer_time(p.t) == 1 * 0.01);
+    ck_assert(is_ms(reactor_timer_time(p.t), 10));
     for (int k = 1; k <= 1000; k++)
         clock_to(r, step_ms(k));
     ck_assert_int_eq(p.n, 100);
     for (int i = 0; i < p.n; i++) {
-        ck_assert(p.at[i] == (i + 1) * 0.01);
-        ck_assert(p.sched[i] == (i + 1) * 0.01);
+        ck_assert(is_ms(p.at[i], (i + 1) * 10));
+        ck_assert(is_ms(p.sched[i], (i + 1) * 10));
     }
     ck_assert(p.active_inside);
-    ck_assert(reactor_timer_time(p.t) == 101 * 0.01);
+    ck_assert(is_ms(reactor_timer_time(p.t), 1010));
     ck_assert_uint_eq(reactor_pending_timers(r), 1);
     reactor_free(r); /* cancels it without running it; frees it */
 }
@@ -736,7 +744,7 @@ START_TEST(test_every_slow_function_stays_on_grid)
         clock_to(r, step_ms(k));
     ck_assert_int_eq(p.n, 100);
     for (int i = 0; i < p.n; i++)
-        ck_assert(p.at[i] == (i + 1) * 0.01);
+        ck_assert(is_ms(p.at[i], (i + 1) * 10));
     reactor_free(r);
 }
 END_TEST
@@ -754,12 +762,12 @@ START_TEST(test_every_stall_skips_missed_runs)
     ck_assert_int_eq(reactor_advance(r, 0.055), 0); /* to ~0.105: grid 60..100 missed */
     ck_assert_int_eq(p.n, 6);                      /* one run, not five */
     ck_assert(p.sched[5] == 6 * 0.01);             /* the first missed deadline ran late */
-    ck_assert(reactor_timer_time(p.t) == 11 * 0.01); /* next: the grid point after now */
+    ck_assert(is_ms(reactor_timer_time(p.t), 110)); /* next: the grid point after now */
     for (int k = 106; k <= 200; k++)
         clock_to(r, step_ms(k));
     ck_assert_int_eq(p.n, 16); /* 110, 120, ..., 200 */
     for (int i = 6; i < p.n; i++)
-        ck_assert(p.at[i] == (i + 5) * 0.01);
+        ck_assert(is_ms(p.at[i], (i + 5) * 10));
     /* One advance over a whole second: still one run (reactor_advance's passes do not
      * see it due again: the re-armed deadline is strictly later than now). */
     ck_assert_int_eq(reactor_advance(r, 1.0), 0);
@@ -986,12 +994,12 @@ START_TEST(test_reset_sooner_later_keeps_fifo)
     ck_assert_int_eq(reactor_timer_delay(tc, 0), 0);
     ck_assert_int_eq(reactor_timer_reset(tc, 5), 0);
     ck_assert(reactor_timer_time(tb) == 5.0 && reactor_timer_time(tc) == 5.0);
-    ck_assert(r->heap[0].when == 5.0);               /* what poll_timeout reads */
+    ck_assert(r->heap[0].when == 5000000000);               /* what poll_timeout reads */
     ck_assert_int_eq(reactor__timer_timeout_ms(r), 5000);
     for (int k = 1; k <= 4; k++) {
         ck_assert_int_eq(reactor_advance(r, 1), 0);
         ck_assert_int_eq(l.n, 0);
-        ck_assert(r->heap[0].when == 5.0);
+        ck_assert(r->heap[0].when == 5000000000);
     }
     ck_assert_int_eq(reactor_advance(r, 1), 0);
     ck_assert_int_eq(l.n, 3);
