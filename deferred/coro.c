@@ -42,7 +42,7 @@ struct coro_registry {
  * (by another module's free hook) run without a registry. */
 static char reg_gone;
 
-_Thread_local coro *coro__current;
+_Thread_local coro *coro__current DEFERRED__TLS_IE;
 
 /* A per-thread cache of freed coroutine structs, each with its stack still attached:
  * starting a coroutine then costs no malloc/free (calloc, which bypasses glibc's fast
@@ -61,7 +61,7 @@ struct co_cache {
     unsigned n;
     int registered;
 };
-static _Thread_local struct co_cache co_cache;
+static _Thread_local struct co_cache co_cache DEFERRED__TLS_IE;
 static pthread_key_t co_cache_key;
 static pthread_once_t co_cache_once = PTHREAD_ONCE_INIT;
 static int co_cache_key_ok;

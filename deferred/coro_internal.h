@@ -14,6 +14,7 @@
 
 #include "deferred/coro.h"
 #include "deferred/coro_switch_internal.h"
+#include "deferred/deferred_internal.h"
 
 struct coro_registry;
 
@@ -35,7 +36,7 @@ typedef struct coro {
 
 /* The coroutine running on this thread (the innermost one when coroutines resume each
  * other), or NULL on a plain thread stack. */
-extern _Thread_local coro *coro__current;
+extern _Thread_local coro *coro__current DEFERRED__TLS_IE;
 
 /* Unmaps this thread's cached coroutine structs and stacks (benchmarks, tests). */
 void coro__cache_flush(void);

@@ -70,7 +70,7 @@ struct deferred__tls {
     int registered;
     deferred *queue_head, *queue_tail;
 };
-static _Thread_local struct deferred__tls tls;
+static _Thread_local struct deferred__tls tls DEFERRED__TLS_IE;
 
 #if DEFERRED__CACHE_MAX > 0
 static pthread_key_t cache_key;
@@ -118,19 +118,20 @@ static NOINLINE deferred *cache_miss(void)
     }
     return malloc(sizeof(deferred));
 }
+/* A cached struct, or NULL (then the caller goes the slow way: cache_miss). */
 static inline deferred *cache_get(void)
 {
     deferred *d = tls.cache;
     if (d) {
         tls.cache = d->free_next;
         tls.ncache--;
-        return d;
     }
-    return cache_miss();
+    return d;
 }
 #else
 static inline void cache_put(deferred *d) { free(d); }
-static inline deferred *cache_get(void) { return malloc(sizeof(deferred)); }
+static inline deferred *cache_get(void) { return NULL; }
+static inline deferred *cache_miss(void) { return malloc(sizeof(deferred)); }
 #endif
 
 static NOINLINE deferred *debug_created(deferred *d)
@@ -140,14 +141,9 @@ static NOINLINE deferred *debug_created(deferred *d)
     return d;
 }
 
-deferred *deferred_new_at(const char *file, int line, deferred_canceller canceller,
-                          void *canceller_arg)
+static HOT_INLINE deferred *init_new(deferred *d, const char *file, int line,
+                                     deferred_canceller canceller, void *canceller_arg)
 {
-    deferred *d = cache_get();
-    if (!d) {
-        errno = ENOMEM;
-        return NULL;
-    }
     d->refs = 1;
     d->flags = 0;
     d->paused = 0;
@@ -168,6 +164,28 @@ deferred *deferred_new_at(const char *file, int line, deferred_canceller cancell
     if (__atomic_load_n(&deferred__debugging, __ATOMIC_RELAXED))
         return debug_created(d); /* a tail call: no registers saved for it */
     return d;
+}
+
+/* No cached struct: out of line, so that the common case makes no call and saves no
+ * registers. */
+static NOINLINE deferred *new_slow(const char *file, int line, deferred_canceller canceller,
+                                   void *canceller_arg)
+{
+    deferred *d = cache_miss();
+    if (!d) {
+        errno = ENOMEM;
+        return NULL;
+    }
+    return init_new(d, file, line, canceller, canceller_arg);
+}
+
+deferred *deferred_new_at(const char *file, int line, deferred_canceller canceller,
+                          void *canceller_arg)
+{
+    deferred *d = cache_get();
+    if (!d)
+        return new_slow(file, line, canceller, canceller_arg);
+    return init_new(d, file, line, canceller, canceller_arg);
 }
 
 deferred *deferred_ref(deferred *d)

@@ -61,6 +61,17 @@ struct deferred {
     unsigned char reported; /* its failure was reported already (do not report again) */
 };
 
+/* Per-thread variables on the hot paths (the Deferred cache, the current coroutine) use
+ * the initial-exec TLS model: one %fs-relative load, where the default model of a
+ * shared library calls __tls_get_addr (and makes the caller save registers around the
+ * call). It takes a few dozen bytes of the static TLS space glibc reserves for shared
+ * libraries, so libtwistc.so can still be dlopen'ed. */
+#if defined(__GNUC__) || defined(__clang__)
+#define DEFERRED__TLS_IE __attribute__((tls_model("initial-exec")))
+#else
+#define DEFERRED__TLS_IE
+#endif
+
 /* deferred_report.c */
 extern int deferred__debugging;
 /* Called by the owner thread whenever d's current result is a failure and d is
