@@ -9,6 +9,7 @@
  *   build/bench/bench_coro await 100000             only N await round trips (callgrind)
  *   build/bench/bench_coro fired 100000             only N awaits of a fired Deferred
  *   build/bench/bench_coro start 100000             only N coroutine start + finish
+ *   build/bench/bench_coro depth                    round trips switched from 1..5 frames deep
  *   (strace -c -f ... shows the syscalls each makes: see docs/benchmarks.md) */
 #include <stdio.h>
 #include <stdlib.h>
@@ -55,6 +56,53 @@ static double bench_switch(long pairs)
     double t = now() - t0;
     coro__fiber_destroy(&sw_fiber); /* suspended in an endless loop: just drop it */
     return t * 1e9 / (2.0 * pairs);
+}
+
+/* ---- the cost of returning through frames after a switch -------------------------- */
+/* Resume/yield ping-pong where each side switches from depth + 1 nested (not inlined)
+ * calls, so after each switch depth + 1 functions are returned through on each side
+ * (switch_ns is the same ping-pong with none). The CPU predicts returns from the calls
+ * made on the stack it was on: after a switch every one of them mispredicts. ns per
+ * round trip (two switches) for depth 0..4. */
+static coro__fiber dp_fiber;
+static int dp_depth;
+
+__attribute__((noinline)) static void dp_yield(int d)
+{
+    if (d > 0) {
+        dp_yield(d - 1);
+        __asm__ volatile("" ::: "memory"); /* not a tail call */
+        return;
+    }
+    coro__fiber_yield(&dp_fiber);
+}
+
+__attribute__((noinline)) static void dp_resume(int d)
+{
+    if (d > 0) {
+        dp_resume(d - 1);
+        __asm__ volatile("" ::: "memory");
+        return;
+    }
+    coro__fiber_resume(&dp_fiber);
+}
+
+static void dp_body(void *arg)
+{
+    for (;;)
+        dp_yield(dp_depth);
+}
+
+static double bench_depth_n(long n)
+{
+    if (coro__fiber_init(&dp_fiber, 0, dp_body, NULL) < 0)
+        return -1;
+    double t0 = now();
+    for (long i = 0; i < n; i++)
+        dp_resume(dp_depth);
+    double t = now() - t0;
+    coro__fiber_destroy(&dp_fiber);
+    return t * 1e9 / n;
 }
 
 /* ---- raw switch: plain ucontext, for comparison ---------------------------------- */
@@ -237,6 +285,12 @@ int main(int argc, char **argv)
     }
     if (argc == 3 && strcmp(argv[1], "start") == 0) {
         bench_start(atol(argv[2]));
+        return 0;
+    }
+    if (argc == 2 && strcmp(argv[1], "depth") == 0) {
+        for (dp_depth = 0; dp_depth <= 4; dp_depth++)
+            printf("%d frame(s) per side: %6.1f ns per resume+yield round trip (best of 5)\n",
+                   dp_depth + 1, best(bench_depth_n, 2000000));
         return 0;
     }
     printf("backend: %s\n", coro_backend());
