@@ -345,8 +345,15 @@ deferred *coro_start(reactor *r, coro_fn fn, void *arg, size_t stack_size)
  * coro__await_begin: returns the coroutine to suspend (the switch is the caller's), or
  * NULL when *out is the answer already (fired Deferred, error).
  * coro__await_end: after the resume, in the coroutine: its result into *out. */
-coro *coro__await_begin(deferred_result *out, deferred *d, int take);
-void coro__await_end(deferred_result *out);
+#if defined(__GNUC__) || defined(__clang__)
+/* Called only from the assembly stub below, which the compiler cannot see: `used` keeps
+ * a link-time-optimised build (-flto) from dropping them. */
+#define CORO__ASM_CALLED __attribute__((used))
+#else
+#define CORO__ASM_CALLED
+#endif
+CORO__ASM_CALLED coro *coro__await_begin(deferred_result *out, deferred *d, int take);
+CORO__ASM_CALLED void coro__await_end(deferred_result *out);
 
 /* The awaits that do not wait: out of line, so that the common case is a tail call. */
 #if defined(__GNUC__) || defined(__clang__)
@@ -367,7 +374,7 @@ static coro *await_refused(deferred_result *out, deferred *d, coro *co, int take
     return NULL;
 }
 
-coro *coro__await_begin(deferred_result *out, deferred *d, int take)
+CORO__ASM_CALLED coro *coro__await_begin(deferred_result *out, deferred *d, int take)
 {
     coro *co = coro__current;
     if (d && co && !co->closing && d != co->target)
@@ -375,7 +382,7 @@ coro *coro__await_begin(deferred_result *out, deferred *d, int take)
     return await_refused(out, d, co, take);
 }
 
-void coro__await_end(deferred_result *out)
+CORO__ASM_CALLED void coro__await_end(deferred_result *out)
 {
     coro *co = coro__current;
     co->waiting = NULL;
