@@ -63,20 +63,23 @@ static inline int entry_live(const reactor__heap_entry *e)
     return e->t->where == REACTOR__IN_HEAP && e->when == e->t->hwhen;
 }
 
-/* The smallest of the four children h[c..c+3]. Which one wins is a coin toss, so
- * branches would be mispredicted about half the time (2-3 per level, ~15 cycles each):
- * the deadlines are compared without branching, and the (when, seq) comparison is
- * taken only when two compared deadlines are equal. */
-static inline size_t min4(const reactor__heap_entry *h, size_t c)
+/* Which of the four children k[0..3] is smallest (0..3), and its deadline in *wm. Which
+ * one wins is a coin toss, so branches would be mispredicted about half the time (2-3
+ * per level, ~15 cycles each): the deadlines are compared with selects (conditional
+ * moves), and the (when, seq) comparison is taken only when two compared deadlines are
+ * equal. */
+static inline size_t min4(const reactor__heap_entry *k, reactor__ns *wm)
 {
-    reactor__ns w0 = h[c].when, w1 = h[c + 1].when, w2 = h[c + 2].when, w3 = h[c + 3].when;
-    size_t a = c + (w1 < w0), b = c + 2 + (w3 < w2);
+    reactor__ns w0 = k[0].when, w1 = k[1].when, w2 = k[2].when, w3 = k[3].when;
+    size_t a = w1 < w0, b = 2 + (w3 < w2);
     reactor__ns wa = w1 < w0 ? w1 : w0, wb = w3 < w2 ? w3 : w2;
-    size_t m = a ^ ((a ^ b) & -(size_t)(wb < wa)); /* wb < wa ? b : a */
+    size_t m = a ^ ((a ^ b) & -(size_t)(wb < wa)); /* wb < wa ? b : a, without a branch
+                                                     (GCC emits one for the select) */
+    *wm = wb < wa ? wb : wa;
     if (__builtin_expect((w0 == w1) | (w2 == w3) | (wa == wb), 0)) {
-        a = entry_less(&h[c + 1], &h[c]) ? c + 1 : c;
-        b = entry_less(&h[c + 3], &h[c + 2]) ? c + 3 : c + 2;
-        m = entry_less(&h[b], &h[a]) ? b : a;
+        a = entry_less(&k[1], &k[0]);
+        b = entry_less(&k[3], &k[2]) ? 3 : 2;
+        m = entry_less(&k[b], &k[a]) ? b : a;
     }
     return m;
 }
@@ -107,6 +110,7 @@ static void sift_down(reactor__heap_entry *h, size_t n, size_t i, reactor__heap_
 {
     size_t c, m;
     while ((c = D * i + 1) + D <= n) {
+        const reactor__heap_entry *k = &h[c];
         /* While the four children are compared, the lines of their sixteen children
          * (256 contiguous bytes) are prefetched: whichever child wins, the next level's
          * line is already on its way (the heap is bigger than the caches at a million
@@ -119,11 +123,12 @@ static void sift_down(reactor__heap_entry *h, size_t n, size_t i, reactor__heap_
             __builtin_prefetch(g + 128);
             __builtin_prefetch(g + 192);
         }
-        m = min4(h, c);
-        if (!entry_less(&h[m], &e))
+        reactor__ns wm;
+        m = min4(k, &wm);
+        if (wm > e.when || (wm == e.when && !entry_less(&k[m], &e)))
             goto done;
-        h[i] = h[m];
-        i = m;
+        h[i] = k[m];
+        i = c + m;
     }
     if (c < n && entry_less(&h[m = min_tail(h, n, c)], &e)) {
         h[i] = h[m];
