@@ -164,7 +164,8 @@ static int run(line_receiver *lr, struct line_receiver_feed *f, int *partial)
     int rc = 0;
     *partial = 0;
     for (;;) {
-        if (lr->flags & (LR_PAUSED | LR_STOPPED | LR_CLEARED) || line_receiver__disconnecting(lr))
+        if ((lr->flags & (LR_PAUSED | LR_STOPPED | LR_CLEARED)) ||
+            line_receiver__disconnecting(lr))
             return 0;
         size_t orest = f->own_len - f->own_off;
         if (!orest && !f->d_len) {

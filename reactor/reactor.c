@@ -388,7 +388,8 @@ static ALWAYS_INLINE int timeout_to_next(const reactor *r, double max_wait)
  * from other threads waiting. */
 static int poll_timeout(reactor *r, double max_wait)
 {
-    if (r->fake_clock || r->woken || atomic_load_explicit(&r->wake_pending, memory_order_relaxed))
+    if (r->fake_clock || r->woken ||
+        atomic_load_explicit(&r->wake_pending, memory_order_relaxed))
         return 0;
     return timeout_to_next(r, max_wait);
 }
@@ -409,11 +410,13 @@ static ALWAYS_INLINE int backend_poll(reactor *r, int timeout_ms)
 static NOINLINE int poll_again(reactor *r, int timeout_ms)
 {
     const int full = timeout_ms;
-    reactor__ns start = r->now; /* fresh: updated just before the timeout was computed (and
-                              with the fake clock the timeout is 0, so never used) */
+    /* fresh: read just before the timeout was computed (and with the fake clock the
+     * timeout is 0, so never used) */
+    reactor__ns start = r->now;
     for (;;) {
         if (full > 0) /* what is left of the FULL timeout, rounded up */
-            timeout_ms = reactor__ceil_ms((reactor__ns)full * 1000000 - (reactor__clock_now() - start));
+            timeout_ms = reactor__ceil_ms((reactor__ns)full * 1000000 -
+                                          (reactor__clock_now() - start));
         int n = r->be->poll(r->be_state, timeout_ms, r->ready, r->ready_cap);
         if (n != -EINTR)
             return n;
@@ -433,8 +436,8 @@ static NOINLINE void dispatch_trace(reactor *r, int fd, unsigned ev, const char 
  * interest. Such an entry is stale and is skipped. Nothing here holds a pointer into
  * r->io or r->ready across a callback: either may be reallocated by it.
  *
- * dispatch_entry is phase 2 for one entry; check_gen is 0 for the batch's first entry, which needs no
- * check: no callback of this batch has run before it. */
+ * dispatch_entry is phase 2 for one entry; check_gen is 0 for the batch's first entry,
+ * which needs no check: no callback of this batch has run before it. */
 static ALWAYS_INLINE void dispatch_entry(reactor *r, reactor__ready e, int check_gen)
 {
     if ((unsigned)e.fd >= (unsigned)r->io_cap) /* also catches fd < 0 */
@@ -501,8 +504,8 @@ static NOINLINE int run_due(reactor *r, double max_wait)
 /* Step 3 with the trace on: the poll, and what it waited for and how long. */
 static NOINLINE int poll_traced(reactor *r, int timeout)
 {
-    reactor__trace(r, "phase=poll backend=%s timeout_ms=%d watched=%d", r->be->name, timeout,
-                   r->watched);
+    reactor__trace(r, "phase=poll backend=%s timeout_ms=%d watched=%d", r->be->name,
+                   timeout, r->watched);
     reactor__ns t0 = reactor__clock_now();
     int n = r->be->poll(r->be_state, timeout, r->ready, r->ready_cap);
     if (n == -EINTR)
@@ -517,8 +520,8 @@ static NOINLINE int poll_traced(reactor *r, int timeout)
  *
  * The common iteration (nothing queued by other threads, no timer due, no trace) must be
  * cheap, since a lone busy connection pays it once per request: "anything to run first?"
- * is one load and one compare per source, and the clock is read once, at the start. Inlined into reactor_run and
- * reactor_iterate, which check their arguments first. */
+ * is one load and one compare per source, and the clock is read once, at the start.
+ * Inlined into reactor_run and reactor_iterate, which check their arguments first. */
 static ALWAYS_INLINE int iterate(reactor *r, double max_wait)
 {
     r->in_iteration = 1;
@@ -736,7 +739,7 @@ int reactor_advance(reactor *r, double seconds)
      * run too if already due (task.Clock.advance). Bounded, so a call that reschedules
      * itself at +0 forever cannot hang the caller. */
     int rc = 0, passes = 0;
-    while (r->heap_n > 0 && r->heap[0].when <= r->now) {
+    while (timer_due(r)) {
         if (++passes > 100000) {
             rc = -ELOOP;
             break;

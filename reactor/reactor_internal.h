@@ -58,7 +58,9 @@ static inline double reactor__s_from_ns(reactor__ns ns) { return (double)ns / 1e
 static inline reactor__ns reactor__ns_add(reactor__ns a, reactor__ns b)
 {
     reactor__ns x = a + b; /* no overflow: both within +-REACTOR__NS_MAX */
-    return x > REACTOR__NS_MAX ? REACTOR__NS_MAX : x < -REACTOR__NS_MAX ? -REACTOR__NS_MAX : x;
+    if (x > REACTOR__NS_MAX)
+        return REACTOR__NS_MAX;
+    return x < -REACTOR__NS_MAX ? -REACTOR__NS_MAX : x;
 }
 
 /* Where a pending timer waits. IN_COMPACT is a mark used only inside heap_compact. */

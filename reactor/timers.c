@@ -377,7 +377,8 @@ int reactor_timer_reset(reactor_timer *t, double seconds)
         return rc;
     if (!(seconds >= 0) || !isfinite(seconds))
         return -EINVAL;
-    return timer_move(t, reactor__ns_add(reactor__now_fresh(t->r), reactor__ns_from_s(seconds)));
+    reactor__ns now = reactor__now_fresh(t->r);
+    return timer_move(t, reactor__ns_add(now, reactor__ns_from_s(seconds)));
 }
 
 int reactor_timer_delay(reactor_timer *t, double seconds)
