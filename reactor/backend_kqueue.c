@@ -1,8 +1,10 @@
 /* kqueue backend (BSDs, macOS; on Linux through libkqueue: make KQUEUE=libkqueue).
- * Interest changes are not sent one syscall at a time: they are queued in a changelist
- * and handed to the same kevent() call that waits (as libuv, libevent and libev do),
- * so a busy iteration costs one syscall. Pitfall 2.16 explains the EV_EOF and EV_ERROR
- * handling below. This file compiles to nothing where kqueue is missing. */
+ * Adding and changing interest is not sent one syscall at a time: the changes are queued
+ * in a changelist and handed to the same kevent() call that waits (as libuv, libevent
+ * and libev do), so a busy iteration costs one syscall. Removing an fd's last interest is
+ * the exception: it is sent at once (kq_remove says why). Pitfall 2.16 explains the
+ * EV_EOF and EV_ERROR handling below. This file compiles to nothing where kqueue is
+ * missing. */
 #include "reactor/backend_internal.h"
 
 #ifdef REACTOR__HAVE_KQUEUE
@@ -23,6 +25,7 @@
 
 typedef struct {
     int kq;
+    pid_t owner; /* the process that made kq: a kqueue is not inherited by fork() */
     struct kevent *chg; /* pending changes, flushed by the next kevent() */
     int nchg, chg_cap;
     struct kevent evs[KQ_BATCH];
@@ -39,6 +42,7 @@ static void *kq_create(void)
     kq_state *s = calloc(1, sizeof *s);
     if (!s)
         return NULL;
+    s->owner = getpid();
     s->kq = kqueue();
     if (s->kq < 0 || fcntl(s->kq, F_SETFD, FD_CLOEXEC) < 0) {
         int e = errno;
@@ -54,26 +58,35 @@ static void *kq_create(void)
 static void kq_free(void *st)
 {
     kq_state *s = st;
-    close(s->kq);
+    /* In a forked child the kqueue is gone (the BSDs do not copy it; libkqueue closes
+     * its descriptors in its atfork handler), and its number may already belong to
+     * something else, such as the child's new kqueue made by reactor_after_fork. */
+    if (s->owner == getpid())
+        close(s->kq);
     free(s->chg);
     free(s->seen);
     free(s->pos);
     free(s);
 }
 
-static int kq_change(kq_state *s, int fd, short filter, unsigned short flags)
+/* Room for two more changes, so that one kq_modify queues all of its changes or none. */
+static int kq_reserve(kq_state *s)
 {
-    if (s->nchg == s->chg_cap) {
-        int cap = s->chg_cap ? s->chg_cap * 2 : 64;
-        struct kevent *c = realloc(s->chg, (size_t)cap * sizeof *c);
-        if (!c)
-            return -ENOMEM;
-        s->chg = c;
-        s->chg_cap = cap;
-    }
+    if (s->chg_cap - s->nchg >= 2)
+        return 0;
+    int cap = s->chg_cap ? s->chg_cap * 2 : 64;
+    struct kevent *c = realloc(s->chg, (size_t)cap * sizeof *c);
+    if (!c)
+        return -ENOMEM;
+    s->chg = c;
+    s->chg_cap = cap;
+    return 0;
+}
+
+static void kq_change(kq_state *s, int fd, short filter, unsigned short flags)
+{
     EV_SET(&s->chg[s->nchg], (uintptr_t)fd, filter, flags, 0, 0, 0);
     s->nchg++;
-    return 0;
 }
 
 static int kq_modify(void *st, int fd, unsigned old, unsigned events)
@@ -95,17 +108,18 @@ static int kq_modify(void *st, int fd, unsigned old, unsigned events)
             s->seen[i] = 0;
         s->map_cap = cap;
     }
-    int rc = 0;
+    if (kq_reserve(s) < 0)
+        return -ENOMEM;
     unsigned on = events & ~old, off = old & ~events;
     if (on & REACTOR_READABLE)
-        rc = kq_change(s, fd, EVFILT_READ, EV_ADD);
-    if (!rc && (on & REACTOR_WRITABLE))
-        rc = kq_change(s, fd, EVFILT_WRITE, EV_ADD);
-    if (!rc && (off & REACTOR_READABLE))
-        rc = kq_change(s, fd, EVFILT_READ, EV_DELETE);
-    if (!rc && (off & REACTOR_WRITABLE))
-        rc = kq_change(s, fd, EVFILT_WRITE, EV_DELETE);
-    return rc;
+        kq_change(s, fd, EVFILT_READ, EV_ADD);
+    if (on & REACTOR_WRITABLE)
+        kq_change(s, fd, EVFILT_WRITE, EV_ADD);
+    if (off & REACTOR_READABLE)
+        kq_change(s, fd, EVFILT_READ, EV_DELETE);
+    if (off & REACTOR_WRITABLE)
+        kq_change(s, fd, EVFILT_WRITE, EV_DELETE);
+    return 0;
 }
 
 static int kq_add(void *st, int fd, unsigned events)
@@ -113,9 +127,66 @@ static int kq_add(void *st, int fd, unsigned events)
     return kq_modify(st, fd, 0, events);
 }
 
+/* Whether the kernel holds `filter` for fd now, before the queued changes: the first
+ * queued change for it says (an EV_ADD means it did not, an EV_DELETE that it did);
+ * with none queued, the kernel has what the loop last asked for (`want`). */
+static int kq_in_kernel(const kq_state *s, int fd, short filter, int want)
+{
+    for (int i = 0; i < s->nchg; i++)
+        if (s->chg[i].ident == (uintptr_t)fd && s->chg[i].filter == filter)
+            return (s->chg[i].flags & EV_DELETE) != 0;
+    return want;
+}
+
+/* The fd's last interest goes: its filters are deleted now, not at the next poll. The
+ * caller may close the fd right after unwatching it (pitfall 2.17), and on libkqueue a
+ * close does not drop the fd's filters as it does on the BSDs: a deletion queued past
+ * the close would fail with EBADF and leave the epoll registration behind it alive on
+ * the open file, firing for a closed fd number (a dup keeps it open) and shadowing a
+ * new socket that reuses the number. One syscall per removal, as epoll_ctl costs. */
 static int kq_remove(void *st, int fd, unsigned old)
 {
-    return kq_modify(st, fd, old, 0);
+    kq_state *s = st;
+    struct kevent del[2];
+    int n = 0;
+    /* (n is not incremented inside EV_SET: some systems' macro evaluates kevp twice) */
+    if (kq_in_kernel(s, fd, EVFILT_READ, (old & REACTOR_READABLE) != 0)) {
+        EV_SET(&del[n], (uintptr_t)fd, EVFILT_READ, EV_DELETE, 0, 0, 0);
+        n++;
+    }
+    if (kq_in_kernel(s, fd, EVFILT_WRITE, (old & REACTOR_WRITABLE) != 0)) {
+        EV_SET(&del[n], (uintptr_t)fd, EVFILT_WRITE, EV_DELETE, 0, 0, 0);
+        n++;
+    }
+    /* The fd's queued changes would only be undone by these deletions: drop them. */
+    int k = 0;
+    for (int i = 0; i < s->nchg; i++)
+        if (s->chg[i].ident != (uintptr_t)fd)
+            s->chg[k++] = s->chg[i];
+    s->nchg = k;
+    if (n == 0)
+        return 0;
+    /* No event list: a failed change then ends the call with -1 and the rest of the list
+     * is not applied, so after a failure each deletion is tried alone. Failures are
+     * ENOENT/EBADF (the filter or the fd is already gone): nothing is left to remove. */
+    static const struct timespec zero = {0, 0};
+    if (kevent(s->kq, del, n, NULL, 0, &zero) < 0 && n == 2)
+        (void)kevent(s->kq, &del[1], 1, NULL, 0, &zero);
+    return 0;
+}
+
+/* kevent() reports a failed change (an fd closed while still watched) as an EV_ERROR
+ * entry in the event list, but when the list is already full it stops at that change
+ * and fails as a whole, the later changes not applied. Submitting the same list again
+ * would fail the same way at every poll (the loop stuck on -ENOENT/-EBADF), so they are
+ * applied one at a time, in order, and their failures dropped: the ones already applied
+ * only set the same state again. Only this rare path loses the REACTOR_ERROR report of
+ * a failed change other than ENOENT/EBADF/EINVAL. */
+static void kq_apply_each(kq_state *s)
+{
+    static const struct timespec zero = {0, 0};
+    for (int i = 0; i < s->nchg; i++)
+        (void)kevent(s->kq, &s->chg[i], 1, NULL, 0, &zero);
 }
 
 static int kq_poll(void *st, int timeout_ms, reactor__ready *out, int max)
@@ -129,9 +200,12 @@ static int kq_poll(void *st, int timeout_ms, reactor__ready *out, int max)
     }
     int nev = max < KQ_BATCH ? max : KQ_BATCH;
     int n = kevent(s->kq, s->chg, s->nchg, s->evs, nev, tsp);
+    if (n < 0 && errno != EINTR && s->nchg > 0) {
+        kq_apply_each(s);
+        n = kevent(s->kq, NULL, 0, s->evs, nev, tsp);
+    }
     /* The changes were applied before the wait, even when it is interrupted (EINTR). */
-    if (n >= 0 || errno == EINTR)
-        s->nchg = 0;
+    s->nchg = 0;
     if (n < 0)
         return -errno;
     if (++s->round == 0) { /* wrapped: forget old stamps */
