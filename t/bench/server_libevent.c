@@ -10,7 +10,6 @@
  * --max-clients N (0 = no limit), --cap BYTES (1 MiB). Prints "port=N" once listening. */
 #include <arpa/inet.h>
 #include <errno.h>
-#include <getopt.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <signal.h>
@@ -18,7 +17,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/resource.h>
 #include <sys/socket.h>
 #include <time.h>
 #include <unistd.h>
@@ -28,7 +26,9 @@
 #include <event2/event.h>
 #include <event2/listener.h>
 
-#define MAX_LINE 1024
+#include "bench_common.h"
+
+#define MAX_LINE BENCH_MAX_LINE
 
 struct client {
 	struct bufferevent *bev;
@@ -36,47 +36,13 @@ struct client {
 	struct client *prev, *next; /* subscribers */
 };
 
-static const char *ads[] = {
-	"nice flat in the 11e",
-	"bicycle for sale, barely used",
-	"looking for a C programmer who likes Twisted",
-	"piano lessons, first one free",
-	"lost cat answering to Reactor",
-	"sunny room near the canal",
-};
-#define N_ADS (sizeof ads / sizeof ads[0])
-
 static struct event_base *base;
 static struct client subs = {.prev = &subs, .next = &subs};
 static unsigned cur_ad;
-static uint64_t rng = 0x9e3779b97f4a7c15ull;
+static uint64_t rng = BENCH_RNG_INIT;
 static long max_clients, nclients;
-static size_t cap = 1 << 20;
+static size_t cap;
 static unsigned long long stat_conns, stat_requests, stat_notifs, stat_slow;
-
-static uint32_t rand_below(uint32_t n)
-{
-	rng ^= rng >> 12;
-	rng ^= rng << 25;
-	rng ^= rng >> 27;
-	return (uint32_t)(((rng * 0x2545F4914F6CDD1Dull) >> 32) % n);
-}
-
-/* Decimal digits of v followed by LF into p (at least 7 bytes); returns the length. The
- * same routine as in server_raw.c, so the servers differ only by their framework. */
-static size_t format_number(char *p, uint32_t v)
-{
-	char tmp[8];
-	int k = 7;
-	tmp[k--] = '\n';
-	do {
-		tmp[k--] = (char)('0' + v % 10);
-		v /= 10;
-	} while (v);
-	size_t n = (size_t)(7 - k);
-	memcpy(p, tmp + k + 1, n);
-	return n;
-}
 
 static void unsubscribe(struct client *c)
 {
@@ -127,10 +93,10 @@ static void answer_line(struct client *c, struct evbuffer *out, const char *l, s
 	stat_requests++;
 	if (n == 7 && memcmp(l, "random?", 7) == 0) {
 		char num[8];
-		size_t k = format_number(num, rand_below(100000));
+		size_t k = bench_format_number(num, bench_rand_below(&rng, 100000));
 		evbuffer_add(out, num, k);
 	} else if (n == 11 && memcmp(l, "classified?", 11) == 0) {
-		evbuffer_add(out, ads[cur_ad], strlen(ads[cur_ad]));
+		evbuffer_add(out, bench_ads[cur_ad], strlen(bench_ads[cur_ad]));
 		evbuffer_add(out, "\n", 1);
 	} else if (n == 6 && memcmp(l, "notify", 6) == 0) {
 		if (!c->notify) {
@@ -145,7 +111,7 @@ static void answer_line(struct client *c, struct evbuffer *out, const char *l, s
 	} else if (n == 4 && memcmp(l, "quit", 4) == 0) {
 		c->closing = 1;
 	} else {
-		evbuffer_add(out, "error: unknown command\n", 23);
+		evbuffer_add(out, bench_msg_unknown, sizeof bench_msg_unknown - 1);
 	}
 }
 
@@ -165,7 +131,7 @@ static void read_cb(struct bufferevent *bev, void *arg)
 			break;
 		size_t n = (size_t)eol.pos;
 		if (n > MAX_LINE + 1 || (n == MAX_LINE + 1 && ((const char *)evbuffer_pullup(in, (ssize_t)n))[MAX_LINE] != '\r')) {
-			evbuffer_add(out, "error: line too long\n", 21);
+			evbuffer_add(out, bench_msg_too_long, sizeof bench_msg_too_long - 1);
 			evbuffer_drain(in, evbuffer_get_length(in));
 			close_after_flush(c);
 			return;
@@ -188,7 +154,7 @@ static void read_cb(struct bufferevent *bev, void *arg)
 	}
 	size_t rest = evbuffer_get_length(in);
 	if (rest > MAX_LINE + 1 || (rest == MAX_LINE + 1 && ((const char *)evbuffer_pullup(in, -1))[MAX_LINE] != '\r')) {
-		evbuffer_add(out, "error: line too long\n", 21);
+		evbuffer_add(out, bench_msg_too_long, sizeof bench_msg_too_long - 1);
 		evbuffer_drain(in, rest);
 		close_after_flush(c);
 	}
@@ -223,7 +189,7 @@ static void accept_cb(struct evconnlistener *l, evutil_socket_t fd, struct socka
 	(void)len;
 	(void)arg;
 	if (max_clients && nclients >= max_clients) {
-		if (send(fd, "error: server full\n", 19, MSG_NOSIGNAL) < 0) {
+		if (send(fd, bench_msg_full, sizeof bench_msg_full - 1, MSG_NOSIGNAL) < 0) {
 			/* nothing more to do */
 		}
 		evutil_closesocket(fd);
@@ -250,20 +216,11 @@ static void accept_cb(struct evconnlistener *l, evutil_socket_t fd, struct socka
 
 static void timer_cb(evutil_socket_t fd, short what, void *arg)
 {
-	static unsigned tick;
 	(void)fd;
 	(void)what;
 	(void)arg;
-	const char *line;
 	size_t len;
-	if (tick++ & 1) {
-		cur_ad = (cur_ad + 1) % (unsigned)N_ADS;
-		line = "notif: classified\n";
-		len = 18;
-	} else {
-		line = "notif: random\n";
-		len = 14;
-	}
+	const char *line = bench_next_notification(&cur_ad, &len);
 	for (struct client *c = subs.next, *next; c != &subs; c = next) {
 		next = c->next;
 		struct evbuffer *out = bufferevent_get_output(c->bev);
@@ -287,40 +244,21 @@ static void signal_cb(evutil_socket_t sig, short what, void *arg)
 
 int main(int argc, char **argv)
 {
-	static const struct option lopts[] = {
-		{"port", 1, 0, 'p'}, {"bind", 1, 0, 'b'}, {"interval", 1, 0, 'i'},
-		{"max-clients", 1, 0, 'm'}, {"cap", 1, 0, 'c'}, {0, 0, 0, 0}};
-	int port = 6789, ch;
-	const char *bind_addr = "127.0.0.1";
-	double interval = 1.0;
-	while ((ch = getopt_long(argc, argv, "", lopts, NULL)) != -1) {
-		switch (ch) {
-		case 'p': port = atoi(optarg); break;
-		case 'b': bind_addr = optarg; break;
-		case 'i': interval = atof(optarg); break;
-		case 'm': max_clients = atol(optarg); break;
-		case 'c': cap = (size_t)atol(optarg); break;
-		default:
-			fprintf(stderr, "usage: server_libevent [--port N] [--bind ADDR] [--interval S] [--max-clients N] [--cap BYTES]\n");
-			return 2;
-		}
-	}
+	struct bench_server_opts o;
+	if (bench_server_parse(argc, argv, "server_libevent", &o))
+		return 2;
+	int port = o.port;
+	const char *bind_addr = o.bind_addr;
+	double interval = o.interval;
+	max_clients = o.max_clients;
+	cap = o.cap;
 	struct sockaddr_in sin = {.sin_family = AF_INET, .sin_port = htons((uint16_t)port)};
-	if (port < 0 || port > 65535 || interval <= 0 || optind != argc || inet_pton(AF_INET, bind_addr, &sin.sin_addr) != 1) {
+	if (inet_pton(AF_INET, bind_addr, &sin.sin_addr) != 1) {
 		fprintf(stderr, "server_libevent: bad arguments\n");
 		return 2;
 	}
-	/* Room for many connections (the 100k benchmark): ask for 2^20 descriptors (root
-	 * may raise the hard limit), else take the hard limit. */
-	struct rlimit rl = {1 << 20, 1 << 20};
-	if (setrlimit(RLIMIT_NOFILE, &rl) < 0 && getrlimit(RLIMIT_NOFILE, &rl) == 0) {
-		rl.rlim_cur = rl.rlim_max;
-		setrlimit(RLIMIT_NOFILE, &rl);
-	}
-	signal(SIGPIPE, SIG_IGN);
-	struct timespec now;
-	clock_gettime(CLOCK_MONOTONIC, &now);
-	rng ^= (uint64_t)now.tv_nsec * 0x9E3779B97F4A7C15ull;
+	bench_process_setup();
+	bench_rng_seed(&rng, bench_now_ns());
 
 	base = event_base_new();
 	if (!base)
@@ -334,8 +272,7 @@ int main(int argc, char **argv)
 	}
 	socklen_t sl = sizeof sin;
 	getsockname(evconnlistener_get_fd(lst), (struct sockaddr *)&sin, &sl);
-	printf("port=%d\n", ntohs(sin.sin_port));
-	fflush(stdout);
+	bench_announce_port(ntohs(sin.sin_port));
 
 	struct event *timer = event_new(base, -1, EV_PERSIST, timer_cb, NULL);
 	struct timeval tv = {(time_t)interval, (suseconds_t)((interval - (double)(time_t)interval) * 1e6)};
@@ -347,8 +284,7 @@ int main(int argc, char **argv)
 
 	event_base_dispatch(base);
 
-	fprintf(stderr, "server_libevent: connections=%llu requests=%llu notifications=%llu slow_dropped=%llu\n",
-		stat_conns, stat_requests, stat_notifs, stat_slow);
+	bench_print_stats("server_libevent", stat_conns, stat_requests, stat_notifs, stat_slow);
 	event_free(timer);
 	event_free(sigint);
 	event_free(sigterm);

@@ -9,20 +9,20 @@
  * Options: --port N (6789; 0 picks one), --bind ADDR (127.0.0.1), --interval SECONDS (1),
  * --max-clients N (0 = no limit), --cap BYTES (1 MiB). Prints "port=N" once listening. */
 #include <errno.h>
-#include <getopt.h>
 #include <signal.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/resource.h>
 #include <sys/socket.h>
 #include <time.h>
 #include <unistd.h>
 
 #include <uv.h>
 
-#define MAX_LINE 1024
+#include "bench_common.h"
+
+#define MAX_LINE BENCH_MAX_LINE
 #define RBUF_SIZE (64 * 1024)
 #define OBUF_SIZE (64 * 1024)
 
@@ -43,16 +43,6 @@ struct wreq {
 	char data[];
 };
 
-static const char *ads[] = {
-	"nice flat in the 11e",
-	"bicycle for sale, barely used",
-	"looking for a C programmer who likes Twisted",
-	"piano lessons, first one free",
-	"lost cat answering to Reactor",
-	"sunny room near the canal",
-};
-#define N_ADS (sizeof ads / sizeof ads[0])
-
 static uv_loop_t *loop;
 static uv_tcp_t server;
 static struct client subs = {.prev = &subs, .next = &subs};
@@ -61,34 +51,10 @@ static int rbuf_busy;
 static char obuf[OBUF_SIZE];
 static size_t olen;
 static unsigned cur_ad;
-static uint64_t rng = 0x9e3779b97f4a7c15ull;
+static uint64_t rng = BENCH_RNG_INIT;
 static long max_clients, nclients;
-static size_t cap = 1 << 20;
+static size_t cap;
 static unsigned long long stat_conns, stat_requests, stat_notifs, stat_slow;
-
-static uint32_t rand_below(uint32_t n)
-{
-	rng ^= rng >> 12;
-	rng ^= rng << 25;
-	rng ^= rng >> 27;
-	return (uint32_t)(((rng * 0x2545F4914F6CDD1Dull) >> 32) % n);
-}
-
-/* Decimal digits of v followed by LF into p (at least 7 bytes); returns the length. The
- * same routine as in server_raw.c, so the servers differ only by their framework. */
-static size_t format_number(char *p, uint32_t v)
-{
-	char tmp[8];
-	int k = 7;
-	tmp[k--] = '\n';
-	do {
-		tmp[k--] = (char)('0' + v % 10);
-		v /= 10;
-	} while (v);
-	size_t n = (size_t)(7 - k);
-	memcpy(p, tmp + k + 1, n);
-	return n;
-}
 
 static void unsubscribe(struct client *c)
 {
@@ -217,11 +183,11 @@ static int handle_line(struct client *c, const char *l, size_t n)
 	stat_requests++;
 	if (n == 7 && memcmp(l, "random?", 7) == 0) {
 		char num[8];
-		size_t k = format_number(num, rand_below(100000));
+		size_t k = bench_format_number(num, bench_rand_below(&rng, 100000));
 		return out_append(c, num, k) < 0 ? LINE_CLOSED : LINE_OK;
 	}
 	if (n == 11 && memcmp(l, "classified?", 11) == 0) {
-		const char *ad = ads[cur_ad];
+		const char *ad = bench_ads[cur_ad];
 		if (out_append(c, ad, strlen(ad)) < 0 || out_append(c, "\n", 1) < 0)
 			return LINE_CLOSED;
 		return LINE_OK;
@@ -242,7 +208,7 @@ static int handle_line(struct client *c, const char *l, size_t n)
 	}
 	if (n == 4 && memcmp(l, "quit", 4) == 0)
 		return LINE_QUIT;
-	return out_append(c, "error: unknown command\n", 23) < 0 ? LINE_CLOSED : LINE_OK;
+	return out_append(c, bench_msg_unknown, sizeof bench_msg_unknown - 1) < 0 ? LINE_CLOSED : LINE_OK;
 }
 
 static void flush_and_finish(struct client *c)
@@ -255,14 +221,9 @@ static void flush_and_finish(struct client *c)
 
 static void too_long(struct client *c)
 {
-	if (out_append(c, "error: line too long\n", 21) < 0)
+	if (out_append(c, bench_msg_too_long, sizeof bench_msg_too_long - 1) < 0)
 		return;
 	flush_and_finish(c);
-}
-
-static int bad_len(const char *p, size_t n)
-{
-	return n > MAX_LINE + 1 || (n == MAX_LINE + 1 && p[MAX_LINE] != '\r');
 }
 
 static void alloc_cb(uv_handle_t *h, size_t suggested, uv_buf_t *buf)
@@ -296,7 +257,7 @@ static void process(struct client *c, const char *p, const char *end)
 		}
 		size_t n = c->in_len;
 		c->in_len = 0;
-		if (bad_len(c->in, n)) {
+		if (bench_line_too_long(c->in, n)) {
 			too_long(c);
 			return;
 		}
@@ -314,7 +275,7 @@ static void process(struct client *c, const char *p, const char *end)
 		if (!nl)
 			break;
 		size_t n = (size_t)(nl - p);
-		if (bad_len(p, n)) {
+		if (bench_line_too_long(p, n)) {
 			too_long(c);
 			return;
 		}
@@ -329,7 +290,7 @@ static void process(struct client *c, const char *p, const char *end)
 	}
 	size_t rest = (size_t)(end - p);
 	if (rest) {
-		if (bad_len(p, rest)) {
+		if (bench_line_too_long(p, rest)) {
 			too_long(c);
 			return;
 		}
@@ -384,7 +345,7 @@ static void on_connection(uv_stream_t *srv, int status)
 	stat_conns++;
 	if (max_clients && nclients > max_clients) {
 		olen = 0;
-		out_append(c, "error: server full\n", 19);
+		out_append(c, bench_msg_full, sizeof bench_msg_full - 1);
 		flush_out(c);
 		close_client(c);
 		return;
@@ -395,18 +356,9 @@ static void on_connection(uv_stream_t *srv, int status)
 
 static void timer_cb(uv_timer_t *t)
 {
-	static unsigned tick;
 	(void)t;
-	const char *line;
 	size_t len;
-	if (tick++ & 1) {
-		cur_ad = (cur_ad + 1) % (unsigned)N_ADS;
-		line = "notif: classified\n";
-		len = 18;
-	} else {
-		line = "notif: random\n";
-		len = 14;
-	}
+	const char *line = bench_next_notification(&cur_ad, &len);
 	for (struct client *c = subs.next, *next; c != &subs; c = next) {
 		next = c->next;
 		stat_notifs++;
@@ -436,38 +388,21 @@ static void signal_cb(uv_signal_t *s, int sig)
 
 int main(int argc, char **argv)
 {
-	static const struct option lopts[] = {
-		{"port", 1, 0, 'p'}, {"bind", 1, 0, 'b'}, {"interval", 1, 0, 'i'},
-		{"max-clients", 1, 0, 'm'}, {"cap", 1, 0, 'c'}, {0, 0, 0, 0}};
-	int port = 6789, ch;
-	const char *bind_addr = "127.0.0.1";
-	double interval = 1.0;
-	while ((ch = getopt_long(argc, argv, "", lopts, NULL)) != -1) {
-		switch (ch) {
-		case 'p': port = atoi(optarg); break;
-		case 'b': bind_addr = optarg; break;
-		case 'i': interval = atof(optarg); break;
-		case 'm': max_clients = atol(optarg); break;
-		case 'c': cap = (size_t)atol(optarg); break;
-		default:
-			fprintf(stderr, "usage: server_libuv [--port N] [--bind ADDR] [--interval S] [--max-clients N] [--cap BYTES]\n");
-			return 2;
-		}
-	}
+	struct bench_server_opts o;
+	if (bench_server_parse(argc, argv, "server_libuv", &o))
+		return 2;
+	int port = o.port;
+	const char *bind_addr = o.bind_addr;
+	double interval = o.interval;
+	max_clients = o.max_clients;
+	cap = o.cap;
 	struct sockaddr_in sin;
-	if (port < 0 || port > 65535 || interval <= 0 || optind != argc || uv_ip4_addr(bind_addr, port, &sin) < 0) {
+	if (uv_ip4_addr(bind_addr, port, &sin) < 0) {
 		fprintf(stderr, "server_libuv: bad arguments\n");
 		return 2;
 	}
-	/* Room for many connections (the 100k benchmark): ask for 2^20 descriptors (root
-	 * may raise the hard limit), else take the hard limit. */
-	struct rlimit rl = {1 << 20, 1 << 20};
-	if (setrlimit(RLIMIT_NOFILE, &rl) < 0 && getrlimit(RLIMIT_NOFILE, &rl) == 0) {
-		rl.rlim_cur = rl.rlim_max;
-		setrlimit(RLIMIT_NOFILE, &rl);
-	}
-	signal(SIGPIPE, SIG_IGN);
-	rng ^= uv_hrtime() * 0x9E3779B97F4A7C15ull;
+	bench_process_setup();
+	bench_rng_seed(&rng, uv_hrtime());
 	loop = uv_default_loop();
 	uv_tcp_init(loop, &server);
 	int r = uv_tcp_bind(&server, (const struct sockaddr *)&sin, 0);
@@ -479,8 +414,7 @@ int main(int argc, char **argv)
 	}
 	int namelen = sizeof sin;
 	uv_tcp_getsockname(&server, (struct sockaddr *)&sin, &namelen);
-	printf("port=%d\n", ntohs(sin.sin_port));
-	fflush(stdout);
+	bench_announce_port(ntohs(sin.sin_port));
 
 	uv_timer_t timer;
 	uv_timer_init(loop, &timer);
@@ -496,8 +430,7 @@ int main(int argc, char **argv)
 
 	uv_run(loop, UV_RUN_DEFAULT);
 
-	fprintf(stderr, "server_libuv: connections=%llu requests=%llu notifications=%llu slow_dropped=%llu\n",
-		stat_conns, stat_requests, stat_notifs, stat_slow);
+	bench_print_stats("server_libuv", stat_conns, stat_requests, stat_notifs, stat_slow);
 	uv_walk(loop, close_walk, NULL);
 	uv_run(loop, UV_RUN_DEFAULT);
 	uv_loop_close(loop);

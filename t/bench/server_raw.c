@@ -18,7 +18,6 @@
 #include <arpa/inet.h>
 #include <errno.h>
 #include <fcntl.h>
-#include <getopt.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <signal.h>
@@ -27,14 +26,15 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/epoll.h>
-#include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/time.h>
 #include <sys/timerfd.h>
 #include <time.h>
 #include <unistd.h>
 
-#define MAX_LINE 1024
+#include "bench_common.h"
+
+#define MAX_LINE BENCH_MAX_LINE
 #define RBUF_SIZE (64 * 1024)
 #define OBUF_SIZE (64 * 1024)
 #define DRAIN_LIMIT_NS (5ull * 1000000000ull)
@@ -55,16 +55,6 @@ struct client {
 	uint64_t drain_since;
 };
 
-static const char *ads[] = {
-	"nice flat in the 11e",
-	"bicycle for sale, barely used",
-	"looking for a C programmer who likes Twisted",
-	"piano lessons, first one free",
-	"lost cat answering to Reactor",
-	"sunny room near the canal",
-};
-#define N_ADS (sizeof ads / sizeof ads[0])
-
 static int epfd, lfd, tfd, spare_fd = -1;
 static struct client **table; /* indexed by fd */
 static size_t table_size;
@@ -74,27 +64,11 @@ static char rbuf[RBUF_SIZE];
 static char obuf[OBUF_SIZE];
 static size_t olen;
 static unsigned cur_ad;
-static uint64_t rng = 0x9e3779b97f4a7c15ull;
+static uint64_t rng = BENCH_RNG_INIT;
 static long max_clients, nclients;
-static size_t cap = 1 << 20;
+static size_t cap;
 static volatile sig_atomic_t stop_flag;
 static unsigned long long stat_conns, stat_requests, stat_notifs, stat_slow;
-
-static uint64_t now_ns(void)
-{
-	struct timespec ts;
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
-}
-
-static uint32_t rand_below(uint32_t n)
-{
-	/* xorshift64*: fast, good enough for demo numbers */
-	rng ^= rng >> 12;
-	rng ^= rng << 25;
-	rng ^= rng >> 27;
-	return (uint32_t)(((rng * 0x2545F4914F6CDD1Dull) >> 32) % n);
-}
 
 static void set_events(struct client *c, uint32_t ev)
 {
@@ -141,7 +115,7 @@ static void finish(struct client *c)
 	unsubscribe(c);
 	shutdown(c->fd, SHUT_WR);
 	c->draining = 1;
-	c->drain_since = now_ns();
+	c->drain_since = bench_now_ns();
 	c->drain_next = drain_list;
 	drain_list = c;
 	free(c->in);
@@ -227,7 +201,7 @@ static int handle_line(struct client *c, const char *l, size_t n)
 	case 7:
 		if (memcmp(l, "random?", 7) == 0) {
 			char num[8];
-			uint32_t v = rand_below(100000);
+			uint32_t v = bench_rand_below(&rng, 100000);
 			int k = 7;
 			num[k--] = '\n';
 			do {
@@ -239,7 +213,7 @@ static int handle_line(struct client *c, const char *l, size_t n)
 		break;
 	case 11:
 		if (memcmp(l, "classified?", 11) == 0) {
-			const char *ad = ads[cur_ad];
+			const char *ad = bench_ads[cur_ad];
 			size_t al = strlen(ad);
 			if (out_append(c, ad, al) < 0 || out_append(c, "\n", 1) < 0)
 				return LINE_CLOSED;
@@ -267,8 +241,7 @@ static int handle_line(struct client *c, const char *l, size_t n)
 			return LINE_QUIT;
 		break;
 	}
-	static const char unk[] = "error: unknown command\n";
-	return out_append(c, unk, sizeof unk - 1) < 0 ? LINE_CLOSED : LINE_OK;
+	return out_append(c, bench_msg_unknown, sizeof bench_msg_unknown - 1) < 0 ? LINE_CLOSED : LINE_OK;
 }
 
 /* After the answers: flush, then close gracefully (quit or line too long). */
@@ -284,8 +257,7 @@ static void flush_and_finish(struct client *c)
 
 static void too_long(struct client *c)
 {
-	static const char msg[] = "error: line too long\n";
-	if (out_append(c, msg, sizeof msg - 1) < 0)
+	if (out_append(c, bench_msg_too_long, sizeof bench_msg_too_long - 1) < 0)
 		return;
 	flush_and_finish(c);
 }
@@ -326,7 +298,7 @@ static void on_readable(struct client *c)
 		}
 		size_t n = c->in_len;
 		c->in_len = 0;
-		if (n > MAX_LINE && !(n == MAX_LINE + 1 && c->in[MAX_LINE] == '\r')) {
+		if (bench_line_too_long(c->in, n)) {
 			too_long(c);
 			return;
 		}
@@ -344,7 +316,7 @@ static void on_readable(struct client *c)
 		if (!nl)
 			break;
 		size_t n = (size_t)(nl - p);
-		if (n > MAX_LINE && !(n == MAX_LINE + 1 && p[MAX_LINE] == '\r')) {
+		if (bench_line_too_long(p, n)) {
 			too_long(c);
 			return;
 		}
@@ -359,7 +331,7 @@ static void on_readable(struct client *c)
 	}
 	size_t rest = (size_t)(end - p);
 	if (rest) {
-		if (rest > MAX_LINE + 1 || (rest == MAX_LINE + 1 && p[MAX_LINE] != '\r')) {
+		if (bench_line_too_long(p, rest)) {
 			too_long(c);
 			return;
 		}
@@ -417,25 +389,19 @@ static void on_accept(void)
 			return;
 		}
 		if (max_clients && nclients >= max_clients) {
-			static const char full[] = "error: server full\n";
-			if (send(fd, full, sizeof full - 1, MSG_NOSIGNAL) < 0) {
+			if (send(fd, bench_msg_full, sizeof bench_msg_full - 1, MSG_NOSIGNAL) < 0) {
 				/* nothing more to do for it */
 			}
 			close(fd);
 			continue;
 		}
 		if ((size_t)fd >= table_size) {
-			size_t ns = table_size * 2;
-			while (ns <= (size_t)fd)
-				ns *= 2;
-			struct client **nt = realloc(table, ns * sizeof *nt);
+			struct client **nt = bench_table_grow(table, &table_size, fd, sizeof *nt);
 			if (!nt) {
 				close(fd);
 				continue;
 			}
-			memset(nt + table_size, 0, (ns - table_size) * sizeof *nt);
 			table = nt;
-			table_size = ns;
 		}
 		struct client *c = calloc(1, sizeof *c);
 		if (!c) {
@@ -459,20 +425,11 @@ static void on_accept(void)
 
 static void on_timer(void)
 {
-	static unsigned tick;
 	uint64_t expirations;
 	if (read(tfd, &expirations, sizeof expirations) < 0)
 		return;
-	const char *line;
 	size_t len;
-	if (tick++ & 1) {
-		cur_ad = (cur_ad + 1) % (unsigned)N_ADS;
-		line = "notif: classified\n";
-		len = 18;
-	} else {
-		line = "notif: random\n";
-		len = 14;
-	}
+	const char *line = bench_next_notification(&cur_ad, &len);
 	for (struct client *c = subs.sub_next, *next; c != &subs; c = next) {
 		next = c->sub_next;
 		stat_notifs++;
@@ -481,7 +438,7 @@ static void on_timer(void)
 		olen = len;
 		flush_out(c);
 	}
-	uint64_t now = now_ns();
+	uint64_t now = bench_now_ns();
 	for (struct client *c = drain_list, *next; c; c = next) {
 		next = c->drain_next;
 		if (now - c->drain_since > DRAIN_LIMIT_NS)
@@ -497,40 +454,19 @@ static void on_signal(int sig)
 
 int main(int argc, char **argv)
 {
-	static const struct option lopts[] = {
-		{"port", 1, 0, 'p'}, {"bind", 1, 0, 'b'}, {"interval", 1, 0, 'i'},
-		{"max-clients", 1, 0, 'm'}, {"cap", 1, 0, 'c'}, {0, 0, 0, 0}};
-	int port = 6789, ch;
-	const char *bind_addr = "127.0.0.1";
-	double interval = 1.0;
-	while ((ch = getopt_long(argc, argv, "", lopts, NULL)) != -1) {
-		switch (ch) {
-		case 'p': port = atoi(optarg); break;
-		case 'b': bind_addr = optarg; break;
-		case 'i': interval = atof(optarg); break;
-		case 'm': max_clients = atol(optarg); break;
-		case 'c': cap = (size_t)atol(optarg); break;
-		default:
-			fprintf(stderr, "usage: server_raw [--port N] [--bind ADDR] [--interval S] [--max-clients N] [--cap BYTES]\n");
-			return 2;
-		}
-	}
-	if (port < 0 || port > 65535 || interval <= 0 || optind != argc) {
-		fprintf(stderr, "server_raw: bad arguments\n");
+	struct bench_server_opts o;
+	if (bench_server_parse(argc, argv, "server_raw", &o))
 		return 2;
-	}
-	/* Room for many connections (the 100k benchmark): ask for 2^20 descriptors (root
-	 * may raise the hard limit), else take the hard limit. */
-	struct rlimit rl = {1 << 20, 1 << 20};
-	if (setrlimit(RLIMIT_NOFILE, &rl) < 0 && getrlimit(RLIMIT_NOFILE, &rl) == 0) {
-		rl.rlim_cur = rl.rlim_max;
-		setrlimit(RLIMIT_NOFILE, &rl);
-	}
-	signal(SIGPIPE, SIG_IGN);
+	int port = o.port;
+	const char *bind_addr = o.bind_addr;
+	double interval = o.interval;
+	max_clients = o.max_clients;
+	cap = o.cap;
+	bench_process_setup();
 	struct sigaction sa = {.sa_handler = on_signal};
 	sigaction(SIGINT, &sa, NULL);
 	sigaction(SIGTERM, &sa, NULL);
-	rng ^= (uint64_t)now_ns() * 0x9E3779B97F4A7C15ull;
+	bench_rng_seed(&rng, bench_now_ns());
 	spare_fd = open("/dev/null", O_RDONLY | O_CLOEXEC);
 
 	struct sockaddr_in sin = {.sin_family = AF_INET, .sin_port = htons((uint16_t)port)};
@@ -538,17 +474,9 @@ int main(int argc, char **argv)
 		fprintf(stderr, "server_raw: --bind must be a numeric IPv4 address\n");
 		return 2;
 	}
-	lfd = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
-	int one = 1;
-	setsockopt(lfd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
-	if (lfd < 0 || bind(lfd, (struct sockaddr *)&sin, sizeof sin) < 0 || listen(lfd, 4096) < 0) {
-		fprintf(stderr, "server_raw: cannot listen on %s:%d: %s\n", bind_addr, port, strerror(errno));
+	lfd = bench_listen_tcp4("server_raw", &sin, bind_addr, port);
+	if (lfd < 0)
 		return 1;
-	}
-	socklen_t sl = sizeof sin;
-	getsockname(lfd, (struct sockaddr *)&sin, &sl);
-	printf("port=%d\n", ntohs(sin.sin_port));
-	fflush(stdout);
 
 	table_size = 1024;
 	table = calloc(table_size, sizeof *table);
@@ -616,7 +544,6 @@ int main(int argc, char **argv)
 		}
 		close_client(c);
 	}
-	fprintf(stderr, "server_raw: connections=%llu requests=%llu notifications=%llu slow_dropped=%llu\n",
-		stat_conns, stat_requests, stat_notifs, stat_slow);
+	bench_print_stats("server_raw", stat_conns, stat_requests, stat_notifs, stat_slow);
 	return 0;
 }
