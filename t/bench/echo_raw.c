@@ -18,9 +18,10 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/epoll.h>
-#include <sys/resource.h>
 #include <sys/socket.h>
 #include <unistd.h>
+
+#include "bench_common.h"
 
 #define RBUF_SIZE (64 * 1024)
 
@@ -179,17 +180,12 @@ static void on_accept(void)
 		if (fd < 0)
 			return;
 		if ((size_t)fd >= table_size) {
-			size_t ns = table_size * 2;
-			while (ns <= (size_t)fd)
-				ns *= 2;
-			struct client **nt = realloc(table, ns * sizeof *nt);
+			struct client **nt = bench_table_grow(table, &table_size, fd, sizeof *nt);
 			if (!nt) {
 				close(fd);
 				continue;
 			}
-			memset(nt + table_size, 0, (ns - table_size) * sizeof *nt);
 			table = nt;
-			table_size = ns;
 		}
 		struct client *c = calloc(1, sizeof *c);
 		if (!c) {
@@ -231,14 +227,7 @@ int main(int argc, char **argv)
 			return 2;
 		}
 	}
-	/* Room for many connections (the 100k benchmark): ask for 2^20 descriptors (root
-	 * may raise the hard limit), else take the hard limit. */
-	struct rlimit rl = {1 << 20, 1 << 20};
-	if (setrlimit(RLIMIT_NOFILE, &rl) < 0 && getrlimit(RLIMIT_NOFILE, &rl) == 0) {
-		rl.rlim_cur = rl.rlim_max;
-		setrlimit(RLIMIT_NOFILE, &rl);
-	}
-	signal(SIGPIPE, SIG_IGN);
+	bench_process_setup();
 	struct sigaction sa = {.sa_handler = on_signal};
 	sigaction(SIGINT, &sa, NULL);
 	sigaction(SIGTERM, &sa, NULL);
@@ -247,17 +236,9 @@ int main(int argc, char **argv)
 		fprintf(stderr, "echo_raw: bad --port or --bind\n");
 		return 2;
 	}
-	lfd = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
-	int one = 1;
-	setsockopt(lfd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
-	if (lfd < 0 || bind(lfd, (struct sockaddr *)&sin, sizeof sin) < 0 || listen(lfd, 4096) < 0) {
-		fprintf(stderr, "echo_raw: cannot listen on %s:%d: %s\n", bind_addr, port, strerror(errno));
+	lfd = bench_listen_tcp4("echo_raw", &sin, bind_addr, port);
+	if (lfd < 0)
 		return 1;
-	}
-	socklen_t sl = sizeof sin;
-	getsockname(lfd, (struct sockaddr *)&sin, &sl);
-	printf("port=%d\n", ntohs(sin.sin_port));
-	fflush(stdout);
 	table_size = 1024;
 	table = calloc(table_size, sizeof *table);
 	epfd = epoll_create1(EPOLL_CLOEXEC);
