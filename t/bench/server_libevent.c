@@ -247,13 +247,10 @@ int main(int argc, char **argv)
 	struct bench_server_opts o;
 	if (bench_server_parse(argc, argv, "server_libevent", &o))
 		return 2;
-	int port = o.port;
-	const char *bind_addr = o.bind_addr;
-	double interval = o.interval;
 	max_clients = o.max_clients;
 	cap = o.cap;
-	struct sockaddr_in sin = {.sin_family = AF_INET, .sin_port = htons((uint16_t)port)};
-	if (inet_pton(AF_INET, bind_addr, &sin.sin_addr) != 1) {
+	struct sockaddr_in sin = {.sin_family = AF_INET, .sin_port = htons((uint16_t)o.port)};
+	if (inet_pton(AF_INET, o.bind_addr, &sin.sin_addr) != 1) {
 		fprintf(stderr, "server_libevent: bad arguments\n");
 		return 2;
 	}
@@ -267,7 +264,7 @@ int main(int argc, char **argv)
 		LEV_OPT_CLOSE_ON_FREE | LEV_OPT_REUSEABLE | LEV_OPT_CLOSE_ON_EXEC, 4096,
 		(struct sockaddr *)&sin, sizeof sin);
 	if (!lst) {
-		fprintf(stderr, "server_libevent: cannot listen on %s:%d: %s\n", bind_addr, port, strerror(errno));
+		fprintf(stderr, "server_libevent: cannot listen on %s:%d: %s\n", o.bind_addr, o.port, strerror(errno));
 		return 1;
 	}
 	socklen_t sl = sizeof sin;
@@ -275,7 +272,7 @@ int main(int argc, char **argv)
 	bench_announce_port(ntohs(sin.sin_port));
 
 	struct event *timer = event_new(base, -1, EV_PERSIST, timer_cb, NULL);
-	struct timeval tv = {(time_t)interval, (suseconds_t)((interval - (double)(time_t)interval) * 1e6)};
+	struct timeval tv = {(time_t)o.interval, (suseconds_t)((o.interval - (double)(time_t)o.interval) * 1e6)};
 	event_add(timer, &tv);
 	struct event *sigint = evsignal_new(base, SIGINT, signal_cb, NULL);
 	struct event *sigterm = evsignal_new(base, SIGTERM, signal_cb, NULL);

@@ -391,13 +391,10 @@ int main(int argc, char **argv)
 	struct bench_server_opts o;
 	if (bench_server_parse(argc, argv, "server_libuv", &o))
 		return 2;
-	int port = o.port;
-	const char *bind_addr = o.bind_addr;
-	double interval = o.interval;
 	max_clients = o.max_clients;
 	cap = o.cap;
 	struct sockaddr_in sin;
-	if (uv_ip4_addr(bind_addr, port, &sin) < 0) {
+	if (uv_ip4_addr(o.bind_addr, o.port, &sin) < 0) {
 		fprintf(stderr, "server_libuv: bad arguments\n");
 		return 2;
 	}
@@ -409,7 +406,7 @@ int main(int argc, char **argv)
 	if (!r)
 		r = uv_listen((uv_stream_t *)&server, 4096, on_connection);
 	if (r) {
-		fprintf(stderr, "server_libuv: cannot listen on %s:%d: %s\n", bind_addr, port, uv_strerror(r));
+		fprintf(stderr, "server_libuv: cannot listen on %s:%d: %s\n", o.bind_addr, o.port, uv_strerror(r));
 		return 1;
 	}
 	int namelen = sizeof sin;
@@ -418,7 +415,7 @@ int main(int argc, char **argv)
 
 	uv_timer_t timer;
 	uv_timer_init(loop, &timer);
-	uint64_t ms = (uint64_t)(interval * 1000.0);
+	uint64_t ms = (uint64_t)(o.interval * 1000.0);
 	if (!ms)
 		ms = 1;
 	uv_timer_start(&timer, timer_cb, ms, ms);

@@ -457,9 +457,6 @@ int main(int argc, char **argv)
 	struct bench_server_opts o;
 	if (bench_server_parse(argc, argv, "server_raw", &o))
 		return 2;
-	int port = o.port;
-	const char *bind_addr = o.bind_addr;
-	double interval = o.interval;
 	max_clients = o.max_clients;
 	cap = o.cap;
 	bench_process_setup();
@@ -469,12 +466,12 @@ int main(int argc, char **argv)
 	bench_rng_seed(&rng, bench_now_ns());
 	spare_fd = open("/dev/null", O_RDONLY | O_CLOEXEC);
 
-	struct sockaddr_in sin = {.sin_family = AF_INET, .sin_port = htons((uint16_t)port)};
-	if (inet_pton(AF_INET, bind_addr, &sin.sin_addr) != 1) {
+	struct sockaddr_in sin = {.sin_family = AF_INET, .sin_port = htons((uint16_t)o.port)};
+	if (inet_pton(AF_INET, o.bind_addr, &sin.sin_addr) != 1) {
 		fprintf(stderr, "server_raw: --bind must be a numeric IPv4 address\n");
 		return 2;
 	}
-	lfd = bench_listen_tcp4("server_raw", &sin, bind_addr, port);
+	lfd = bench_listen_tcp4("server_raw", &sin, o.bind_addr, o.port);
 	if (lfd < 0)
 		return 1;
 
@@ -487,8 +484,8 @@ int main(int argc, char **argv)
 		return 1;
 	}
 	struct itimerspec its;
-	its.it_interval.tv_sec = (time_t)interval;
-	its.it_interval.tv_nsec = (long)((interval - (double)(time_t)interval) * 1e9);
+	its.it_interval.tv_sec = (time_t)o.interval;
+	its.it_interval.tv_nsec = (long)((o.interval - (double)(time_t)o.interval) * 1e9);
 	its.it_value = its.it_interval;
 	timerfd_settime(tfd, 0, &its, NULL);
 	struct epoll_event e = {.events = EPOLLIN, .data.fd = lfd};
