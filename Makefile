@@ -169,7 +169,7 @@ valgrind: tests
 	  --show-leak-kinds=definite,indirect --error-exitcode=99 $(CHECK_ALL)
 
 bench: lib $(BENCH_BINS)
-$(BUILD)/bench/%: t/bench/%.c $(STATIC) | $(HDR_LINKS)
+$(BUILD)/bench/%: t/bench/%.c $(wildcard t/bench/*.h) $(STATIC) | $(HDR_LINKS)
 	@mkdir -p $(@D)
 	$(CC) $(ALL_CFLAGS) -o $@ $< $(STATIC) $(LDLIBS_BASE) -lm $(BENCH_LIBS_$*)
 # Comparison servers link libevent / libuv; they are built only where those are installed.

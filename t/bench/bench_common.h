@@ -9,10 +9,7 @@
  * the servers differ only by their framework: the measurements compare the libraries'
  * idioms, so nothing that does I/O or buffering belongs in this file.
  *
- * Every includer defines _GNU_SOURCE first (SOCK_NONBLOCK, accept4, MSG_NOSIGNAL).
- *
- * Note: the Makefile rebuilds a bench program when its .c changes, not this header;
- * after editing it, touch the .c files (or remove $(BUILD)/bench/) before `make bench`. */
+ * Every includer defines _GNU_SOURCE first (SOCK_NONBLOCK, accept4, MSG_NOSIGNAL). */
 #ifndef TWISTC_BENCH_COMMON_H
 #define TWISTC_BENCH_COMMON_H
 
