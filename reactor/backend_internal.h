@@ -32,7 +32,29 @@ typedef struct reactor__backend {
      * entries, at most ONE per fd (directions merged). Returns the count, or a negative
      * errno (-EINTR is retried by the loop with the remaining time). */
     int (*poll)(void *st, int timeout_ms, reactor__ready *out, int max);
+    /* Optional, NULL where the kernel keeps a socket's pending error until someone reads
+     * it (epoll, poll, select, the BSD kqueues). The error this backend saw reported for
+     * fd by its last polls and that getsockopt(SO_ERROR) may no longer give, consumed (0
+     * the next time); 0 when none. For libkqueue, which reads SO_ERROR to fill a kevent's
+     * fflags, and on Linux that read clears it. Forgotten when the fd's interest is added
+     * or removed, so a reused fd number never inherits it. Only reactor__sock_error and
+     * reactor__seen_error call it, on rare paths (a connect's completion, an EOF, an
+     * error), never per event. */
+    int (*sock_error)(void *st, int fd);
 } reactor__backend;
+
+/* What socket error is pending on a watched fd, for code that decides from it (a connect
+ * completing, an error event): getsockopt(SO_ERROR), or when that says 0 (or the kernel
+ * interface already consumed it), the error the backend saw (see sock_error above).
+ * Consumes both: a second call returns 0 until a new error arrives. A failed getsockopt
+ * (not a socket) returns its errno. Defined in reactor.c. */
+struct reactor;
+int reactor__sock_error(struct reactor *r, int fd);
+/* Only the error the backend saw and the kernel may have given away, for code that the
+ * kernel already answered without an error: recv() returned 0 (a reset would read as
+ * that EOF on libkqueue), send() failed with EPIPE (where the reset's ECONNRESET went).
+ * No syscall; 0 at once on a backend without sock_error. Consumes it. */
+int reactor__seen_error(struct reactor *r, int fd);
 
 /* Which backends this platform compiles in. kqueue exists on the BSDs and macOS; on
  * Linux it can be built against libkqueue (make KQUEUE=libkqueue sets TWISTC_HAVE_KQUEUE). */

@@ -3,8 +3,8 @@
  * in a changelist and handed to the same kevent() call that waits (as libuv, libevent
  * and libev do), so a busy iteration costs one syscall. Removing an fd's last interest is
  * the exception: it is sent at once (kq_remove says why). Pitfall 2.16 explains the
- * EV_EOF and EV_ERROR handling below. This file compiles to nothing where kqueue is
- * missing. */
+ * EV_EOF and EV_ERROR handling below; kq_sock_error why the backend keeps the error an
+ * EV_EOF carries. This file compiles to nothing where kqueue is missing. */
 #include "reactor/backend_internal.h"
 
 #ifdef REACTOR__HAVE_KQUEUE
@@ -33,6 +33,7 @@ typedef struct {
      * batch entry: seen[fd] == round means the fd already has entry pos[fd]. */
     uint32_t *seen;
     int *pos;
+    int *err;  /* err[fd]: the socket error an EV_EOF reported in fflags (kq_sock_error) */
     int map_cap;
     uint32_t round;
 } kq_state;
@@ -66,6 +67,7 @@ static void kq_free(void *st)
     free(s->chg);
     free(s->seen);
     free(s->pos);
+    free(s->err);
     free(s);
 }
 
@@ -104,12 +106,20 @@ static int kq_modify(void *st, int fd, unsigned old, unsigned events)
         if (!pos)
             return -ENOMEM;
         s->pos = pos;
-        for (int i = s->map_cap; i < cap; i++)
+        int *err = realloc(s->err, (size_t)cap * sizeof *err);
+        if (!err)
+            return -ENOMEM;
+        s->err = err;
+        for (int i = s->map_cap; i < cap; i++) {
             s->seen[i] = 0;
+            s->err[i] = 0;
+        }
         s->map_cap = cap;
     }
     if (kq_reserve(s) < 0)
         return -ENOMEM;
+    if (!old)
+        s->err[fd] = 0; /* a new registration, maybe a reused fd number: no old error */
     unsigned on = events & ~old, off = old & ~events;
     if (on & REACTOR_READABLE)
         kq_change(s, fd, EVFILT_READ, EV_ADD);
@@ -164,6 +174,8 @@ static int kq_remove(void *st, int fd, unsigned old)
         if (s->chg[i].ident != (uintptr_t)fd)
             s->chg[k++] = s->chg[i];
     s->nchg = k;
+    if (fd < s->map_cap)
+        s->err[fd] = 0; /* the error belonged to this registration */
     if (n == 0)
         return 0;
     /* No event list: a failed change then ends the call with -1 and the rest of the list
@@ -218,6 +230,12 @@ static int kq_poll(void *st, int timeout_ms, reactor__ready *out, int max)
         const struct kevent *e = &s->evs[i];
         int fd = (int)e->ident;
         unsigned ev;
+        if ((e->flags & (EV_EOF | EV_ERROR)) == EV_EOF && e->fflags != 0 && fd >= 0 &&
+            fd < s->map_cap)
+            /* An EV_EOF with the socket's error in fflags: kept for kq_sock_error. (Not
+             * cleared by an EV_EOF without one: libkqueue gives the error to the first of
+             * the fd's filters to report it, and the other one finds it gone.) */
+            s->err[fd] = (int)e->fflags;
         if (e->flags & EV_ERROR) {
             /* A queued change failed. ENOENT/EBADF/EINVAL: the fd was closed before the
              * flush, nothing to report. Others (EPERM, EPIPE...): tell the watcher. */
@@ -249,6 +267,25 @@ static int kq_poll(void *st, int timeout_ms, reactor__ready *out, int max)
     return k;
 }
 
+/* BSD kqueue reports a socket's pending error (so_error) in the fflags of an EV_EOF event
+ * and leaves it on the socket, so a later getsockopt(SO_ERROR), recv() or send() still
+ * gets it. libkqueue (Linux) fills fflags by calling getsockopt(SO_ERROR) when epoll says
+ * EPOLLERR, and on Linux that call clears the error: a refused connect then reads as
+ * connected (SO_ERROR 0) and a reset as a clean EOF (recv() 0). So kq_poll keeps each
+ * fd's last reported error, and the reactor asks here when the kernel says nothing
+ * (reactor__sock_error, reactor__seen_error): given once, and forgotten when the fd's
+ * interest is added or removed (a closed fd's number is reused). On the BSDs this only
+ * repeats what getsockopt says, and reactor__sock_error asks getsockopt first. */
+static int kq_sock_error(void *st, int fd)
+{
+    kq_state *s = st;
+    if (fd < 0 || fd >= s->map_cap)
+        return 0;
+    int e = s->err[fd];
+    s->err[fd] = 0;
+    return e;
+}
+
 const reactor__backend reactor__backend_kqueue = {
     .name = "kqueue",
     .create = kq_create,
@@ -257,6 +294,7 @@ const reactor__backend reactor__backend_kqueue = {
     .modify = kq_modify,
     .remove = kq_remove,
     .poll = kq_poll,
+    .sock_error = kq_sock_error,
 };
 
 #else

@@ -1,6 +1,7 @@
 #define _GNU_SOURCE
 /* Connectors: connect without blocking, report each kind of failure, reconnect. */
 #include "reactor/transport_internal.h"
+#include "reactor/backend_internal.h" /* reactor__sock_error */
 
 #include <arpa/inet.h>
 #include <errno.h>
@@ -139,10 +140,8 @@ static void on_connect_io(reactor *r, int fd, unsigned events, void *data)
 {
     (void)events;
     connector *c = data;
-    int err = 0;
-    socklen_t len = sizeof err;
-    if (getsockopt(fd, SOL_SOCKET, SO_ERROR, &err, &len) < 0)
-        err = errno;
+    /* SO_ERROR, or the error the backend saw (libkqueue consumes SO_ERROR) */
+    int err = reactor__sock_error(r, fd);
     if (err == EINPROGRESS || err == EALREADY || err == EINTR)
         return; /* not finished yet */
     if (err) {

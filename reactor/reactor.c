@@ -12,6 +12,7 @@
 #include <math.h> /* isfinite: a macro, no libm needed */
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -357,6 +358,23 @@ int reactor_unwatch(reactor *r, int fd)
     *io = (reactor__io){.gen = io->gen + 1}; /* stale entries of this batch now mismatch */
     r->watched--;
     return 0;
+}
+
+/* The pending socket error of a watched fd, also where the backend consumed it
+ * (libkqueue): contracts in backend_internal.h. Rare paths only. */
+int reactor__seen_error(reactor *r, int fd)
+{
+    return r->be->sock_error ? r->be->sock_error(r->be_state, fd) : 0;
+}
+
+int reactor__sock_error(reactor *r, int fd)
+{
+    int err = 0;
+    socklen_t len = sizeof err;
+    if (getsockopt(fd, SOL_SOCKET, SO_ERROR, &err, &len) < 0)
+        err = errno;
+    int seen = reactor__seen_error(r, fd); /* asked either way: consumed once */
+    return err ? err : seen;
 }
 
 /* ---- One iteration ------------------------------------------------------------- */

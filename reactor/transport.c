@@ -389,7 +389,10 @@ static int sent(transport *t, ssize_t w)
             t->flags |= T_WANT_WRITE;
             return 0;
         }
-        close_socket(t, PROTOCOL_LOST, errno, 0);
+        int e = errno;
+        if (e == EPIPE) /* after a reset whose error the backend consumed (libkqueue) */
+            e = reactor__seen_error(t_mod(t)->r, t->fd);
+        close_socket(t, PROTOCOL_LOST, e ? e : EPIPE, 0);
         return -1;
     }
     TTRACE(t, "transport fd=%d send bytes=%zd left=%zu", t->fd, w, pending(t) - (size_t)w);
@@ -509,6 +512,13 @@ static void read_cb_failed(transport *t, int rc)
 static void read_ended(transport *t, ssize_t n)
 {
     if (n == 0) {
+        /* Where the backend consumed the socket's error (libkqueue), a reset reads as
+         * this EOF: ask it. Nothing to ask on the other backends (no syscall). */
+        int e = reactor__seen_error(t_mod(t)->r, t->fd);
+        if (e) {
+            close_socket(t, PROTOCOL_LOST, e, 0);
+            return;
+        }
         TTRACE(t, "transport fd=%d event=eof", t->fd);
         t->flags |= T_READ_EOF;
         sync_watch(t); /* no more read interest: EOF stays readable forever */
@@ -608,7 +618,6 @@ static void read_plain(transport *t, struct transport_mod *m)
 
 static void on_io(reactor *r, int fd, unsigned events, void *data)
 {
-    (void)r;
     (void)fd;
     transport *t = data;
     if ((t->flags & PLAIN_MASK) == PLAIN && (events & REACTOR_READABLE) && !t->out) {
@@ -625,9 +634,7 @@ static void on_io(reactor *r, int fd, unsigned events, void *data)
     if ((t->flags & T_REG_R) && (events & (REACTOR_READABLE | REACTOR_ERROR)))
         do_read(t);
     else if ((events & REACTOR_ERROR) && !(t->flags & T_REG_W)) {
-        int err = 0;
-        socklen_t len = sizeof err;
-        getsockopt(t->fd, SOL_SOCKET, SO_ERROR, &err, &len);
+        int err = reactor__sock_error(r, t->fd);
         close_socket(t, PROTOCOL_LOST, err ? err : ECONNRESET, 0);
     }
     if (!(t->flags & T_CLOSED) && (t->flags & T_WANT_WRITE) &&

@@ -14,6 +14,7 @@
 
 #include "helpers.h"
 #include "reactor/transport_internal.h" /* T_WANT_WRITE, for tfx_wait_write_blocked */
+#include "reactor/backend_internal.h"   /* reactor__seen_error, in rawc_io */
 
 static void tp_made(protocol *p)
 {
@@ -176,10 +177,12 @@ static void rawc_io(reactor *r, int fd, unsigned events, void *data)
             break;
         if (n < 0 && errno == EINTR)
             continue;
-        if (n == 0)
-            c->eof = 1;
+        if (n == 0) /* a reset reads as EOF where the backend consumed it (libkqueue) */
+            c->err = reactor__seen_error(r, fd);
         else
             c->err = errno;
+        if (!c->err)
+            c->eof = 1;
         reactor_unwatch(r, fd);
         c->watching = 0;
         break;
