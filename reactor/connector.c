@@ -1,5 +1,15 @@
 #define _GNU_SOURCE
-/* Connectors: connect without blocking, report each kind of failure, reconnect. */
+/* Connectors: connect without blocking, report each kind of failure, reconnect.
+ *
+ * A host name may resolve to several addresses (::1 and 127.0.0.1 for "localhost"): they
+ * are tried one after another, in getaddrinfo's order, until one connects (CPython's
+ * socket.create_connection, Go's net.Dial; Twisted's HostnameEndpoint also tries them
+ * all). A failed attempt closes its socket and the next address is tried from the next
+ * iteration (never inline: no recursion, and a cancel or the deadline always finds a
+ * plain state). One deadline covers all the attempts: it is armed with the first and
+ * never re-armed. When every address failed, the FIRST failure is reported (the most
+ * preferred address's; CPython and Go do the same); when the deadline passes first, it
+ * is a timeout. A numeric address is one attempt, as before. */
 #include "reactor/transport_internal.h"
 #include "reactor/backend_internal.h" /* reactor__sock_error */
 
@@ -24,13 +34,17 @@ struct connector {
     int state;
     int fd;
     double timeout;
-    reactor_timer *timer; /* connect timeout, or the pending failure (C_FAILING) */
+    reactor_timer *timer; /* connect deadline, or the pending failure (C_FAILING) */
+    reactor_timer *next_tm; /* the next address's attempt, from the next iteration */
     struct resolve_job *job;
     transport *t;
-    struct sockaddr_storage addr;
+    struct sockaddr_storage addr; /* the address being tried */
     socklen_t addrlen;
+    struct resolve_addr *addrs; /* a lookup's answer (NULL: numeric or Unix) */
+    int naddrs, cur;            /* how many; the index of addr among them */
     protocol_reason fail;
-    unsigned in_cb : 1, freed : 1, factory_started : 1;
+    protocol_reason first; /* the first attempt's failure (has_first) */
+    unsigned in_cb : 1, freed : 1, factory_started : 1, has_first : 1;
 };
 
 static void really_free(connector *c);
@@ -57,6 +71,17 @@ static protocol_reason_kind kind_of(int err)
     }
 }
 
+/* Closes the current attempt's socket (the deadline and the address list stay). */
+static void close_attempt(connector *c)
+{
+    if (c->fd >= 0) {
+        transport__unwatch(c->base.mod, c->fd);
+        close(c->fd);
+        c->fd = -1;
+    }
+}
+
+/* Ends the whole connect: timers, socket, lookup, address list. */
 static void drop_socket(connector *c)
 {
     struct transport_mod *m = c->base.mod;
@@ -64,15 +89,18 @@ static void drop_socket(connector *c)
         transport__cancel(m, c->timer);
         c->timer = NULL;
     }
-    if (c->fd >= 0) {
-        transport__unwatch(m, c->fd);
-        close(c->fd);
-        c->fd = -1;
+    if (c->next_tm) {
+        transport__cancel(m, c->next_tm);
+        c->next_tm = NULL;
     }
+    close_attempt(c);
     if (c->job) {
         resolve__cancel(c->job);
         c->job = NULL;
     }
+    free(c->addrs);
+    c->addrs = NULL;
+    c->naddrs = 0;
 }
 
 /* After client_connection_failed/lost: stop the factory unless it reconnected, and free
@@ -136,6 +164,39 @@ static void on_timeout(reactor *r, void *data)
     fail_now(c, &reason);
 }
 
+static void next_fire(reactor *r, void *data)
+{
+    (void)r;
+    connector *c = data;
+    c->next_tm = NULL;
+    start_socket(c);
+}
+
+/* An attempt failed with err (its socket is closed): the next address from the next
+ * iteration, or, after the last one, the first failure's report: now when on_loop (we
+ * are in the connector's own I/O callback), else from the next iteration. */
+static void attempt_failed(connector *c, int err, int on_loop)
+{
+    if (!c->has_first) {
+        transport__reason(&c->first, kind_of(err), err);
+        c->has_first = 1;
+    }
+    if (c->addrs && c->cur + 1 < c->naddrs) {
+        c->next_tm = reactor_call_soon(c->base.mod->r, next_fire, c);
+        if (c->next_tm) {
+            c->cur++;
+            c->state = C_CONNECTING;
+            return;
+        }
+        /* no memory for the call: report the first failure now */
+    }
+    protocol_reason first = c->first;
+    if (on_loop)
+        fail_now(c, &first);
+    else
+        fail_later(c, first.kind, first.err, 0, NULL);
+}
+
 static void on_connect_io(reactor *r, int fd, unsigned events, void *data)
 {
     (void)events;
@@ -145,9 +206,8 @@ static void on_connect_io(reactor *r, int fd, unsigned events, void *data)
     if (err == EINPROGRESS || err == EALREADY || err == EINTR)
         return; /* not finished yet */
     if (err) {
-        protocol_reason reason;
-        transport__reason(&reason, kind_of(err), err);
-        fail_now(c, &reason);
+        close_attempt(c);
+        attempt_failed(c, err, 1);
         return;
     }
     /* Connected. */
@@ -157,6 +217,9 @@ static void on_connect_io(reactor *r, int fd, unsigned events, void *data)
     }
     reactor_unwatch(r, fd);
     c->fd = -1;
+    free(c->addrs); /* no other address will be tried */
+    c->addrs = NULL;
+    c->naddrs = 0;
     transport *t = transport__alloc(c->base.mod);
     if (!t) {
         close(fd);
@@ -179,11 +242,20 @@ static void on_connect_io(reactor *r, int fd, unsigned events, void *data)
     transport__start(c->base.mod, t, c, fd, p, T_CLIENT | (c->is_unix ? T_UNIX : 0));
 }
 
+/* One attempt, to c->addrs[c->cur] (or c->addr when there is no list). */
 static void start_socket(connector *c)
 {
+    if (c->addrs) {
+        memcpy(&c->addr, &c->addrs[c->cur].u, c->addrs[c->cur].len);
+        c->addrlen = c->addrs[c->cur].len;
+    }
+    c->state = C_CONNECTING;
+    if (!c->timer) /* the first attempt: one deadline for them all */
+        c->timer = reactor_call_later(c->base.mod->r, c->timeout, on_timeout, c);
     int fd = transport__socket(c->addr.ss_family, SOCK_STREAM);
     if (fd < 0) {
-        fail_later(c, PROTOCOL_CONNECT_FAILED, -fd, 0, NULL);
+        /* a family this host cannot use (EAFNOSUPPORT), or out of fds: try the next */
+        attempt_failed(c, -fd, 0);
         return;
     }
     int rc;
@@ -194,19 +266,17 @@ static void start_socket(connector *c)
         int e = errno;
         close(fd);
         /* Unix: EAGAIN means the listener's backlog is full */
-        fail_later(c, kind_of(e), e, 0, NULL);
+        attempt_failed(c, e, 0);
         return;
     }
     c->fd = fd;
-    c->state = C_CONNECTING;
     /* Completion (or failure) shows as writability; SO_ERROR tells which. Connected at
      * once (Unix) is reported the same way, from the loop. */
     rc = reactor_watch(c->base.mod->r, fd, REACTOR_WRITABLE, on_connect_io, c);
     if (rc < 0) {
-        fail_later(c, PROTOCOL_CONNECT_FAILED, -rc, 0, NULL);
-        return;
+        close_attempt(c);
+        attempt_failed(c, -rc, 0);
     }
-    c->timer = reactor_call_later(c->base.mod->r, c->timeout, on_timeout, c);
 }
 
 static void resolved(struct resolve_job *job)
@@ -217,12 +287,13 @@ static void resolved(struct resolve_job *job)
         fail_later(c, PROTOCOL_CONNECT_DNS, 0, job->gai_err, NULL);
         c->fail.message = "host name lookup failed";
     } else {
-        memcpy(&c->addr, &job->addr, job->addrlen);
-        c->addrlen = job->addrlen;
+        c->addrs = job->addrs; /* the connector owns the list now */
+        c->naddrs = job->naddrs;
+        c->cur = 0;
+        job->addrs = NULL;
         start_socket(c);
     }
-    free(job->host);
-    free(job);
+    resolve__free(job);
 }
 
 /* Fills c->addr when host is numeric (or a Unix path): 1; 0 when it needs a lookup. */
@@ -264,6 +335,7 @@ int connector_connect(connector *c)
         factory_do_start(c->f);
     }
     c->state = C_RESOLVING;
+    c->has_first = 0;
     if (c->f->ops->started_connecting)
         c->f->ops->started_connecting(c->f, c);
     if (c->state != C_RESOLVING)
@@ -346,6 +418,14 @@ factory *connector_factory(const connector *c) { return c ? c->f : NULL; }
 
 void connector__set_transport(connector *c, transport *t) { c->t = t; }
 
+int connector__attempt(const connector *c, int *open)
+{
+    int connecting = c->state == C_CONNECTING && c->addrs;
+    if (open)
+        *open = connecting && c->fd >= 0;
+    return connecting ? c->cur : -1;
+}
+
 void connector__conn_lost(connector *c, transport *t, const protocol_reason *reason)
 {
     (void)t;
@@ -370,6 +450,7 @@ static void really_free(connector *c)
         m->connectors = c->next;
     if (c->next)
         c->next->prev = c->prev;
+    free(c->addrs);
     free(c->host);
     free(c);
 }

@@ -6,7 +6,11 @@
  * The hard part is lifetime: the connector may give up (cancel) or the whole reactor may
  * be freed while the thread is still inside getaddrinfo(). One process-wide mutex guards
  * the hand-over: the thread either queues the job to the reactor (queued=1) or, if the
- * reactor is gone (orphaned=1), frees the job itself. */
+ * reactor is gone (orphaned=1), frees the job itself.
+ *
+ * The answer is every usable address, in getaddrinfo's order (RFC 6724: the preferred
+ * one first), capped at RESOLVE__MAX_ADDRS: the connector tries them one after another,
+ * like Twisted's HostnameEndpoint and CPython's socket.create_connection. */
 #include "reactor/transport_internal.h"
 
 #include <errno.h>
@@ -17,6 +21,10 @@
 #include <string.h>
 
 static pthread_mutex_t resolve_lock = PTHREAD_MUTEX_INITIALIZER;
+
+/* The test seam (transport_internal.h): read on the loop thread by resolve__start. */
+resolve__gai_fn resolve__getaddrinfo = getaddrinfo;
+resolve__freeai_fn resolve__freeaddrinfo = freeaddrinfo;
 
 static void unlink_job(struct resolve_job *job)
 {
@@ -29,8 +37,47 @@ static void unlink_job(struct resolve_job *job)
 
 static void free_job(struct resolve_job *job)
 {
+    free(job->addrs);
     free(job->host);
     free(job);
+}
+
+void resolve__free(struct resolve_job *job) { free_job(job); }
+
+/* An IPv4 or IPv6 stream address of the expected size (anything else is skipped). */
+static int usable(const struct addrinfo *ai)
+{
+    if (!ai->ai_addr)
+        return 0;
+    if (ai->ai_family == AF_INET)
+        return ai->ai_addrlen == sizeof(struct sockaddr_in);
+    return ai->ai_family == AF_INET6 && ai->ai_addrlen == sizeof(struct sockaddr_in6);
+}
+
+/* Copies the usable addresses of res, in order, with the port set, at most
+ * RESOLVE__MAX_ADDRS. Returns 0, EAI_MEMORY, or EAI_FAMILY when none is usable. */
+static int take_addrs(struct resolve_job *job, const struct addrinfo *res)
+{
+    int n = 0;
+    for (const struct addrinfo *ai = res; ai && n < RESOLVE__MAX_ADDRS; ai = ai->ai_next)
+        n += usable(ai);
+    if (n == 0)
+        return EAI_FAMILY;
+    job->addrs = calloc((size_t)n, sizeof *job->addrs);
+    if (!job->addrs)
+        return EAI_MEMORY;
+    for (const struct addrinfo *ai = res; ai && job->naddrs < n; ai = ai->ai_next) {
+        if (!usable(ai))
+            continue;
+        struct resolve_addr *a = &job->addrs[job->naddrs++];
+        memcpy(&a->u, ai->ai_addr, ai->ai_addrlen);
+        a->len = ai->ai_addrlen;
+        if (ai->ai_family == AF_INET)
+            a->u.in4.sin_port = htons((uint16_t)job->port);
+        else
+            a->u.in6.sin6_port = htons((uint16_t)job->port);
+    }
+    return 0;
 }
 
 /* On the loop thread. */
@@ -54,21 +101,13 @@ static void *worker(void *arg)
     hints.ai_family = AF_UNSPEC;
     hints.ai_socktype = SOCK_STREAM;
     hints.ai_flags = AI_ADDRCONFIG;
-    int rc = getaddrinfo(job->host, NULL, &hints, &res);
-    if (rc == 0 && res) {
-        memcpy(&job->addr, res->ai_addr, res->ai_addrlen);
-        job->addrlen = res->ai_addrlen;
-        if (job->addr.ss_family == AF_INET)
-            ((struct sockaddr_in *)&job->addr)->sin_port = htons((uint16_t)job->port);
-        else if (job->addr.ss_family == AF_INET6)
-            ((struct sockaddr_in6 *)&job->addr)->sin6_port = htons((uint16_t)job->port);
-        else
-            rc = EAI_FAMILY;
-    } else if (rc == 0) {
+    int rc = job->gai(job->host, NULL, &hints, &res);
+    if (rc == 0 && res)
+        rc = take_addrs(job, res);
+    else if (rc == 0)
         rc = EAI_NONAME;
-    }
     if (res)
-        freeaddrinfo(res);
+        job->gai_free(res);
     job->gai_err = rc;
 
     pthread_mutex_lock(&resolve_lock);
@@ -103,6 +142,8 @@ struct resolve_job *resolve__start(struct transport_mod *m, const char *host, in
     job->port = port;
     job->done = done;
     job->data = data;
+    job->gai = resolve__getaddrinfo; /* the worker never reads the globals */
+    job->gai_free = resolve__freeaddrinfo;
     pthread_attr_t attr;
     pthread_attr_init(&attr);
     pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);

@@ -3,6 +3,7 @@
 #ifndef TWISTC_TRANSPORT_INTERNAL_H
 #define TWISTC_TRANSPORT_INTERNAL_H
 
+#include <netinet/in.h>
 #include <stdint.h>
 #include <string.h>
 #include <sys/socket.h>
@@ -213,7 +214,22 @@ connector *connector__create(reactor *r, const char *host, int port, const char 
                              factory *f, double timeout);
 
 /* Host name lookups on a worker thread (resolve.c). done runs on the loop thread with
- * job->gai_err / job->addr filled in, unless the job was cancelled. */
+ * job->gai_err, or job->addrs/naddrs (>= 1, in getaddrinfo's order, port set) filled in,
+ * unless the job was cancelled. done owns the job: it may take addrs (set it to NULL)
+ * and frees the rest with resolve__free. */
+#define RESOLVE__MAX_ADDRS 16 /* addresses kept per lookup; the rest are never tried */
+struct resolve_addr {
+    union {
+        struct sockaddr sa;
+        struct sockaddr_in in4;
+        struct sockaddr_in6 in6;
+    } u;
+    socklen_t len;
+};
+struct addrinfo;
+typedef int (*resolve__gai_fn)(const char *host, const char *service,
+                               const struct addrinfo *hints, struct addrinfo **res);
+typedef void (*resolve__freeai_fn)(struct addrinfo *res);
 struct resolve_job {
     struct transport_mod *mod;
     struct resolve_job *next;
@@ -223,16 +239,26 @@ struct resolve_job {
     int cancelled; /* loop thread: do not call done, just free */
     int orphaned;  /* the reactor went away: the thread frees the job (under the lock) */
     int queued;    /* the thread handed the job back (under the lock) */
-    struct sockaddr_storage addr;
-    socklen_t addrlen;
+    struct resolve_addr *addrs;
+    int naddrs;
+    resolve__gai_fn gai; /* the seam's values when the job started */
+    resolve__freeai_fn gai_free;
     void (*done)(struct resolve_job *job);
     void *data;
 };
+/* Test seam, internal: the lookup functions resolve.c calls (getaddrinfo/freeaddrinfo by
+ * default). A test may point them at a fake that returns chosen addresses; set them on
+ * the loop thread before the connect and put them back after it (each job keeps the
+ * values it started with, so a lookup still running on its thread is not affected). */
+extern resolve__gai_fn resolve__getaddrinfo;
+extern resolve__freeai_fn resolve__freeaddrinfo;
 /* Starts a lookup (host copied). NULL+errno. */
 struct resolve_job *resolve__start(struct transport_mod *m, const char *host, int port,
                                    void (*done)(struct resolve_job *), void *data);
 /* The owner lost interest: done will not run. */
 void resolve__cancel(struct resolve_job *job);
+/* Frees a job handed to done (and the addresses still in it). */
+void resolve__free(struct resolve_job *job);
 /* Reactor teardown: orphans running jobs, frees finished ones. */
 void resolve__teardown(struct transport_mod *m);
 
@@ -241,6 +267,10 @@ void listener__conn_closed(struct listener *l);
 void connector__conn_lost(struct connector *c, transport *t, const protocol_reason *reason);
 /* The connector learns its transport before connection_made runs. */
 void connector__set_transport(struct connector *c, transport *t);
+/* For tests: the index of the resolved address being tried (or about to be tried, from
+ * the next iteration, after the one before failed); -1 when not connecting or when the
+ * address was numeric. *open = 1 while that attempt's socket is open. */
+int connector__attempt(const struct connector *c, int *open);
 /* Module teardown helpers. */
 void listener__free_all(struct transport_mod *m);
 void connector__free_all(struct transport_mod *m);
