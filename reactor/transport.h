@@ -149,12 +149,17 @@ TWISTC_API void listener_set_accept_budget(listener *l, unsigned n);
 
 /* ---- Connecting ----------------------------------------------------------------- */
 
-/* Connects to host:port. A numeric address connects at once; a host name is resolved on
- * a worker thread first (the loop never blocks). timeout <= 0 means 30 s (Twisted's).
- * f->started_connecting runs before this returns (as in Twisted); everything else comes
- * from the loop: either a protocol is built (connection_made) or
- * f->client_connection_failed gets a reason saying which failure (refused, timeout,
- * unreachable, DNS, ...), even for an error known at once. NULL+errno (ENOMEM, EINVAL). */
+/* Connects to host:port. A numeric address connects at once (one attempt); a host name
+ * is resolved on a worker thread first (the loop never blocks), then its addresses (up
+ * to 16) are tried one after another in the resolver's order until one connects: a
+ * server on 127.0.0.1 only is reached by "localhost" even where ::1 comes first.
+ * timeout <= 0 means 30 s (Twisted's); it covers all the attempts together, from the
+ * first. f->started_connecting runs before this returns (as in Twisted); everything else
+ * comes from the loop: either a protocol is built (connection_made) or
+ * f->client_connection_failed gets one reason saying which failure (refused, timeout,
+ * unreachable, DNS, ...), even for an error known at once. When every address failed,
+ * that is the FIRST address's failure; when the timeout passed first, a timeout.
+ * NULL+errno (ENOMEM, EINVAL). */
 TWISTC_API connector *reactor_connect_tcp(reactor *r, const char *host, int port, factory *f,
                                           double timeout);
 TWISTC_API connector *reactor_connect_unix(reactor *r, const char *path, factory *f,
