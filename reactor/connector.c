@@ -6,8 +6,8 @@
  * socket.create_connection, Go's net.Dial; Twisted's HostnameEndpoint also tries them
  * all). A failed attempt closes its socket and the next address is tried from the next
  * iteration (never inline: no recursion, and a cancel or the deadline always finds a
- * plain state). One deadline covers all the attempts: it is armed with the first and
- * never re-armed. When every address failed, the FIRST failure is reported (the most
+ * plain state). One deadline covers the lookup and all the attempts: it is armed when the
+ * connect starts and never re-armed. When every address failed, the FIRST failure is reported (the most
  * preferred address's; CPython and Go do the same); when the deadline passes first, it
  * is a timeout. A numeric address is one attempt, as before. */
 #include "reactor/transport_internal.h"
@@ -250,7 +250,7 @@ static void start_socket(connector *c)
         c->addrlen = c->addrs[c->cur].len;
     }
     c->state = C_CONNECTING;
-    if (!c->timer) /* the first attempt: one deadline for them all */
+    if (!c->timer) /* a numeric address (a name's lookup armed it): one deadline for all */
         c->timer = reactor_call_later(c->base.mod->r, c->timeout, on_timeout, c);
     int fd = transport__socket(c->addr.ss_family, SOCK_STREAM);
     if (fd < 0) {
@@ -344,6 +344,9 @@ int connector_connect(connector *c)
         start_socket(c);
         return 0;
     }
+    /* The deadline counts the lookup too: a resolver that never answers still ends in a
+     * timeout (on_timeout cancels the lookup); start_socket keeps this timer. */
+    c->timer = reactor_call_later(c->base.mod->r, c->timeout, on_timeout, c);
     c->job = resolve__start(c->base.mod, c->host, c->port, resolved, c);
     if (!c->job)
         fail_later(c, PROTOCOL_CONNECT_DNS, errno, 0, "cannot start the host name lookup");

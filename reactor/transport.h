@@ -153,8 +153,8 @@ TWISTC_API void listener_set_accept_budget(listener *l, unsigned n);
  * is resolved on a worker thread first (the loop never blocks), then its addresses (up
  * to 16) are tried one after another in the resolver's order until one connects: a
  * server on 127.0.0.1 only is reached by "localhost" even where ::1 comes first.
- * timeout <= 0 means 30 s (Twisted's); it covers all the attempts together, from the
- * first. f->started_connecting runs before this returns (as in Twisted); everything else
+ * timeout <= 0 means 30 s (Twisted's); it covers the whole connect: the lookup and all
+ * the attempts together. f->started_connecting runs before this returns (as in Twisted); everything else
  * comes from the loop: either a protocol is built (connection_made) or
  * f->client_connection_failed gets one reason saying which failure (refused, timeout,
  * unreachable, DNS, ...), even for an error known at once. When every address failed,

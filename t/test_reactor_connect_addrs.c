@@ -80,6 +80,21 @@ static int fake_gai(const char *host, const char *service, const struct addrinfo
     return 0;
 }
 
+/* A resolver that does not answer until the test writes a byte to gate[1]. */
+static int gate[2] = {-1, -1};
+static volatile int gated_returned; /* the lookup thread is past the fake resolver */
+
+static int gated_gai(const char *host, const char *service, const struct addrinfo *hints,
+                     struct addrinfo **res)
+{
+    char b;
+    while (read(gate[0], &b, 1) < 0 && errno == EINTR)
+        ;
+    int rc = fake_gai(host, service, hints, res);
+    __atomic_store_n(&gated_returned, 1, __ATOMIC_RELEASE);
+    return rc;
+}
+
 static void fake_free(struct addrinfo *ai)
 {
     while (ai) {
@@ -278,6 +293,46 @@ START_TEST(test_deadline_covers_all_attempts)
 }
 END_TEST
 
+/* The deadline counts the lookup too: a resolver that never answers ends in a timeout
+ * on time (fake clock), the lookup is dropped, and its late answer changes nothing. */
+START_TEST(test_deadline_covers_lookup)
+{
+    reactor *r = th_reactor(_i);
+    ck_assert_int_eq(reactor_use_fake_clock(r, 100.0), 0);
+    ck_assert_int_eq(pipe(gate), 0);
+    gated_returned = 0;
+    resolve__getaddrinfo = gated_gai;
+    const char *addrs[] = {"127.0.0.1"};
+    fake_set(1, addrs);
+    struct tfactory cli;
+    tf_init(&cli, TP_RECORD);
+    connector *c = reactor_connect_tcp(r, "fake.test", 9, &cli.f, 1.0);
+    ck_assert_ptr_nonnull(c);
+    th_iterate_n(r, 5);
+    ck_assert_int_eq(cli.failed, 0); /* still looking up */
+    ck_assert_int_eq(reactor_advance(r, 0.5), 0);
+    ck_assert_int_eq(cli.failed, 0);
+    ck_assert_int_eq(reactor_advance(r, 0.5), 0); /* 1 s after the connect */
+    ck_assert_int_eq(cli.failed, 1);
+    ck_assert_int_eq(cli.fail.kind, PROTOCOL_CONNECT_TIMEOUT);
+    ck_assert_int_eq(cli.fail.err, ETIMEDOUT);
+    ck_assert_int_eq(write(gate[1], "x", 1), 1); /* now the resolver answers */
+    for (int i = 0; i < 2000000 && !__atomic_load_n(&gated_returned, __ATOMIC_ACQUIRE); i++)
+        ck_assert_int_eq(reactor_iterate(r, 0), 0);
+    ck_assert(__atomic_load_n(&gated_returned, __ATOMIC_ACQUIRE));
+    th_iterate_n(r, 20); /* its answer comes back to the loop and is dropped */
+    ck_assert_int_eq(reactor_advance(r, 5.0), 0);
+    ck_assert_int_eq(cli.failed, 1);
+    ck_assert_int_eq(cli.made, 0);
+    ck_assert_int_eq(connector__attempt(c, NULL), -1); /* no attempt was started */
+    connector_free(c);
+    reactor_free(r);
+    close(gate[0]);
+    close(gate[1]);
+    gate[0] = gate[1] = -1;
+}
+END_TEST
+
 /* Brings the connect to its second address with that attempt's socket open (fake clock:
  * reactor_advance starts the queued attempt without polling). */
 static void to_second_attempt(struct tfx *x)
@@ -399,6 +454,7 @@ Suite *suite_reactor_connect_addrs(void)
     tcase_add_loop_test(tc, test_all_fail_reports_first, 0, n);
     tcase_add_loop_test(tc, test_cap_and_order, 0, n);
     tcase_add_loop_test(tc, test_deadline_covers_all_attempts, 0, n);
+    tcase_add_loop_test(tc, test_deadline_covers_lookup, 0, n);
     tcase_add_loop_test(tc, test_cancel_during_second_attempt, 0, n);
     tcase_add_loop_test(tc, test_free_during_second_attempt, 0, n);
     tcase_add_loop_test(tc, test_dns_and_numeric, 0, n);
