@@ -103,12 +103,12 @@ static void drop_socket(connector *c)
     c->naddrs = 0;
 }
 
-/* After client_connection_failed/lost: stop the factory unless it reconnected, and free
- * the connector if that was asked for inside the callback. */
+/* After client_connection_failed/lost: stop the factory unless the callback connected
+ * again (Twisted's doStop), and free the connector if that was asked for inside it. */
 static void after_callback(connector *c)
 {
     c->in_cb = 0;
-    if (c->state == C_IDLE && c->factory_started && (c->freed || 1)) {
+    if (c->state == C_IDLE && c->factory_started) {
         c->factory_started = 0;
         factory_do_stop(c->f);
     }
