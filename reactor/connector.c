@@ -2,14 +2,23 @@
 /* Connectors: connect without blocking, report each kind of failure, reconnect.
  *
  * A host name may resolve to several addresses (::1 and 127.0.0.1 for "localhost"): they
- * are tried one after another, in getaddrinfo's order, until one connects (CPython's
- * socket.create_connection, Go's net.Dial; Twisted's HostnameEndpoint also tries them
- * all). A failed attempt closes its socket and the next address is tried from the next
- * iteration (never inline: no recursion, and a cancel or the deadline always finds a
- * plain state). One deadline covers the lookup and all the attempts: it is armed when the
- * connect starts and never re-armed. When every address failed, the FIRST failure is reported (the most
- * preferred address's; CPython and Go do the same); when the deadline passes first, it
- * is a timeout. A numeric address is one attempt, as before. */
+ * are tried in getaddrinfo's order, staggered ("Happy Eyeballs", RFC 8305; Twisted's
+ * HostnameEndpoint, CPython's happy_eyeballs_delay, Go's fallback delay). An attempt
+ * that has not finished after STAGGER_DELAY does not block the next address: the next
+ * attempt starts then and the earlier ones keep running, so an address that silently
+ * drops packets (a blackholed IPv6 route) no longer uses up the whole timeout. The
+ * first attempt to connect wins; the others are unwatched and closed at once. A failed
+ * attempt closes its socket and, when addresses are left, the next one starts from the
+ * next iteration without waiting for the delay (never inline: no recursion, and a
+ * cancel or the deadline always finds a plain state). The attempts in flight are a
+ * small array, one slot per address (fds[i] is address i's socket, -1 when none), and
+ * one timer (next_tm) starts the next address.
+ *
+ * One deadline covers the lookup and all the attempts: it is armed when the connect
+ * starts and never re-armed. When every address failed, the failure of the most
+ * preferred address (the lowest index; CPython and Go report the same one) is reported;
+ * when the deadline passes first, it is a timeout and every attempt still open is
+ * closed. A numeric address is one attempt, as before. */
 #include "reactor/transport_internal.h"
 #include "reactor/backend_internal.h" /* reactor__sock_error */
 
@@ -22,6 +31,10 @@
 #include <sys/un.h>
 #include <unistd.h>
 
+/* RFC 8305's recommended "Connection Attempt Delay" (section 5): how long an attempt may
+ * stay unfinished before the next address is tried alongside it. Twisted uses 0.3 s. */
+#define STAGGER_DELAY 0.25
+
 enum { C_IDLE, C_RESOLVING, C_CONNECTING, C_FAILING, C_CONNECTED };
 
 struct connector {
@@ -32,23 +45,26 @@ struct connector {
     int port;
     int is_unix;
     int state;
-    int fd;
+    int fds[RESOLVE__MAX_ADDRS]; /* the attempts in flight, by address index; -1: none */
+    int nopen;                   /* how many of fds are open */
     double timeout;
     reactor_timer *timer; /* connect deadline, or the pending failure (C_FAILING) */
-    reactor_timer *next_tm; /* the next address's attempt, from the next iteration */
+    reactor_timer *next_tm; /* starts the next address: after STAGGER_DELAY, or soon */
     struct resolve_job *job;
     transport *t;
-    struct sockaddr_storage addr; /* the address being tried */
+    struct sockaddr_storage addr; /* numeric: the address; by name: the winner's */
     socklen_t addrlen;
     struct resolve_addr *addrs; /* a lookup's answer (NULL: numeric or Unix) */
-    int naddrs, cur;            /* how many; the index of addr among them */
+    int naddrs, cur;            /* how many; the index of the latest attempt started */
+    int first_idx;              /* the address whose failure is in first */
     protocol_reason fail;
-    protocol_reason first; /* the first attempt's failure (has_first) */
+    protocol_reason first; /* the most preferred failed address's reason (has_first) */
     unsigned in_cb : 1, freed : 1, factory_started : 1, has_first : 1;
+    unsigned soon : 1; /* next_tm runs from the next iteration (after a failure) */
 };
 
 static void really_free(connector *c);
-static void start_socket(connector *c);
+static void start_socket(connector *c, int i);
 
 static protocol_reason_kind kind_of(int err)
 {
@@ -71,17 +87,33 @@ static protocol_reason_kind kind_of(int err)
     }
 }
 
-/* Closes the current attempt's socket (the deadline and the address list stay). */
-static void close_attempt(connector *c)
+/* Closes attempt i's socket (the deadline and the address list stay). */
+static void close_attempt(connector *c, int i)
 {
-    if (c->fd >= 0) {
-        transport__unwatch(c->base.mod, c->fd);
-        close(c->fd);
-        c->fd = -1;
+    if (c->fds[i] >= 0) {
+        transport__unwatch(c->base.mod, c->fds[i]);
+        close(c->fds[i]);
+        c->fds[i] = -1;
+        c->nopen--;
     }
 }
 
-/* Ends the whole connect: timers, socket, lookup, address list. */
+static void close_attempts(connector *c)
+{
+    for (int i = 0; i < RESOLVE__MAX_ADDRS && c->nopen > 0; i++)
+        close_attempt(c, i);
+}
+
+static void cancel_next(connector *c)
+{
+    if (c->next_tm) {
+        transport__cancel(c->base.mod, c->next_tm);
+        c->next_tm = NULL;
+    }
+    c->soon = 0;
+}
+
+/* Ends the whole connect: timers, sockets, lookup, address list. */
 static void drop_socket(connector *c)
 {
     struct transport_mod *m = c->base.mod;
@@ -89,11 +121,8 @@ static void drop_socket(connector *c)
         transport__cancel(m, c->timer);
         c->timer = NULL;
     }
-    if (c->next_tm) {
-        transport__cancel(m, c->next_tm);
-        c->next_tm = NULL;
-    }
-    close_attempt(c);
+    cancel_next(c);
+    close_attempts(c);
     if (c->job) {
         resolve__cancel(c->job);
         c->job = NULL;
@@ -169,27 +198,41 @@ static void next_fire(reactor *r, void *data)
     (void)r;
     connector *c = data;
     c->next_tm = NULL;
-    start_socket(c);
+    c->soon = 0;
+    start_socket(c, c->cur + 1);
 }
 
-/* An attempt failed with err (its socket is closed): the next address from the next
- * iteration, or, after the last one, the first failure's report: now when on_loop (we
- * are in the connector's own I/O callback), else from the next iteration. */
-static void attempt_failed(connector *c, int err, int on_loop)
+/* Starts the next address's attempt after delay (0: from the next iteration), in place
+ * of one already planned. 0 when there is no next address or no memory for the timer
+ * (then the plan already made, if any, stays). */
+static int plan_next(connector *c, double delay)
 {
-    if (!c->has_first) {
+    if (!c->addrs || c->cur + 1 >= c->naddrs)
+        return 0;
+    reactor *r = c->base.mod->r;
+    reactor_timer *tm = delay > 0 ? reactor_call_later(r, delay, next_fire, c)
+                                   : reactor_call_soon(r, next_fire, c);
+    if (!tm)
+        return 0;
+    cancel_next(c);
+    c->next_tm = tm;
+    c->soon = delay <= 0;
+    return 1;
+}
+
+/* Attempt i failed with err (its socket is closed). The next address starts from the
+ * next iteration (not after the delay: this one is done); with none left and no attempt
+ * in flight, the most preferred failure is reported: now when on_loop (we are in the
+ * connector's own I/O callback), else from the next iteration. */
+static void attempt_failed(connector *c, int i, int err, int on_loop)
+{
+    if (!c->has_first || i < c->first_idx) {
         transport__reason(&c->first, kind_of(err), err);
+        c->first_idx = i;
         c->has_first = 1;
     }
-    if (c->addrs && c->cur + 1 < c->naddrs) {
-        c->next_tm = reactor_call_soon(c->base.mod->r, next_fire, c);
-        if (c->next_tm) {
-            c->cur++;
-            c->state = C_CONNECTING;
-            return;
-        }
-        /* no memory for the call: report the first failure now */
-    }
+    if (plan_next(c, 0) || c->next_tm || c->nopen > 0)
+        return; /* an attempt is planned or still running */
     protocol_reason first = c->first;
     if (on_loop)
         fail_now(c, &first);
@@ -201,22 +244,32 @@ static void on_connect_io(reactor *r, int fd, unsigned events, void *data)
 {
     (void)events;
     connector *c = data;
+    int i = 0;
+    while (i < RESOLVE__MAX_ADDRS - 1 && c->fds[i] != fd)
+        i++;
     /* SO_ERROR, or the error the backend saw (libkqueue consumes SO_ERROR) */
     int err = reactor__sock_error(r, fd);
     if (err == EINPROGRESS || err == EALREADY || err == EINTR)
         return; /* not finished yet */
     if (err) {
-        close_attempt(c);
-        attempt_failed(c, err, 1);
+        close_attempt(c, i);
+        attempt_failed(c, i, err, 1);
         return;
     }
-    /* Connected. */
+    /* Connected: this attempt wins; the others and the plans are dropped. */
     if (c->timer) {
         reactor_timer_cancel(c->timer);
         c->timer = NULL;
     }
+    cancel_next(c);
     reactor_unwatch(r, fd);
-    c->fd = -1;
+    c->fds[i] = -1;
+    c->nopen--;
+    close_attempts(c);
+    if (c->addrs) { /* the peer address for build_protocol */
+        memcpy(&c->addr, &c->addrs[i].u, c->addrs[i].len);
+        c->addrlen = c->addrs[i].len;
+    }
     free(c->addrs); /* no other address will be tried */
     c->addrs = NULL;
     c->naddrs = 0;
@@ -242,41 +295,48 @@ static void on_connect_io(reactor *r, int fd, unsigned events, void *data)
     transport__start(c->base.mod, t, c, fd, p, T_CLIENT | (c->is_unix ? T_UNIX : 0));
 }
 
-/* One attempt, to c->addrs[c->cur] (or c->addr when there is no list). */
-static void start_socket(connector *c)
+/* Attempt i: to c->addrs[i], or to c->addr when there is no list (i = 0). When it does
+ * not fail at once and addresses are left, the next one starts after STAGGER_DELAY
+ * unless this one finished first. */
+static void start_socket(connector *c, int i)
 {
+    const struct sockaddr *sa = (const struct sockaddr *)&c->addr;
+    socklen_t len = c->addrlen;
     if (c->addrs) {
-        memcpy(&c->addr, &c->addrs[c->cur].u, c->addrs[c->cur].len);
-        c->addrlen = c->addrs[c->cur].len;
+        sa = &c->addrs[i].u.sa;
+        len = c->addrs[i].len;
     }
+    c->cur = i;
     c->state = C_CONNECTING;
-    if (!c->timer) /* a numeric address (a name's lookup armed it): one deadline for all */
-        c->timer = reactor_call_later(c->base.mod->r, c->timeout, on_timeout, c);
-    int fd = transport__socket(c->addr.ss_family, SOCK_STREAM);
+    int fd = transport__socket(sa->sa_family, SOCK_STREAM);
     if (fd < 0) {
         /* a family this host cannot use (EAFNOSUPPORT), or out of fds: try the next */
-        attempt_failed(c, -fd, 0);
+        attempt_failed(c, i, -fd, 0);
         return;
     }
     int rc;
     do
-        rc = connect(fd, (struct sockaddr *)&c->addr, c->addrlen);
+        rc = connect(fd, sa, len);
     while (rc < 0 && errno == EINTR);
     if (rc < 0 && errno != EINPROGRESS) {
         int e = errno;
         close(fd);
         /* Unix: EAGAIN means the listener's backlog is full */
-        attempt_failed(c, e, 0);
+        attempt_failed(c, i, e, 0);
         return;
     }
-    c->fd = fd;
+    c->fds[i] = fd;
+    c->nopen++;
     /* Completion (or failure) shows as writability; SO_ERROR tells which. Connected at
      * once (Unix) is reported the same way, from the loop. */
     rc = reactor_watch(c->base.mod->r, fd, REACTOR_WRITABLE, on_connect_io, c);
     if (rc < 0) {
-        close_attempt(c);
-        attempt_failed(c, -rc, 0);
+        close_attempt(c, i);
+        attempt_failed(c, i, -rc, 0);
+        return;
     }
+    /* No memory for the timer: the next address waits for this attempt's failure. */
+    plan_next(c, STAGGER_DELAY);
 }
 
 static void resolved(struct resolve_job *job)
@@ -289,9 +349,8 @@ static void resolved(struct resolve_job *job)
     } else {
         c->addrs = job->addrs; /* the connector owns the list now */
         c->naddrs = job->naddrs;
-        c->cur = 0;
         job->addrs = NULL;
-        start_socket(c);
+        start_socket(c, 0);
     }
     resolve__free(job);
 }
@@ -336,17 +395,18 @@ int connector_connect(connector *c)
     }
     c->state = C_RESOLVING;
     c->has_first = 0;
+    c->soon = 0;
     if (c->f->ops->started_connecting)
         c->f->ops->started_connecting(c->f, c);
     if (c->state != C_RESOLVING)
         return 0; /* stop_connecting from started_connecting */
+    /* One deadline for everything, the lookup included: a resolver that never answers
+     * still ends in a timeout (on_timeout cancels the lookup and closes the attempts). */
+    c->timer = reactor_call_later(c->base.mod->r, c->timeout, on_timeout, c);
     if (numeric(c)) {
-        start_socket(c);
+        start_socket(c, 0);
         return 0;
     }
-    /* The deadline counts the lookup too: a resolver that never answers still ends in a
-     * timeout (on_timeout cancels the lookup); start_socket keeps this timer. */
-    c->timer = reactor_call_later(c->base.mod->r, c->timeout, on_timeout, c);
     c->job = resolve__start(c->base.mod, c->host, c->port, resolved, c);
     if (!c->job)
         fail_later(c, PROTOCOL_CONNECT_DNS, errno, 0, "cannot start the host name lookup");
@@ -380,7 +440,8 @@ connector *connector__create(reactor *r, const char *host, int port, const char 
     c->f = f;
     c->port = port;
     c->is_unix = path != NULL;
-    c->fd = -1;
+    for (int i = 0; i < RESOLVE__MAX_ADDRS; i++)
+        c->fds[i] = -1;
     c->timeout = timeout > 0 ? timeout : 30.0;
     c->state = C_IDLE;
     c->next = m->connectors;
@@ -424,9 +485,10 @@ void connector__set_transport(connector *c, transport *t) { c->t = t; }
 int connector__attempt(const connector *c, int *open)
 {
     int connecting = c->state == C_CONNECTING && c->addrs;
+    int i = c->cur + c->soon; /* soon: the next one is about to start */
     if (open)
-        *open = connecting && c->fd >= 0;
-    return connecting ? c->cur : -1;
+        *open = connecting && i < RESOLVE__MAX_ADDRS && c->fds[i] >= 0;
+    return connecting ? i : -1;
 }
 
 void connector__conn_lost(connector *c, transport *t, const protocol_reason *reason)
