@@ -4,7 +4,9 @@
  * test chose; all of them are loopback (127.0.0.0/8, ::1). Addresses that refuse:
  * 127.0.0.x (x >= 2) and ::1 on a port where only 127.0.0.1 listens; one that fails at
  * once with "unreachable": 127.255.255.255 (the loopback broadcast address; the kernel
- * rejects a TCP connect to it without sending anything). */
+ * rejects a TCP connect to it without sending anything). One whose connect stays pending
+ * (Linux): a listener with backlog 0 whose accept queue is full drops further SYNs, as a
+ * blackholed route would (the staggering tests, "Happy Eyeballs"). */
 #define _GNU_SOURCE
 #include <arpa/inet.h>
 #include <check.h>
@@ -16,6 +18,9 @@
 #include <string.h>
 #include <sys/socket.h>
 #include <unistd.h>
+#ifdef __linux__
+#include <netinet/tcp.h> /* TCP_INFO: count the attempts still in SYN_SENT */
+#endif
 
 #include <twistc/transport.h>
 
@@ -442,6 +447,246 @@ START_TEST(test_dns_and_numeric)
 }
 END_TEST
 
+#ifdef __linux__
+/* ---- Staggered attempts (RFC 8305 "Happy Eyeballs"), Linux only ---------------------
+ * A listener on ip:port with backlog 0 and its accept queue filled (never accepted):
+ * the kernel drops further SYNs, so a connect to it stays "in progress", like one to a
+ * blackholed address. Port 0: any free port (returned). */
+struct pending {
+    int lfd;
+    int fill[8];
+};
+
+static int pending_open(struct pending *p, const char *ip, int port)
+{
+    p->lfd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    ck_assert_int_ge(p->lfd, 0);
+    struct sockaddr_in a = {.sin_family = AF_INET, .sin_port = htons((uint16_t)port)};
+    ck_assert_int_eq(inet_pton(AF_INET, ip, &a.sin_addr), 1);
+    ck_assert_int_eq(bind(p->lfd, (struct sockaddr *)&a, sizeof a), 0);
+    ck_assert_int_eq(listen(p->lfd, 0), 0);
+    socklen_t al = sizeof a;
+    ck_assert_int_eq(getsockname(p->lfd, (struct sockaddr *)&a, &al), 0);
+    for (int i = 0; i < 8; i++) { /* fill the accept queue (as test_connect_timeout) */
+        p->fill[i] = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+        ck_assert_int_ge(p->fill[i], 0);
+        connect(p->fill[i], (struct sockaddr *)&a, sizeof a);
+    }
+    return ntohs(a.sin_port);
+}
+
+static void pending_close(struct pending *p)
+{
+    for (int i = 0; i < 8; i++)
+        close(p->fill[i]);
+    close(p->lfd);
+}
+
+/* TCP sockets of this process whose connect is in progress (the filling ones included:
+ * tests compare with a count taken before the connect). */
+static int syn_sent(void)
+{
+    int n = 0;
+    for (int fd = 0; fd < 1024; fd++) {
+        struct tcp_info ti;
+        socklen_t len = sizeof ti;
+        if (getsockopt(fd, IPPROTO_TCP, TCP_INFO, &ti, &len) == 0 &&
+            ti.tcpi_state == TCP_SYN_SENT)
+            n++;
+    }
+    return n;
+}
+
+/* Iterates (fake clock: no time passes) until the client connected and the server
+ * accepted, or the connect failed; bounded. */
+static void until_made(struct tfx *x)
+{
+    for (int i = 0; i < 100000 && !(x->cli.made && x->srv.made) && !x->cli.failed; i++)
+        ck_assert_int_eq(reactor_iterate(x->r, 0), 0);
+    ck_assert_int_eq(x->cli.failed, 0);
+    ck_assert_int_eq(x->cli.made, 1);
+    ck_assert_int_eq(x->srv.made, 1);
+}
+
+static void assert_peer_is_127_0_0_1(connector *c)
+{
+    transport *t = connector_transport(c);
+    ck_assert_ptr_nonnull(t);
+    struct sockaddr_storage peer;
+    socklen_t plen = sizeof peer;
+    ck_assert_int_eq(transport_peer_address(t, (struct sockaddr *)&peer, &plen), 0);
+    ck_assert_int_eq(peer.ss_family, AF_INET);
+    ck_assert_uint_eq(ntohl(((struct sockaddr_in *)&peer)->sin_addr.s_addr), INADDR_LOOPBACK);
+}
+
+/* [pending, listening]: the second attempt starts 0.25 s (fake time) after the first,
+ * not before, while the first keeps running; it connects, and the first is closed. */
+START_TEST(test_stagger_pending_then_listening)
+{
+    struct tfx x;
+    tfx_open(&x, _i, TP_ECHO);
+    ck_assert_int_eq(reactor_use_fake_clock(x.r, 100.0), 0);
+    struct pending p;
+    pending_open(&p, "127.0.0.2", x.port); /* same port, another loopback address */
+    int base = syn_sent();
+    const char *addrs[] = {"127.0.0.2", "127.0.0.1"};
+    fake_set(2, addrs);
+    x.conn = reactor_connect_tcp(x.r, "fake.test", x.port, &x.cli.f, WAIT);
+    ck_assert_ptr_nonnull(x.conn);
+    wait_resolved(x.r, x.conn, &x.cli.done);
+    double t0 = reactor_seconds(x.r);
+    int open = 0;
+    th_iterate_n(x.r, 20);
+    ck_assert_int_eq(connector__attempt(x.conn, &open), 0);
+    ck_assert_int_eq(open, 1);
+    ck_assert_int_eq(syn_sent() - base, 1);
+    ck_assert_int_eq(reactor_advance(x.r, 0.125), 0); /* not yet */
+    th_iterate_n(x.r, 20);
+    ck_assert_int_eq(connector__attempt(x.conn, NULL), 0);
+    ck_assert_int_eq(x.cli.made + x.cli.failed, 0);
+    ck_assert_int_eq(reactor_advance(x.r, 0.125), 0); /* 0.25 s: the second starts */
+    ck_assert_int_eq(connector__attempt(x.conn, &open), 1);
+    ck_assert_int_eq(open, 1);
+    until_made(&x);
+    ck_assert(reactor_seconds(x.r) - t0 == 0.25); /* fake time, exact */
+    ck_assert_int_eq(x.cli.connecting, 1);
+    ck_assert_int_eq(syn_sent(), base); /* the pending attempt was closed */
+    assert_peer_is_127_0_0_1(x.conn);
+    ck_assert_int_eq(reactor_advance(x.r, 2 * WAIT), 0); /* past the deadline: nothing */
+    th_iterate_n(x.r, 5);
+    ck_assert_int_eq(x.cli.failed, 0);
+    ck_assert_int_eq(x.cli.made, 1);
+    tfx_close(&x);
+    pending_close(&p);
+}
+END_TEST
+
+/* Every address pending: one more attempt every 0.25 s, all kept open, then a timeout
+ * at the deadline (fake time, exact), which closes them all. */
+START_TEST(test_stagger_all_pending_timeout)
+{
+    reactor *r = th_reactor(_i);
+    ck_assert_int_eq(reactor_use_fake_clock(r, 100.0), 0);
+    struct pending p;
+    int port = pending_open(&p, "127.0.0.2", 0);
+    int base = syn_sent();
+    const char *addrs[] = {"127.0.0.2", "127.0.0.2", "127.0.0.2"};
+    fake_set(3, addrs);
+    struct tfactory cli;
+    tf_init(&cli, TP_RECORD);
+    double t0 = reactor_seconds(r);
+    connector *c = reactor_connect_tcp(r, "fake.test", port, &cli.f, 1.0);
+    ck_assert_ptr_nonnull(c);
+    wait_resolved(r, c, &cli.done);
+    for (int k = 1; k <= 3; k++) {
+        th_iterate_n(r, 10);
+        ck_assert_int_eq(connector__attempt(c, NULL), k - 1);
+        ck_assert_int_eq(syn_sent() - base, k);
+        ck_assert_int_eq(reactor_advance(r, 0.25), 0);
+    }
+    th_iterate_n(r, 10); /* 0.75 s: all three in flight, no fourth address */
+    ck_assert_int_eq(syn_sent() - base, 3);
+    ck_assert_int_eq(cli.failed, 0);
+    ck_assert_int_eq(reactor_advance(r, 0.125), 0);
+    ck_assert_int_eq(cli.failed, 0);
+    ck_assert_int_eq(reactor_advance(r, 0.125), 0); /* 1 s after the connect */
+    ck_assert_int_eq(cli.failed, 1);
+    ck_assert_int_eq(cli.fail.kind, PROTOCOL_CONNECT_TIMEOUT);
+    ck_assert_int_eq(cli.fail.err, ETIMEDOUT);
+    ck_assert(reactor_seconds(r) - t0 == 1.0);
+    ck_assert_int_eq(syn_sent(), base); /* every attempt closed */
+    ck_assert_int_eq(connector__attempt(c, NULL), -1);
+    th_iterate_n(r, 5);
+    ck_assert_int_eq(reactor_advance(r, 5.0), 0);
+    ck_assert_int_eq(cli.failed, 1);
+    ck_assert_int_eq(cli.made, 0);
+    ck_assert_int_eq(cli.connecting, 1);
+    connector_free(c);
+    reactor_free(r);
+    pending_close(&p);
+}
+END_TEST
+
+/* [pending, refusing, listening]: in order; the second starts after the delay, its
+ * refusal starts the third at once (no second delay), which connects; the pending
+ * first attempt is closed. */
+START_TEST(test_stagger_pending_refusing_listening)
+{
+    struct tfx x;
+    tfx_open(&x, _i, TP_ECHO);
+    ck_assert_int_eq(reactor_use_fake_clock(x.r, 100.0), 0);
+    struct pending p;
+    pending_open(&p, "127.0.0.2", x.port);
+    int base = syn_sent();
+    const char *addrs[] = {"127.0.0.2", "127.0.0.3", "127.0.0.1"};
+    fake_set(3, addrs);
+    x.conn = reactor_connect_tcp(x.r, "fake.test", x.port, &x.cli.f, WAIT);
+    ck_assert_ptr_nonnull(x.conn);
+    wait_resolved(x.r, x.conn, &x.cli.done);
+    double t0 = reactor_seconds(x.r);
+    th_iterate_n(x.r, 20);
+    ck_assert_int_eq(connector__attempt(x.conn, NULL), 0);
+    ck_assert_int_eq(reactor_advance(x.r, 0.25), 0);
+    int open = 0;
+    ck_assert_int_ge(connector__attempt(x.conn, &open), 1); /* the refusing one began */
+    until_made(&x);
+    ck_assert(reactor_seconds(x.r) - t0 == 0.25); /* the third did not wait 0.25 s more */
+    ck_assert_int_eq(syn_sent(), base);
+    assert_peer_is_127_0_0_1(x.conn);
+    ck_assert_int_eq(x.cli.connecting, 1);
+    tfx_close(&x);
+    pending_close(&p);
+}
+END_TEST
+
+/* Cancel (or free) while two attempts are in flight: both closed at once, then one
+ * CONNECT_CANCELLED from the loop (none after connector_free), nothing after it. */
+START_TEST(test_stagger_cancel_two_in_flight)
+{
+    reactor *r = th_reactor(_i);
+    ck_assert_int_eq(reactor_use_fake_clock(r, 100.0), 0);
+    struct pending p;
+    int port = pending_open(&p, "127.0.0.2", 0);
+    int base = syn_sent();
+    const char *addrs[] = {"127.0.0.2", "127.0.0.2", "127.0.0.2"};
+    fake_set(3, addrs);
+    for (int use_free = 0; use_free < 2; use_free++) {
+        struct tfactory cli;
+        tf_init(&cli, TP_RECORD);
+        connector *c = reactor_connect_tcp(r, "fake.test", port, &cli.f, WAIT);
+        ck_assert_ptr_nonnull(c);
+        wait_resolved(r, c, &cli.done);
+        ck_assert_int_eq(reactor_advance(r, 0.25), 0);
+        th_iterate_n(r, 10);
+        ck_assert_int_eq(connector__attempt(c, NULL), 1);
+        ck_assert_int_eq(syn_sent() - base, 2);
+        if (use_free) {
+            connector_free(c);
+            c = NULL;
+        } else {
+            ck_assert_int_eq(connector_stop_connecting(c), 0);
+        }
+        ck_assert_int_eq(syn_sent(), base); /* both closed at once */
+        ck_assert_int_eq(cli.failed, 0);    /* the report comes from the loop */
+        th_iterate_n(r, 5);
+        ck_assert_int_eq(reactor_advance(r, 2 * WAIT), 0); /* past every plan */
+        th_iterate_n(r, 5);
+        ck_assert_int_eq(cli.failed, use_free ? 0 : 1);
+        if (!use_free) {
+            ck_assert_int_eq(cli.fail.kind, PROTOCOL_CONNECT_CANCELLED);
+            ck_assert_int_eq(connector__attempt(c, NULL), -1);
+        }
+        ck_assert_int_eq(cli.made, 0);
+        ck_assert_int_eq(cli.stopped, 1);
+        ck_assert_int_eq(syn_sent(), base);
+        connector_free(c);
+    }
+    reactor_free(r);
+    pending_close(&p);
+}
+END_TEST
+#endif /* __linux__ */
+
 extern Suite *suite_reactor_connect_addrs(void);
 Suite *suite_reactor_connect_addrs(void)
 {
@@ -458,6 +703,12 @@ Suite *suite_reactor_connect_addrs(void)
     tcase_add_loop_test(tc, test_cancel_during_second_attempt, 0, n);
     tcase_add_loop_test(tc, test_free_during_second_attempt, 0, n);
     tcase_add_loop_test(tc, test_dns_and_numeric, 0, n);
+#ifdef __linux__
+    tcase_add_loop_test(tc, test_stagger_pending_then_listening, 0, n);
+    tcase_add_loop_test(tc, test_stagger_all_pending_timeout, 0, n);
+    tcase_add_loop_test(tc, test_stagger_pending_refusing_listening, 0, n);
+    tcase_add_loop_test(tc, test_stagger_cancel_two_in_flight, 0, n);
+#endif
     suite_add_tcase(s, tc);
     return s;
 }
