@@ -151,14 +151,18 @@ TWISTC_API void listener_set_accept_budget(listener *l, unsigned n);
 
 /* Connects to host:port. A numeric address connects at once (one attempt); a host name
  * is resolved on a worker thread first (the loop never blocks), then its addresses (up
- * to 16) are tried one after another in the resolver's order until one connects: a
- * server on 127.0.0.1 only is reached by "localhost" even where ::1 comes first.
+ * to 16) are tried in the resolver's order, staggered ("Happy Eyeballs", RFC 8305): the
+ * next starts when the one before failed, or after 0.25 s without an answer while the
+ * earlier ones go on; the first to connect wins and the others are closed. A server on
+ * 127.0.0.1 only is reached by "localhost" even where ::1 comes first, and an address
+ * that drops packets does not use up the timeout.
  * timeout <= 0 means 30 s (Twisted's); it covers the whole connect: the lookup and all
  * the attempts together. f->started_connecting runs before this returns (as in Twisted); everything else
  * comes from the loop: either a protocol is built (connection_made) or
  * f->client_connection_failed gets one reason saying which failure (refused, timeout,
  * unreachable, DNS, ...), even for an error known at once. When every address failed,
- * that is the FIRST address's failure; when the timeout passed first, a timeout.
+ * that is the FIRST address's failure (the most preferred one's); when the timeout
+ * passed first, a timeout.
  * NULL+errno (ENOMEM, EINVAL). */
 TWISTC_API connector *reactor_connect_tcp(reactor *r, const char *host, int port, factory *f,
                                           double timeout);
