@@ -248,9 +248,10 @@ START_TEST(test_cap_and_order)
 }
 END_TEST
 
-/* One deadline for the whole connect, counted from the first attempt (fake clock). The
- * clock moves 0.25 s per step and each step fails one refusing address, so a timer
- * re-armed per attempt would never expire and the 16 addresses would end "refused";
+/* One deadline for the whole connect, counted from its start (fake clock). The clock
+ * moves 0.25 s per step and each step fails at least one refusing address (a step may
+ * also start the next one, staggered), so a timer re-armed per attempt would never
+ * expire and the 16 addresses would end "refused";
  * with one deadline the connect ends "timed out" after about four attempts. (This needs
  * the refusals to come through the poll, as loopback connects do here: a kernel that
  * refused a non-blocking connect at once would let no fake time pass between attempts.) */
