@@ -404,7 +404,7 @@ int connector_connect(connector *c)
      * still ends in a timeout (on_timeout cancels the lookup and closes the attempts). */
     c->timer = reactor_call_later(c->base.mod->r, c->timeout, on_timeout, c);
     if (!c->timer) { /* no deadline, no connect: it could wait forever otherwise */
-        fail_later(c, PROTOCOL_CONNECT_FAILED, ENOMEM, 0, "no memory for the connect deadline");
+        fail_later(c, PROTOCOL_CONNECT_FAILED, ENOMEM, 0, "no memory for the deadline");
         return 0;
     }
     if (numeric(c)) {

@@ -157,8 +157,8 @@ TWISTC_API void listener_set_accept_budget(listener *l, unsigned n);
  * 127.0.0.1 only is reached by "localhost" even where ::1 comes first, and an address
  * that drops packets does not use up the timeout.
  * timeout <= 0 means 30 s (Twisted's); it covers the whole connect: the lookup and all
- * the attempts together. f->started_connecting runs before this returns (as in Twisted); everything else
- * comes from the loop: either a protocol is built (connection_made) or
+ * the attempts together. f->started_connecting runs before this returns (as in
+ * Twisted); everything else comes from the loop: either a protocol is built (connection_made) or
  * f->client_connection_failed gets one reason saying which failure (refused, timeout,
  * unreachable, DNS, ...), even for an error known at once. When every address failed,
  * that is the FIRST address's failure (the most preferred one's); when the timeout
