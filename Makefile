@@ -142,12 +142,14 @@ $(CHECK_ALL): $(BUILD)/obj/t/check_all.o $(T_OBJS) $(STATIC)
 	$(CC) -o $@ $^ $$(pkg-config --libs check) $(LDLIBS_BASE)
 
 # The runner prints Check's summary line last and fails when no test ran.
-# Interop first (t/interop/run.sh: Twisted and our notification pair in all four
+# The layer check first (tools/check_layers.sh: no file includes or calls a layer above
+# its own), then interop (t/interop/run.sh: Twisted and our notification pair in all four
 # combinations; exit 77 = skipped, python3-twisted missing), so that Check's summary
 # stays the last line; both must pass.
 # The Twisted peer is installed like the other packages when we can (root); otherwise
 # deps.sh prints the apt-get line and the Twisted pairs report themselves skipped.
 check test: all fuzz-replay
+	@sh tools/check_layers.sh $(BUILD)
 	@sh tools/deps.sh python3-twisted 2>&1 | sed 's/^/interop: /' || true
 	@BUILD=$(BUILD) sh t/interop/run.sh twisted ours ours twisted ours ours twisted twisted; \
 	  irc=$$?; $(CHECK_ALL); crc=$$?; \

@@ -17,12 +17,14 @@
 #endif
 
 #include "deferred/deferred_internal.h"
+#include "reactor/module_internal.h" /* reactor__set_end_of_run_hook */
 
 int deferred__debugging;
 
 static pthread_mutex_t live_lock = PTHREAD_MUTEX_INITIALIZER;
 static deferred *live_head;
 static size_t live_count;
+static int hook_registered; /* under live_lock */
 
 static deferred_report_hook report_hook = deferred_default_report;
 static void *report_arg;
@@ -176,9 +178,17 @@ static void unlink_locked(deferred *d)
     live_count--;
 }
 
+static void report_at_end_of_run(void) { (void)deferred_report_live(); }
+
 void deferred__live_add(deferred *d)
 {
     pthread_mutex_lock(&live_lock);
+    /* The first failure kept alive asks every reactor to report it at the end of its run
+     * (the reactor sits below us: it calls up only through this hook). */
+    if (!hook_registered) {
+        reactor__set_end_of_run_hook(report_at_end_of_run);
+        hook_registered = 1;
+    }
     if (!d->on_live && !d->reported) {
         d->live_prev = NULL;
         d->live_next = live_head;

@@ -20,4 +20,10 @@ void *reactor__module_data(reactor *r, enum reactor__module id);
 int reactor__set_module_data(reactor *r, enum reactor__module id, void *data,
                              void (*free_fn)(void *data));
 
+/* Runs at the end of every reactor_run(), after the "after shutdown" triggers. A module
+ * above the reactor registers it (deferred/: the report of live unhandled failures), so
+ * the reactor calls up without depending on that module. NULL removes it. */
+typedef void (*reactor__end_of_run_fn)(void);
+void reactor__set_end_of_run_hook(reactor__end_of_run_fn fn);
+
 #endif

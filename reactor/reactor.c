@@ -609,20 +609,23 @@ static void fire_phase(reactor *r, reactor_phase p)
     r->in_iteration = 0;
 }
 
-/* After the shutdown, report the Deferreds still alive with an unhandled failure (a
- * failure nobody will ever handle now). The reference is weak so the reactor does not
- * depend on deferred/: a program that uses no Deferred does not link that module, and
- * then there is nothing to report. */
-#if defined(__GNUC__) || defined(__clang__)
-extern size_t deferred_report_live(void) __attribute__((weak));
-static void report_live_deferreds(void)
+/* After the shutdown, a module above the reactor may report what it still holds (deferred/
+ * reports the Deferreds still alive with an unhandled failure: nobody will handle it
+ * now). The module registers the hook; the reactor knows nothing of what it reports. One
+ * process-wide hook: what it reports is process-wide too. */
+static reactor__end_of_run_fn end_of_run_hook;
+
+void reactor__set_end_of_run_hook(reactor__end_of_run_fn fn)
 {
-    if (deferred_report_live)
-        deferred_report_live();
+    __atomic_store_n(&end_of_run_hook, fn, __ATOMIC_RELEASE);
 }
-#else
-static void report_live_deferreds(void) {}
-#endif
+
+static void run_end_of_run_hook(void)
+{
+    reactor__end_of_run_fn fn = __atomic_load_n(&end_of_run_hook, __ATOMIC_ACQUIRE);
+    if (fn)
+        fn();
+}
 
 int reactor_run(reactor *r)
 {
@@ -653,7 +656,7 @@ int reactor_run(reactor *r)
     fire_phase(r, REACTOR_DURING_SHUTDOWN);
     r->running = 0;
     fire_phase(r, REACTOR_AFTER_SHUTDOWN);
-    report_live_deferreds();
+    run_end_of_run_hook();
     return rc;
 }
 
