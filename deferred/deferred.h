@@ -79,6 +79,8 @@ struct reactor; /* <twistc/reactor.h>; only deferred_add_timeout needs it */
 enum {
     DEFERRED_EFIRST = 20001, /* FirstError: DeferredList/gather; cause = the failure */
     DEFERRED_EUSER = 20002,  /* generic "an error happened" for application code */
+    DEFERRED_ECONNDONE = 20003, /* ConnectionDone: the connection was closed cleanly */
+    DEFERRED_EDNS = 20004,      /* DNSLookupError: the host name did not resolve */
 };
 
 /* ---- Failures ------------------------------------------------------------------------ */
@@ -86,6 +88,8 @@ enum {
 struct deferred_failure {
     int code;                 /* positive errno or DEFERRED_E*; never 0 */
     int index;                /* DEFERRED_EFIRST: index of the failed input; else -1 */
+    int reason;               /* made from a connection's protocol_reason (see
+                               * <twistc/deferred_connect.h>): its kind + 1; else 0 */
     const char *file;         /* where it was made (string literal from __FILE__) */
     int line;
     deferred_failure *cause;  /* wrapped failure (reference owned by this one) or NULL */

@@ -61,6 +61,7 @@ deferred_failure *deferred_failure_new_at(const char *file, int line, int code,
     }
     f->code = code;
     f->index = -1;
+    f->reason = 0;
     f->file = file;
     f->line = line;
     f->cause = cause;
@@ -109,6 +110,8 @@ const char *deferred_code_name(int code)
     switch (code) {
     case DEFERRED_EFIRST: return "FirstError";
     case DEFERRED_EUSER: return "Error";
+    case DEFERRED_ECONNDONE: return "ConnectionDone";
+    case DEFERRED_EDNS: return "DNSLookupError";
 #define N(e) \
     case e: return #e;
     /* The codes a network library meets; the rest fall back to "errno N". */

@@ -10,6 +10,7 @@ enum reactor__module {
     REACTOR__MOD_DEFERRED,   /* deferred/ glue: live Deferreds reported at shutdown */
     REACTOR__MOD_THREADPOOL, /* deferred/ defer_to_thread worker pool */
     REACTOR__MOD_CORO,       /* deferred/ coroutines still suspended (closed by reactor_free) */
+    REACTOR__MOD_CONNECT,    /* deferred/ reactor_connect_protocol records (after TRANSPORT) */
     REACTOR__MOD_SPARE,
     REACTOR__MOD_COUNT
 };

@@ -1015,6 +1015,12 @@ int transport_set_nodelay(transport *t, int on) { return tcp_opt(t, IPPROTO_TCP,
 int transport_set_keepalive(transport *t, int on) { return tcp_opt(t, SOL_SOCKET, SO_KEEPALIVE, on); }
 int transport_fd(const transport *t) { return t ? transport__sock(t) : -1; }
 protocol *transport_protocol(const transport *t) { return t ? t->proto : NULL; }
+
+void transport__set_protocol(transport *t, protocol *p)
+{
+    t->proto = p;
+    p->transport = t;
+}
 reactor *transport_reactor(const transport *t)
 {
     struct transport_mod *m = t ? t_mod(t) : NULL;

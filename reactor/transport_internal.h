@@ -196,6 +196,10 @@ transport *transport__alloc(struct transport_mod *m);
 transport *transport__start(struct transport_mod *m, transport *t, void *owner, int fd,
                             protocol *p, unsigned flags);
 /* Makes a transport with no socket (memory transport). */
+/* Hands a connected transport over to protocol p (p->transport set): from the next
+ * delivery on, p gets every call. For reactor_connect_protocol's wrapper, from inside its
+ * connection_made. */
+void transport__set_protocol(transport *t, protocol *p);
 transport *transport__new_memory(protocol *p);
 void transport__free_memory(transport *t);
 /* Delivers connection_lost to a memory transport's protocol (once). */
