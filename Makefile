@@ -47,8 +47,12 @@ ifeq ($(SAN),tsan)
 CFLAGS_BASE += -fsanitize=thread -fno-omit-frame-pointer -DTWISTC_TSAN=1
 LDSAN   := -fsanitize=thread
 endif
-ALL_CFLAGS = $(CFLAGS_BASE) $(CFLAGS)
-LDLIBS_BASE = -pthread $(LDSAN)
+# hiredis (protocols/redis*: the Redis client) through pkg-config; asked at recipe time
+# ($$), so that a fresh machine gets the package from tools/deps.sh first.
+HIREDIS_CFLAGS = $$(pkg-config --cflags hiredis)
+HIREDIS_LIBS   = $$(pkg-config --libs hiredis)
+ALL_CFLAGS = $(CFLAGS_BASE) $(HIREDIS_CFLAGS) $(CFLAGS)
+LDLIBS_BASE = -pthread $(LDSAN) $(HIREDIS_LIBS)
 
 # Optional kqueue on Linux through libkqueue (not in Debian 12): make KQUEUE=libkqueue
 ifeq ($(KQUEUE),libkqueue)
@@ -146,11 +150,13 @@ $(CHECK_ALL): $(BUILD)/obj/t/check_all.o $(T_OBJS) $(STATIC)
 # its own), then interop (t/interop/run.sh: Twisted and our notification pair in all four
 # combinations; exit 77 = skipped, python3-twisted missing), so that Check's summary
 # stays the last line; both must pass.
-# The Twisted peer is installed like the other packages when we can (root); otherwise
-# deps.sh prints the apt-get line and the Twisted pairs report themselves skipped.
+# The Twisted peer and redis-server are installed like the other packages when we can
+# (root); otherwise deps.sh prints the apt-get line and those tests report themselves
+# skipped.
 check test: all fuzz-replay
 	@sh tools/check_layers.sh $(BUILD)
 	@sh tools/deps.sh python3-twisted 2>&1 | sed 's/^/interop: /' || true
+	@sh tools/deps.sh redis-server 2>&1 | sed 's/^/redis: /' || true
 	@BUILD=$(BUILD) sh t/interop/run.sh twisted ours ours twisted ours ours twisted twisted; \
 	  irc=$$?; $(CHECK_ALL); crc=$$?; \
 	  if [ $$irc -ne 0 ] && [ $$irc -ne 77 ]; then exit 1; fi; exit $$crc
@@ -213,7 +219,7 @@ install: lib
 	ln -sf $(notdir $(SHARED)) $(DESTDIR)$(LIBDIR)/$(SONAME)
 	ln -sf $(notdir $(SHARED)) $(DESTDIR)$(LIBDIR)/libtwistc.so
 	@# Written here, not at build time, so the PREFIX given to install is the one it holds.
-	printf 'prefix=%s\nlibdir=%s\nincludedir=%s\n\nName: twistc\nDescription: %s\nVersion: %s\nLibs: -L$${libdir} -ltwistc\nLibs.private: -pthread\nCflags: -I$${includedir} -pthread\n' \
+	printf 'prefix=%s\nlibdir=%s\nincludedir=%s\n\nName: twistc\nDescription: %s\nVersion: %s\nLibs: -L$${libdir} -ltwistc\nRequires.private: hiredis\nLibs.private: -pthread\nCflags: -I$${includedir} -pthread\n' \
 	  '$(PREFIX)' '$(LIBDIR)' '$(INCLUDEDIR)' 'Twisted-style reactor, protocols and Deferreds for C' '$(VERSION)' \
 	  > $(DESTDIR)$(LIBDIR)/pkgconfig/twistc.pc
 
