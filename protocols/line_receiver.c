@@ -167,6 +167,13 @@ static int run(line_receiver *lr, struct line_receiver_feed *f, int *partial)
         if ((lr->flags & (LR_PAUSED | LR_STOPPED | LR_CLEARED)) ||
             line_receiver__disconnecting(lr))
             return 0;
+        if (lr->flags & LR_CHANGED) { /* a callback set a new delimiter or max_length */
+            lr->flags &= (uint8_t)~LR_CHANGED;
+            dl = delim(lr);
+            dlen = lr->delim_len;
+            maxl = line_receiver__max_len(lr);
+            f->own_nodelim = 0; /* the kept bytes may hold the new delimiter */
+        }
         size_t orest = f->own_len - f->own_off;
         if (!orest && !f->d_len) {
             if (!f->tail_len)
@@ -346,7 +353,7 @@ int line_receiver__feed_finish(line_receiver *lr, struct line_receiver_feed *f, 
 {
     int partial = 0;
     int rc = stopped ? stopped : run(lr, f, &partial);
-    lr->flags &= (uint8_t)~LR_FEEDING;
+    lr->flags &= (uint8_t)~(LR_FEEDING | LR_CHANGED);
     lr->buf = NULL;
 
     /* Keep what was not delivered: own rest, then d, then the tail. */
@@ -412,6 +419,19 @@ static void lr_read_lost(protocol *p)
     lr->lops->read_connection_lost(lr);
 }
 
+/* Back to the ops the receiver was made with; frees this connection's copy. */
+static void drop_own_ops(line_receiver *lr)
+{
+    if (!(lr->flags & LR_OWN_OPS))
+        return;
+    struct line_receiver_own_ops *own = (struct line_receiver_own_ops *)lr->lops;
+    lr->lops = own->orig;
+    const char *d = own->orig->delimiter;
+    lr->delim_len = (uint8_t)(d ? strlen(d) : 2);
+    lr->flags &= (uint8_t)~LR_OWN_OPS;
+    free(own);
+}
+
 static void lr_lost(protocol *p, const protocol_reason *reason)
 {
     line_receiver *lr = (line_receiver *)p;
@@ -420,6 +440,7 @@ static void lr_lost(protocol *p, const protocol_reason *reason)
         lr->buf = NULL;
         lr->buf_len = 0;
     }
+    drop_own_ops(lr);
     if (lr->lops->connection_lost)
         lr->lops->connection_lost(lr, reason); /* may free lr */
 }
@@ -461,6 +482,67 @@ int line_receiver_send_line(line_receiver *lr, const char *line, size_t len)
         return -ENOTCONN;
     return transport_writev(lr->base.transport, iov, 2);
 }
+
+/* This connection's copy of its ops, made on first use. */
+static struct line_receiver_own_ops *own_ops(line_receiver *lr)
+{
+    if (lr->flags & LR_OWN_OPS)
+        return (struct line_receiver_own_ops *)lr->lops;
+    struct line_receiver_own_ops *own = malloc(sizeof *own);
+    if (!own)
+        return NULL;
+    own->ops = *lr->lops;
+    own->orig = lr->lops;
+    const char *d = delim(lr);
+    memcpy(own->delim, d, (size_t)lr->delim_len + 1);
+    own->ops.delimiter = own->delim;
+    lr->lops = &own->ops;
+    lr->flags |= LR_OWN_OPS;
+    return own;
+}
+
+/* The rest of the bytes already received is split with the new settings: at once when
+ * called from a callback (the delivery loop reloads them), at the next read otherwise. */
+static void settings_changed(line_receiver *lr)
+{
+    if (lr->flags & LR_FEEDING)
+        lr->flags |= LR_CHANGED;
+    else
+        lr->flags &= (uint8_t)~LR_PARTIAL; /* the kept bytes are searched again */
+}
+
+int line_receiver_set_delimiter(line_receiver *lr, const char *delimiter)
+{
+    if (!lr)
+        return -EINVAL;
+    if (!delimiter)
+        delimiter = "\r\n";
+    size_t dlen = strlen(delimiter);
+    if (dlen == 0 || dlen > 255)
+        return -EINVAL;
+    struct line_receiver_own_ops *own = own_ops(lr);
+    if (!own)
+        return -ENOMEM;
+    memcpy(own->delim, delimiter, dlen + 1);
+    lr->delim_len = (uint8_t)dlen;
+    settings_changed(lr);
+    return 0;
+}
+
+int line_receiver_set_max_length(line_receiver *lr, size_t max_length)
+{
+    if (!lr)
+        return -EINVAL;
+    struct line_receiver_own_ops *own = own_ops(lr);
+    if (!own)
+        return -ENOMEM;
+    own->ops.max_length = max_length;
+    settings_changed(lr);
+    return 0;
+}
+
+const char *line_receiver_delimiter(const line_receiver *lr) { return delim(lr); }
+size_t line_receiver_max_length(const line_receiver *lr) { return line_receiver__max_len(lr); }
 
 void line_receiver_set_raw_mode(line_receiver *lr) { lr->flags |= LR_RAW; }
 

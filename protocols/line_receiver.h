@@ -97,6 +97,19 @@ TWISTC_API int line_receiver_data_received(line_receiver *lr, const char *data, 
 /* transport_write(line + delimiter), one copy. */
 TWISTC_API int line_receiver_send_line(line_receiver *lr, const char *line, size_t len);
 
+/* This connection's delimiter (1 to 255 bytes; NULL: "\r\n") and longest line (0:
+ * LINE_RECEIVER_DEFAULT_MAX_LENGTH), in place of the ops' (Twisted's assignment to
+ * self.delimiter / self.MAX_LENGTH). Called from line_received, the rest of the bytes
+ * already received is split with the new values at once; otherwise they apply from the
+ * next read. send_line uses the new delimiter. The first call makes a copy of the ops
+ * for this connection (about 330 bytes, freed before connection_lost); a receiver that
+ * never calls them keeps none. -EINVAL, -ENOMEM. */
+TWISTC_API int line_receiver_set_delimiter(line_receiver *lr, const char *delimiter);
+TWISTC_API int line_receiver_set_max_length(line_receiver *lr, size_t max_length);
+/* The delimiter and maximum line length in force. */
+TWISTC_API const char *line_receiver_delimiter(const line_receiver *lr);
+TWISTC_API size_t line_receiver_max_length(const line_receiver *lr);
+
 TWISTC_API void line_receiver_set_raw_mode(line_receiver *lr);
 /* Back to lines; `extra` (may be NULL) is parsed as lines (copied). */
 TWISTC_API int line_receiver_set_line_mode(line_receiver *lr, const char *extra, size_t len);

@@ -18,6 +18,18 @@ enum {
     LR_CLEARED = 1u << 3, /* clear_line_buffer during a feed: drop everything */
     LR_PARTIAL = 1u << 4, /* lr->buf holds no complete delimiter (line mode leftover) */
     LR_FEEDING = 1u << 5, /* data_received runs: the union holds lr->feed, not lr->buf */
+    LR_OWN_OPS = 1u << 6, /* lr->lops is this connection's copy (set_delimiter/max_length) */
+    LR_CHANGED = 1u << 7, /* the delimiter or max_length changed during this feed */
+};
+
+/* This connection's own settings: a copy of the ops the receiver was made with, pointed
+ * to by lr->lops while LR_OWN_OPS is set, so the struct needs no field for them and
+ * a receiver that never changes its settings keeps no copy. Freed before
+ * connection_lost. */
+struct line_receiver_own_ops {
+    line_receiver_ops ops;
+    const line_receiver_ops *orig;
+    char delim[256];
 };
 
 /* The bytes of one data_received not yet delivered (see line_receiver.c's header). */
@@ -81,7 +93,7 @@ line_receiver__fast_lines(line_receiver *lr, const char *data, size_t len,
          * since a callback of another connection may have closed this one earlier in
          * the batch */
         if (first ? line_receiver__disconnecting(lr)
-                  : (lr->flags & (LR_PAUSED | LR_STOPPED | LR_CLEARED | LR_RAW)) ||
+                  : (lr->flags & (LR_PAUSED | LR_STOPPED | LR_CLEARED | LR_RAW | LR_CHANGED)) ||
                         f.tail_len || line_receiver__disconnecting(lr))
             break;
         first = 0;
@@ -91,7 +103,7 @@ line_receiver__fast_lines(line_receiver *lr, const char *data, size_t len,
         if (rc)
             break; /* the general code keeps the rest and returns rc */
         if (!f.d_len && !f.tail_len && !(lr->flags & (LR_CLEARED | LR_RAW))) {
-            lr->flags &= (uint8_t)~LR_FEEDING;
+            lr->flags &= (uint8_t)~(LR_FEEDING | LR_CHANGED);
             lr->buf = NULL; /* buf_len is 0 */
             return 0;
         }

@@ -4,7 +4,10 @@
  * reads; the rest is the stream. We feed it in those pieces through the in-memory
  * transport and compare what the receiver delivers with a ten-line reference that sees
  * the whole stream at once. Fragmentation must not matter: same lines, in the same order,
- * and "line too long" on exactly the same streams.
+ * and "line too long" on exactly the same streams. The input may also ask for a switch of
+ * delimiter and maximum length from inside line_received after a given line (Twisted's
+ * assignment to self.delimiter / MAX_LENGTH): the rest of the bytes already received
+ * must be split with the new ones, as the reference does on the whole stream.
  *
  *   make fuzz                      libFuzzer + ASan/UBSan (clang), FUZZ_SECONDS each
  *   build/fuzz/fuzz_line_receiver FILE...   replay inputs (any compiler)
@@ -44,14 +47,30 @@ static void rec_add(struct rec *r, const char *p, size_t n)
     r->len += n + 4;
 }
 
+/* The switch: after line number `after` (counted from 0), delimiter d2 and max2. */
+struct sw {
+    int on;
+    size_t after;
+    const char *d2;
+    size_t max2;
+};
+
 struct fz {
     line_receiver lr; /* first: the callbacks get &lr */
     struct rec got;
+    struct sw sw;
+    size_t nlines;
 };
 
 static int on_line(line_receiver *lr, const char *line, size_t len)
 {
-    rec_add(&((struct fz *)lr)->got, line, len);
+    struct fz *fz = (struct fz *)lr;
+    rec_add(&fz->got, line, len);
+    if (fz->sw.on && fz->nlines++ == fz->sw.after) {
+        if (line_receiver_set_delimiter(lr, fz->sw.d2) < 0 ||
+            line_receiver_set_max_length(lr, fz->sw.max2) < 0)
+            abort();
+    }
     return 0;
 }
 
@@ -66,9 +85,9 @@ static int on_exceeded(line_receiver *lr, const char *data, size_t len)
  * max, or an unterminated rest of max + len(delimiter) bytes or more, is "too long" and
  * nothing after it is delivered. */
 static void reference(const char *s, size_t n, const char *d, size_t dl, size_t max,
-                      struct rec *out)
+                      const struct sw *sw, struct rec *out)
 {
-    size_t pos = 0;
+    size_t pos = 0, nlines = 0;
     for (;;) {
         const char *hit = NULL;
         for (size_t i = pos; i + dl <= n; i++)
@@ -88,6 +107,11 @@ static void reference(const char *s, size_t n, const char *d, size_t dl, size_t 
         }
         rec_add(out, s + pos, len);
         pos += len + dl;
+        if (sw->on && nlines++ == sw->after) {
+            d = sw->d2;
+            dl = strlen(d);
+            max = sw->max2;
+        }
     }
 }
 
@@ -99,13 +123,19 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     size_t dl = strlen(delim);
     size_t max = 1 + data[1] % 48;
     unsigned seed = data[2];
+    /* data[0] bits 2-3: the second delimiter, 4-6: after which line, 7: switch or not;
+     * data[1] bits 6-7 with data[2]'s upper bits: the second maximum */
+    struct sw sw = {.on = data[0] >> 7,
+                    .after = (data[0] >> 4) & 7,
+                    .d2 = delimiters[(data[0] >> 2) % 4],
+                    .max2 = 1 + ((data[1] >> 6) * 16 + (data[2] >> 4)) % 48};
     const char *s = (const char *)data + 3;
     size_t n = size - 3;
 
     line_receiver_ops ops = {.delimiter = delim, .max_length = max,
                              .line_received = on_line, .line_length_exceeded = on_exceeded};
 
-    struct fz fz = {0};
+    struct fz fz = {.sw = sw};
     if (line_receiver_init(&fz.lr, &ops) < 0)
         abort();
     transport *t = memory_transport_new();
@@ -123,7 +153,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     }
 
     struct rec want = {0};
-    reference(s, n, delim, dl, max, &want);
+    reference(s, n, delim, dl, max, &sw, &want);
     if (want.exceeded != fz.got.exceeded || want.len != fz.got.len ||
         (want.len && memcmp(want.buf, fz.got.buf, want.len) != 0)) {
         fprintf(stderr, "mismatch: delimiter %zu bytes, max %zu, exceeded want %d got %d, "
