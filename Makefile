@@ -51,8 +51,11 @@ endif
 # ($$), so that a fresh machine gets the package from tools/deps.sh first.
 HIREDIS_CFLAGS = $$(pkg-config --cflags hiredis)
 HIREDIS_LIBS   = $$(pkg-config --libs hiredis)
-ALL_CFLAGS = $(CFLAGS_BASE) $(HIREDIS_CFLAGS) $(CFLAGS)
-LDLIBS_BASE = -pthread $(LDSAN) $(HIREDIS_LIBS)
+# zlib (Debian's zlib1g-dev): the HTTP client decodes gzip/deflate bodies.
+ZLIB_CFLAGS = $$(pkg-config --cflags zlib)
+ZLIB_LIBS   = $$(pkg-config --libs zlib)
+ALL_CFLAGS = $(CFLAGS_BASE) $(HIREDIS_CFLAGS) $(ZLIB_CFLAGS) $(CFLAGS)
+LDLIBS_BASE = -pthread $(LDSAN) $(HIREDIS_LIBS) $(ZLIB_LIBS)
 
 # Optional kqueue on Linux through libkqueue (not in Debian 12): make KQUEUE=libkqueue
 ifeq ($(KQUEUE),libkqueue)
@@ -194,7 +197,7 @@ fuzz:
 	  name=$$(basename $$src .c); \
 	  echo "clang -fsanitize=fuzzer $$src"; \
 	  clang -std=c11 -D_POSIX_C_SOURCE=200809L -DTWISTC_LIBFUZZER -O1 -g -Ibuild-fuzz/include \
-	    -fsanitize=fuzzer,address,undefined -o build-fuzz/fuzz/$$name $$src build-fuzz/libtwistc.a -pthread || exit 1; \
+	    -fsanitize=fuzzer,address,undefined -o build-fuzz/fuzz/$$name $$src build-fuzz/libtwistc.a -pthread $(ZLIB_LIBS) || exit 1; \
 	  mkdir -p build-fuzz/fuzz/corpus/$$name; \
 	  if ! build-fuzz/fuzz/$$name -max_total_time=$(FUZZ_SECONDS) \
 	      build-fuzz/fuzz/corpus/$$name > build-fuzz/fuzz/$$name.log 2>&1; then \
@@ -219,7 +222,7 @@ install: lib
 	ln -sf $(notdir $(SHARED)) $(DESTDIR)$(LIBDIR)/$(SONAME)
 	ln -sf $(notdir $(SHARED)) $(DESTDIR)$(LIBDIR)/libtwistc.so
 	@# Written here, not at build time, so the PREFIX given to install is the one it holds.
-	printf 'prefix=%s\nlibdir=%s\nincludedir=%s\n\nName: twistc\nDescription: %s\nVersion: %s\nLibs: -L$${libdir} -ltwistc\nRequires.private: hiredis\nLibs.private: -pthread\nCflags: -I$${includedir} -pthread\n' \
+	printf 'prefix=%s\nlibdir=%s\nincludedir=%s\n\nName: twistc\nDescription: %s\nVersion: %s\nLibs: -L$${libdir} -ltwistc\nRequires.private: hiredis zlib\nLibs.private: -pthread\nCflags: -I$${includedir} -pthread\n' \
 	  '$(PREFIX)' '$(LIBDIR)' '$(INCLUDEDIR)' 'Twisted-style reactor, protocols and Deferreds for C' '$(VERSION)' \
 	  > $(DESTDIR)$(LIBDIR)/pkgconfig/twistc.pc
 

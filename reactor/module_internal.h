@@ -5,7 +5,10 @@
 
 #include <twistc/reactor.h>
 
+/* reactor_free() frees them in this order. */
 enum reactor__module {
+    REACTOR__MOD_HTTP,       /* protocols/ HTTP client pool: first, it closes its connectors
+                              * and connections while the transports still work */
     REACTOR__MOD_TRANSPORT,  /* reactor/ transports: shared read buffer, connection list */
     REACTOR__MOD_DEFERRED,   /* deferred/ glue: live Deferreds reported at shutdown */
     REACTOR__MOD_THREADPOOL, /* deferred/ defer_to_thread worker pool */
