@@ -725,7 +725,7 @@ int deferred_callback_at(deferred *d, deferred_result r, const char *file, int l
     return start(d, r, file, line);
 }
 
-int deferred_callback_parts_at(deferred *d, deferred_kind kind, deferred_free_fn free_fn,
+int deferred__callback_parts_at(deferred *d, deferred_kind kind, deferred_free_fn free_fn,
                                int64_t payload, const char *file, int line)
 {
     deferred_result r;

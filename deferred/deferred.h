@@ -93,7 +93,6 @@ struct deferred_failure {
     const char *file;         /* where it was made (string literal from __FILE__) */
     int line;
     deferred_failure *cause;  /* wrapped failure (reference owned by this one) or NULL */
-    unsigned refs__;          /* private */
     char message[];           /* NUL-terminated, never NULL */
 };
 
@@ -272,14 +271,16 @@ TWISTC_API deferred *deferred_chain_deferred(deferred *d, deferred *other);
  * except for the one firing swallowed after a cancel without canceller (A15), which
  * returns 0; -EINVAL if r is a DEFERRED (refused, A5) or d is NULL. */
 TWISTC_API int deferred_callback_at(deferred *d, deferred_result r, const char *file, int line);
-/* The same with the result in pieces: what deferred_callback() calls, through an inline
- * wrapper, so that the result travels in registers instead of through memory. */
-TWISTC_API int deferred_callback_parts_at(deferred *d, deferred_kind kind, deferred_free_fn free_fn,
-                                          int64_t payload, const char *file, int line);
+/* Not API (exported only because the inline below calls it): deferred_callback() passes
+ * the result in pieces so that it travels in registers instead of through memory
+ * (docs/benchmarks.md). Call deferred_callback / deferred_callback_at. */
+TWISTC_API int deferred__callback_parts_at(deferred *d, deferred_kind kind,
+                                           deferred_free_fn free_fn, int64_t payload,
+                                           const char *file, int line);
 static inline int deferred__callback_inline(deferred *d, deferred_result r, const char *file,
                                             int line)
 {
-    return deferred_callback_parts_at(d, r.kind, r.free_fn, r.u.i, file, line);
+    return deferred__callback_parts_at(d, r.kind, r.free_fn, r.u.i, file, line);
 }
 #define deferred_callback(d, r) deferred__callback_inline((d), (r), __FILE__, __LINE__)
 /* Fires d with failure f (taken; NULL makes an EINVAL failure). Same returns. */

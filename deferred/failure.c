@@ -11,17 +11,22 @@
 
 #include "deferred/deferred_internal.h"
 
+/* The reference count lives in a header just before the public struct, so the public
+ * header shows only what a user reads. HDR keeps the struct's alignment. */
+#define HDR ((sizeof(unsigned) + _Alignof(deferred_failure) - 1) / _Alignof(deferred_failure) \
+             * _Alignof(deferred_failure))
+static unsigned *refs_of(const deferred_failure *f) { return (unsigned *)((char *)f - HDR); }
+
 /* Out of memory must not turn into a NULL the caller has to check: this shared,
- * never-freed failure stands in (its reference count is ignored). */
-#define DEFERRED__IMMORTAL 0x80000000u
+ * never-freed failure stands in (it has no header and is never counted). */
 deferred_failure deferred__enomem_failure = {
     .code = ENOMEM,
     .index = -1,
     .file = "(out of memory)",
     .line = 0,
     .cause = NULL,
-    .refs__ = DEFERRED__IMMORTAL,
 };
+#define IMMORTAL(f) ((f) == &deferred__enomem_failure)
 
 deferred_failure *deferred_failure_new_at(const char *file, int line, int code,
                                           deferred_failure *cause, const char *fmt, ...)
@@ -46,12 +51,13 @@ deferred_failure *deferred_failure_new_at(const char *file, int line, int code,
         msg = code < 20000 ? strerror(code) : deferred_code_name(code);
         len = (int)strlen(msg);
     }
-    deferred_failure *f = malloc(sizeof *f + (size_t)len + 1);
-    if (!f) {
+    char *block = malloc(HDR + sizeof(deferred_failure) + (size_t)len + 1);
+    if (!block) {
         if (cause)
             deferred_failure_unref(cause);
         return &deferred__enomem_failure;
     }
+    deferred_failure *f = (deferred_failure *)(block + HDR);
     if (fmt && (size_t)len >= sizeof buf) { /* long message: format again into place */
         va_start(ap, fmt);
         vsnprintf(f->message, (size_t)len + 1, fmt, ap);
@@ -65,23 +71,23 @@ deferred_failure *deferred_failure_new_at(const char *file, int line, int code,
     f->file = file;
     f->line = line;
     f->cause = cause;
-    f->refs__ = 1;
+    *refs_of(f) = 1;
     return f;
 }
 
 deferred_failure *deferred_failure_ref(deferred_failure *f)
 {
-    if (f && !(f->refs__ & DEFERRED__IMMORTAL))
-        f->refs__++;
+    if (f && !IMMORTAL(f))
+        (*refs_of(f))++;
     return f;
 }
 
 void deferred_failure_unref(deferred_failure *f)
 {
     /* A loop, not recursion: a long chain of wrapped causes frees in constant stack. */
-    while (f && !(f->refs__ & DEFERRED__IMMORTAL) && --f->refs__ == 0) {
+    while (f && !IMMORTAL(f) && --*refs_of(f) == 0) {
         deferred_failure *cause = f->cause;
-        free(f);
+        free(refs_of(f));
         f = cause;
     }
 }

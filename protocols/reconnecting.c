@@ -3,7 +3,21 @@
 
 #include <errno.h>
 #include <stddef.h>
+#include <stdlib.h>
 #include <string.h>
+
+struct reconnecting_factory {
+    factory base; /* base.data is the user's */
+    reconnecting_backoff cfg;
+    double delay; /* the current delay before jitter */
+    int retries;
+    int continue_trying;
+    connector *connector;   /* the connector of the last attempt */
+    reactor_timer *retry;   /* the pending retry, or NULL */
+    const factory_ops *user_ops;
+    reactor *r;
+    unsigned long long rng;
+};
 
 static reconnecting_factory *rf_of(factory *f)
 {
@@ -49,16 +63,16 @@ static void retry(reconnecting_factory *rf, connector *c)
     if (c)
         rf->connector = c;
     rf->retries++;
-    if (rf->max_retries >= 0 && rf->retries > rf->max_retries)
+    if (rf->cfg.max_retries >= 0 && rf->retries > rf->cfg.max_retries)
         return; /* given up */
     if (rf->retries == 1) {
-        rf->delay = rf->initial_delay; /* our choice: the first wait is initial_delay */
+        rf->delay = rf->cfg.initial_delay; /* our choice: the first wait is initial_delay */
     } else {
-        rf->delay *= rf->factor;
-        if (rf->delay > rf->max_delay)
-            rf->delay = rf->max_delay;
+        rf->delay *= rf->cfg.factor;
+        if (rf->delay > rf->cfg.max_delay)
+            rf->delay = rf->cfg.max_delay;
     }
-    double wait = normal(rf, rf->delay, rf->delay * rf->jitter);
+    double wait = normal(rf, rf->delay, rf->delay * rf->cfg.jitter);
     if (wait < 0)
         wait = 0;
     if (rf->retry)
@@ -122,29 +136,57 @@ static const factory_ops glue_ops = {
     .client_connection_lost = g_lost,
 };
 
-int reconnecting_factory_init(reconnecting_factory *rf, reactor *r, const factory_ops *ops,
-                              void *data)
+reconnecting_factory *reconnecting_factory_new(reactor *r, const factory_ops *ops, void *data)
 {
-    if (!rf || !r || !ops || !ops->build_protocol)
-        return -EINVAL;
-    memset(rf, 0, sizeof *rf);
+    if (!r || !ops || !ops->build_protocol) {
+        errno = EINVAL;
+        return NULL;
+    }
+    reconnecting_factory *rf = calloc(1, sizeof *rf);
+    if (!rf)
+        return NULL;
     factory_init(&rf->base, &glue_ops, data);
     rf->user_ops = ops;
     rf->r = r;
-    rf->initial_delay = 1.0;
-    rf->factor = 2.7182818284590451;
-    rf->max_delay = 3600;
-    rf->jitter = 0.11962656472;
-    rf->max_retries = -1;
-    rf->delay = rf->initial_delay;
+    rf->cfg.initial_delay = 1.0;
+    rf->cfg.factor = 2.7182818284590451;
+    rf->cfg.max_delay = 3600;
+    rf->cfg.jitter = 0.11962656472;
+    rf->cfg.max_retries = -1;
+    rf->delay = rf->cfg.initial_delay;
     rf->continue_trying = 1;
     rf->rng = 0x9e3779b97f4a7c15ULL ^ (unsigned long long)(size_t)rf;
-    return 0;
+    return rf;
+}
+
+void reconnecting_factory_free(reconnecting_factory *rf)
+{
+    if (!rf)
+        return;
+    if (rf->retry)
+        reactor_timer_cancel(rf->retry); /* the connector is not touched: it may be gone */
+    free(rf);
+}
+
+factory *reconnecting_factory_base(reconnecting_factory *rf) { return rf ? &rf->base : NULL; }
+reconnecting_backoff *reconnecting_factory_backoff(reconnecting_factory *rf)
+{
+    return rf ? &rf->cfg : NULL;
+}
+int reconnecting_factory_retries(const reconnecting_factory *rf) { return rf ? rf->retries : 0; }
+double reconnecting_factory_delay(const reconnecting_factory *rf) { return rf ? rf->delay : 0; }
+double reconnecting_factory_next_retry(const reconnecting_factory *rf)
+{
+    return rf && rf->retry ? reactor_timer_time(rf->retry) : -1;
+}
+connector *reconnecting_factory_connector(const reconnecting_factory *rf)
+{
+    return rf ? rf->connector : NULL;
 }
 
 void reconnecting_factory_reset_delay(reconnecting_factory *rf)
 {
-    rf->delay = rf->initial_delay;
+    rf->delay = rf->cfg.initial_delay;
     rf->retries = 0;
     rf->continue_trying = 1;
 }

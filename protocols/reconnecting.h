@@ -1,10 +1,9 @@
 /* ReconnectingClientFactory: a client factory that reconnects with exponential backoff
  * (Twisted's twisted.internet.protocol.ReconnectingClientFactory).
  *
- *     reconnecting_factory rf;
- *     reconnecting_factory_init(&rf, r, &my_client_ops, my_data);
- *     rf.initial_delay = 0.5;                      // optional tuning
- *     reactor_connect_tcp(r, host, port, &rf.base, 5);
+ *     reconnecting_factory *rf = reconnecting_factory_new(r, &my_client_ops, my_data);
+ *     reconnecting_factory_backoff(rf)->initial_delay = 0.5;   // optional tuning
+ *     reactor_connect_tcp(r, host, port, reconnecting_factory_base(rf), 5);
  *
  * Your factory_ops (build_protocol required, the client hooks optional) are called as
  * usual; after each failed attempt or lost connection the factory waits, then calls
@@ -22,8 +21,9 @@
  *   - The delay is reset automatically each time a connection succeeds (Twisted leaves
  *     the resetDelay() call to you, and forgetting it is a classic bug).
  *
- * Ownership: the struct is yours and must outlive the connector and the pending retry
- * (call reconnecting_factory_stop_trying before freeing it).
+ * Ownership: yours (reconnecting_factory_free); it must outlive the connectors using it
+ * and be freed before the reactor.
+ * Its state is private: read it through the functions below.
  */
 #ifndef TWISTC_RECONNECTING_H
 #define TWISTC_RECONNECTING_H
@@ -37,29 +37,36 @@
 extern "C" {
 #endif
 
-typedef struct reconnecting_factory {
-    factory base; /* pass &rf->base to reactor_connect_tcp/unix; base.data is yours */
-    /* Settings (Twisted's defaults set by init; change them before connecting): */
+/* Opaque: made by reconnecting_factory_new, freed by reconnecting_factory_free. */
+typedef struct reconnecting_factory reconnecting_factory;
+
+/* The backoff settings (Twisted's defaults set by _new; change them before connecting). */
+typedef struct reconnecting_backoff {
     double initial_delay; /* 1.0 */
     double factor;        /* e = 2.7182818284590451 */
     double max_delay;     /* 3600 */
     double jitter;        /* 0.11962656472 */
     int max_retries;      /* -1: retry forever */
-    /* State (read only): */
-    double delay;         /* the current delay before jitter */
-    int retries;
-    int continue_trying;
-    connector *connector;   /* the connector of the last attempt */
-    reactor_timer *retry;   /* the pending retry, or NULL */
-    /* private */
-    const factory_ops *user_ops;
-    reactor *r;
-    unsigned long long rng;
-} reconnecting_factory;
+} reconnecting_backoff;
 
-/* ops: your factory's callbacks (build_protocol required). data goes to base.data. */
-TWISTC_API int reconnecting_factory_init(reconnecting_factory *rf, reactor *r,
-                                         const factory_ops *ops, void *data);
+/* ops: your factory's callbacks (build_protocol required); data goes to the factory's
+ * `data` (what your callbacks see as f->data). NULL with errno EINVAL or ENOMEM. */
+TWISTC_API reconnecting_factory *reconnecting_factory_new(reactor *r, const factory_ops *ops,
+                                                          void *data);
+/* Cancels the pending retry and frees rf. Free it after the connectors that use it (they
+ * call the factory until freed) and before the reactor (the retry is a reactor timer). */
+TWISTC_API void reconnecting_factory_free(reconnecting_factory *rf);
+/* The factory to pass to reactor_connect_tcp / reactor_connect_unix. */
+TWISTC_API factory *reconnecting_factory_base(reconnecting_factory *rf);
+/* The settings, to change in place (before connecting). */
+TWISTC_API reconnecting_backoff *reconnecting_factory_backoff(reconnecting_factory *rf);
+/* State, read only: failed attempts since the last success; the current delay before
+ * jitter; the reactor time at which the pending retry runs, or -1 when none is pending;
+ * the connector of the last attempt (NULL before the first). */
+TWISTC_API int reconnecting_factory_retries(const reconnecting_factory *rf);
+TWISTC_API double reconnecting_factory_delay(const reconnecting_factory *rf);
+TWISTC_API double reconnecting_factory_next_retry(const reconnecting_factory *rf);
+TWISTC_API connector *reconnecting_factory_connector(const reconnecting_factory *rf);
 /* Back to initial_delay, retries 0, trying again (called on every successful connect). */
 TWISTC_API void reconnecting_factory_reset_delay(reconnecting_factory *rf);
 /* Cancels the pending retry and stops a connection attempt in progress; no more retries. */

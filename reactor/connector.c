@@ -139,7 +139,7 @@ static void after_callback(connector *c)
     c->in_cb = 0;
     if (c->state == C_IDLE && c->factory_started) {
         c->factory_started = 0;
-        factory_do_stop(c->f);
+        factory__do_stop(c->base.mod, c->f);
     }
     if (c->freed)
         really_free(c);
@@ -390,8 +390,10 @@ int connector_connect(connector *c)
     if (c->state != C_IDLE)
         return -EBUSY;
     if (!c->factory_started) {
+        int rc = factory__do_start(c->base.mod, c->f);
+        if (rc < 0)
+            return rc;
         c->factory_started = 1;
-        factory_do_start(c->f);
     }
     c->state = C_RESOLVING;
     c->has_first = 0;
@@ -548,7 +550,7 @@ void connector__shutdown_all(struct transport_mod *m)
             c->state = C_IDLE;
             if (c->factory_started) {
                 c->factory_started = 0;
-                factory_do_stop(c->f);
+                factory__do_stop(c->base.mod, c->f);
             }
         }
 }
@@ -562,7 +564,7 @@ void connector__free_all(struct transport_mod *m)
         drop_socket(c);
         if (c->factory_started) {
             c->factory_started = 0;
-            factory_do_stop(c->f);
+            factory__do_stop(c->base.mod, c->f);
         }
         really_free(c);
     }

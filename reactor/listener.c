@@ -206,6 +206,8 @@ listener *listener__create(reactor *r, const struct sockaddr *addr, socklen_t al
                                                : ntohs(((struct sockaddr_in *)&ss)->sin_port);
     }
     int rc = reactor_watch(r, fd, REACTOR_READABLE, on_accept, l);
+    if (rc == 0 && (rc = factory__do_start(m, f)) < 0)
+        reactor_unwatch(r, fd);
     if (rc < 0) {
         if (l->path)
             unlink(l->path);
@@ -222,7 +224,6 @@ listener *listener__create(reactor *r, const struct sockaddr *addr, socklen_t al
     if (m->listeners)
         m->listeners->prev = l;
     m->listeners = l;
-    factory_do_start(f);
     return l;
 }
 
@@ -252,7 +253,7 @@ int listener_stop(listener *l)
     l->fd = -1;
     if (l->path)
         unlink(l->path);
-    factory_do_stop(l->f);
+    factory__do_stop(m, l->f);
     return 0;
 }
 

@@ -1,9 +1,13 @@
 /* Protocol and factory helpers: initialisers, start/stop counting, reasons as text. */
 #include <twistc/protocol.h>
 
+#include <errno.h>
 #include <netdb.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
+
+#include "reactor/transport_internal.h"
 
 void protocol_init(protocol *p, const protocol_ops *ops)
 {
@@ -15,20 +19,48 @@ void factory_init(factory *f, const factory_ops *ops, void *data)
 {
     f->ops = ops;
     f->data = data;
-    f->num_users = 0;
 }
 
-void factory_do_start(factory *f)
+/* The users of each factory on this reactor, in a small array: a program has a handful
+ * of factories, and this runs only when a listener or connector starts or stops. */
+static struct factory__use *find_use(struct transport_mod *m, const factory *f)
 {
-    if (f->num_users++ == 0 && f->ops->start_factory)
+    for (size_t i = 0; i < m->nuses; i++)
+        if (m->uses[i].f == f)
+            return &m->uses[i];
+    return NULL;
+}
+
+int factory__do_start(struct transport_mod *m, factory *f)
+{
+    struct factory__use *u = find_use(m, f);
+    if (!u) {
+        if (m->nuses == m->capuses) {
+            size_t cap = m->capuses ? 2 * m->capuses : 4;
+            struct factory__use *v = realloc(m->uses, cap * sizeof *v);
+            if (!v)
+                return -ENOMEM;
+            m->uses = v;
+            m->capuses = cap;
+        }
+        u = &m->uses[m->nuses++];
+        u->f = f;
+        u->n = 0;
+    }
+    if (u->n++ == 0 && f->ops->start_factory)
         f->ops->start_factory(f);
+    return 0;
 }
 
-void factory_do_stop(factory *f)
+void factory__do_stop(struct transport_mod *m, factory *f)
 {
-    if (f->num_users == 0)
+    struct factory__use *u = find_use(m, f);
+    if (!u || u->n == 0)
         return;
-    if (--f->num_users == 0 && f->ops->stop_factory)
+    if (--u->n > 0)
+        return;
+    *u = m->uses[--m->nuses]; /* forget it before the hook: it may free the factory */
+    if (f->ops->stop_factory)
         f->ops->stop_factory(f);
 }
 

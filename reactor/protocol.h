@@ -127,19 +127,15 @@ typedef struct factory_ops {
     void (*client_connection_lost)(factory *f, connector *c, const protocol_reason *reason);
 } factory_ops;
 
-/* The user's object. Embed it first in your own struct, or use `data`. */
+/* The user's object. Embed it first in your own struct, or use `data`. The library
+ * counts the listeners and connectors using it (for start_factory / stop_factory) on
+ * its own side, per reactor. */
 struct factory {
     const factory_ops *ops;
-    void *data;         /* yours */
-    unsigned num_users; /* library: listeners + connectors started (start/stop hooks) */
+    void *data; /* yours */
 };
 
 TWISTC_API void factory_init(factory *f, const factory_ops *ops, void *data);
-
-/* Library side of the start/stop hooks (Twisted's doStart/doStop); listeners and
- * connectors call these, you normally do not. */
-TWISTC_API void factory_do_start(factory *f);
-TWISTC_API void factory_do_stop(factory *f);
 
 #ifdef __cplusplus
 }

@@ -1066,6 +1066,7 @@ static void mod_free(void *data)
         free(m->cache[i]);
     if (m->spare_fd >= 0)
         close(m->spare_fd);
+    free(m->uses);
     free(m->pend);
     free(m->rbuf);
     free(m->scratch);

@@ -154,6 +154,12 @@ struct transport_owner {
     struct transport_mod *mod;
 };
 
+/* How many listeners and connectors of this reactor use a factory (start/stop hooks). */
+struct factory__use {
+    factory *f;
+    unsigned n;
+};
+
 struct transport_mod {
     reactor *r;
     char *rbuf; /* the shared read buffer (TRANSPORT__READ_MAX) */
@@ -171,7 +177,15 @@ struct transport_mod {
     struct resolve_job *jobs; /* host name lookups in flight */
     int shutting_down;
     int freeing; /* inside reactor_free: the reactor's own state may be gone */
+    struct factory__use *uses; /* factories in use, for their start/stop hooks */
+    size_t nuses, capuses;
 };
+
+/* Twisted's doStart/doStop: the first listener or connector of m using f starts it
+ * (start_factory), the last one stopping stops it (stop_factory). do_start returns 0,
+ * or -ENOMEM (nothing started). */
+int factory__do_start(struct transport_mod *m, factory *f);
+void factory__do_stop(struct transport_mod *m, factory *f);
 
 /* reactor_unwatch / reactor_timer_cancel, skipped while the reactor is being freed
  * (it forgets fds and timers itself then). */

@@ -77,29 +77,31 @@ START_TEST(test_backoff_sequence)
     ck_assert_int_eq(reactor_use_fake_clock(r, 100.0), 0);
     int port = refused_port(r);
     struct cli cl = {0};
-    reconnecting_factory rf;
-    ck_assert_int_eq(reconnecting_factory_init(&rf, r, &fops, &cl), 0);
-    rf.initial_delay = 1;
-    rf.factor = 2;
-    rf.max_delay = 10;
-    rf.jitter = 0;
-    rf.max_retries = 5;
-    connector *c = reactor_connect_tcp(r, "127.0.0.1", port, &rf.base, 5);
+    reconnecting_factory *rf = reconnecting_factory_new(r, &fops, &cl);
+    ck_assert_ptr_nonnull(rf);
+    reconnecting_backoff *b = reconnecting_factory_backoff(rf);
+    b->initial_delay = 1;
+    b->factor = 2;
+    b->max_delay = 10;
+    b->jitter = 0;
+    b->max_retries = 5;
+    connector *c = reactor_connect_tcp(r, "127.0.0.1", port, reconnecting_factory_base(rf), 5);
     ck_assert_ptr_nonnull(c);
     const double want[] = {1, 2, 4, 8, 10};
     for (int k = 0; k < 5; k++) {
         iterate_until_count(r, &cl.failed, k + 1);
-        ck_assert_ptr_nonnull(rf.retry);
-        double wait = reactor_timer_time(rf.retry) - reactor_seconds(r);
+        ck_assert(reconnecting_factory_next_retry(rf) >= 0);
+        double wait = reconnecting_factory_next_retry(rf) - reactor_seconds(r);
         ck_assert_msg(fabs(wait - want[k]) < 1e-9, "retry %d waits %g, want %g", k + 1, wait,
                       want[k]);
         ck_assert_int_eq(reactor_advance(r, wait), 0); /* connector_connect runs */
-        ck_assert_ptr_null(rf.retry);
+        ck_assert(reconnecting_factory_next_retry(rf) == -1);
     }
     iterate_until_count(r, &cl.failed, 6);
-    ck_assert_ptr_null(rf.retry); /* retries 6 > max_retries 5: given up */
+    ck_assert(reconnecting_factory_next_retry(rf) == -1); /* retries 6 > max_retries 5: given up */
     ck_assert_int_eq(cl.made, 0);
     connector_free(c);
+    reconnecting_factory_free(rf);
     reactor_free(r);
 }
 END_TEST
@@ -110,22 +112,23 @@ START_TEST(test_jitter_spreads_waits)
     ck_assert_int_eq(reactor_use_fake_clock(r, 0.0), 0);
     int port = refused_port(r);
     struct cli cl = {0};
-    reconnecting_factory rf;
-    reconnecting_factory_init(&rf, r, &fops, &cl);
-    reconnecting_factory_seed(&rf, 42);
-    connector *c = reactor_connect_tcp(r, "127.0.0.1", port, &rf.base, 5);
+    reconnecting_factory *rf = reconnecting_factory_new(r, &fops, &cl);
+    ck_assert_ptr_nonnull(rf);
+    reconnecting_factory_seed(rf, 42);
+    connector *c = reactor_connect_tcp(r, "127.0.0.1", port, reconnecting_factory_base(rf), 5);
     iterate_until_count(r, &cl.failed, 1);
-    double wait = reactor_timer_time(rf.retry) - reactor_seconds(r);
+    double wait = reconnecting_factory_next_retry(rf) - reactor_seconds(r);
     /* first wait: about initial_delay (1 s), jitter ~12 % */
     ck_assert(wait > 0.4 && wait < 1.6);
     ck_assert(wait != 1.0);
-    ck_assert(rf.delay == 1.0); /* jitter does not compound into the delay */
-    reconnecting_factory_stop_trying(&rf);
-    ck_assert_ptr_null(rf.retry);
+    ck_assert(reconnecting_factory_delay(rf) == 1.0); /* jitter does not compound into the delay */
+    reconnecting_factory_stop_trying(rf);
+    ck_assert(reconnecting_factory_next_retry(rf) == -1);
     reactor_advance(r, 10);
     th_iterate_n(r, 5);
     ck_assert_int_eq(cl.failed, 1); /* no more attempts */
     connector_free(c);
+    reconnecting_factory_free(rf);
     reactor_free(r);
 }
 END_TEST
@@ -143,21 +146,23 @@ START_TEST(test_reconnect_after_loss)
     srv.on_made = close_now;
     listener *l = reactor_listen_tcp(r, "127.0.0.1", 0, &srv.f, 0);
     struct cli cl = {0};
-    reconnecting_factory rf;
-    reconnecting_factory_init(&rf, r, &fops, &cl);
-    rf.jitter = 0;
-    rf.initial_delay = 0.5;
-    connector *c = reactor_connect_tcp(r, "127.0.0.1", listener_port(l), &rf.base, 5);
+    reconnecting_factory *rf = reconnecting_factory_new(r, &fops, &cl);
+    ck_assert_ptr_nonnull(rf);
+    reconnecting_factory_backoff(rf)->jitter = 0;
+    reconnecting_factory_backoff(rf)->initial_delay = 0.5;
+    connector *c = reactor_connect_tcp(r, "127.0.0.1", listener_port(l), reconnecting_factory_base(rf), 5);
     for (int k = 1; k <= 3; k++) {
         iterate_until_count(r, &cl.lost, k);
         ck_assert_int_eq(cl.made, k);
-        ck_assert_int_eq(rf.retries, 1); /* reset by the success, then one retry */
-        ck_assert_ptr_nonnull(rf.retry);
-        ck_assert(fabs(reactor_timer_time(rf.retry) - reactor_seconds(r) - 0.5) < 1e-9);
+        /* reset by the success, then one retry */
+        ck_assert_int_eq(reconnecting_factory_retries(rf), 1);
+        ck_assert(fabs(reconnecting_factory_next_retry(rf) - reactor_seconds(r) - 0.5) < 1e-9);
+        ck_assert_ptr_eq(reconnecting_factory_connector(rf), c);
         reactor_advance(r, 0.5);
     }
-    reconnecting_factory_stop_trying(&rf);
+    reconnecting_factory_stop_trying(rf);
     connector_free(c);
+    reconnecting_factory_free(rf);
     listener_free(l);
     reactor_free(r);
 }

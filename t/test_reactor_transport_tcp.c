@@ -111,6 +111,32 @@ START_TEST(test_ipv6_and_port_reuse)
 }
 END_TEST
 
+/* Twisted's doStart/doStop: a factory shared by two listeners starts with the first and
+ * stops with the last; used again afterwards, it starts again. */
+START_TEST(test_factory_start_stop_shared)
+{
+    reactor *r = th_reactor(_i);
+    struct tfactory tf;
+    tf_init(&tf, TP_ECHO);
+    listener *a = reactor_listen_tcp(r, "127.0.0.1", 0, &tf.f, 0);
+    listener *b = reactor_listen_tcp(r, "127.0.0.1", 0, &tf.f, 0);
+    ck_assert_ptr_nonnull(a);
+    ck_assert_ptr_nonnull(b);
+    ck_assert_int_eq(tf.started, 1);
+    ck_assert_int_eq(listener_stop(a), 0);
+    ck_assert_int_eq(tf.stopped, 0);
+    ck_assert_int_eq(listener_stop(b), 0);
+    ck_assert_int_eq(tf.stopped, 1);
+    listener *c = reactor_listen_tcp(r, "127.0.0.1", 0, &tf.f, 0);
+    ck_assert_ptr_nonnull(c);
+    ck_assert_int_eq(tf.started, 2);
+    listener_free(a);
+    listener_free(b);
+    reactor_free(r); /* frees c: the factory stops */
+    ck_assert_int_eq(tf.stopped, 2);
+}
+END_TEST
+
 /* A client protocol that sends a greeting on connect and loses the connection once it
  * got it back. */
 static void client_greet(struct tp *p)
@@ -639,6 +665,7 @@ Suite *suite_reactor_transport_tcp(void)
     int n = th_backend_count();
     tcase_add_loop_test(tc, test_echo_roundtrip, 0, n);
     tcase_add_loop_test(tc, test_ipv6_and_port_reuse, 0, n);
+    tcase_add_loop_test(tc, test_factory_start_stop_shared, 0, n);
     tcase_add_loop_test(tc, test_client_connect_tcp, 0, n);
     tcase_add_loop_test(tc, test_connect_refused, 0, n);
     tcase_add_loop_test(tc, test_connect_timeout, 0, n);

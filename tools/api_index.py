@@ -40,7 +40,9 @@ def entries(text):
                 i += 1
                 decl.append(lines[i].strip())
             d = " ".join(decl).replace("TWISTC_API ", "")
-            if "(" in d:
+            # x__name: exported for an inline fast path only, not API (not listed).
+            name = re.findall(r"([A-Za-z_][A-Za-z0-9_]*)\s*\(", d)
+            if "(" in d and not (name and "__" in name[0]):
                 out.append((clean(comment), re.sub(r"\s+", " ", d)))
             comment = []
         elif re.match(r"#define [a-z][a-z0-9_]*\(", s) and "__" not in s.split("(")[0]:
