@@ -53,7 +53,7 @@ deferred_failure *deferred_failure_from_reason_at(const char *file, int line,
         }
     }
     deferred_failure *f = deferred_failure_new_at(file, line, code, NULL, "%s", why);
-    if (f->code == code && f->refs__ == 1) /* not the shared out-of-memory failure */
+    if (f != &deferred__enomem_failure) /* the shared out-of-memory failure stays as is */
         f->reason = (int)reason->kind + 1;
     return f;
 }
