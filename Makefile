@@ -54,8 +54,11 @@ HIREDIS_LIBS   = $$(pkg-config --libs hiredis)
 # zlib (Debian's zlib1g-dev): the HTTP client decodes gzip/deflate bodies.
 ZLIB_CFLAGS = $$(pkg-config --cflags zlib)
 ZLIB_LIBS   = $$(pkg-config --libs zlib)
-ALL_CFLAGS = $(CFLAGS_BASE) $(HIREDIS_CFLAGS) $(ZLIB_CFLAGS) $(CFLAGS)
-LDLIBS_BASE = -pthread $(LDSAN) $(HIREDIS_LIBS) $(ZLIB_LIBS)
+# TLS (reactor/tls*.c) is OpenSSL 3 (Debian's libssl-dev), the same way.
+SSL_CFLAGS = $$(pkg-config --cflags openssl)
+SSL_LIBS   = $$(pkg-config --libs openssl)
+ALL_CFLAGS = $(CFLAGS_BASE) $(HIREDIS_CFLAGS) $(ZLIB_CFLAGS) $(SSL_CFLAGS) $(CFLAGS)
+LDLIBS_BASE = -pthread $(LDSAN) $(HIREDIS_LIBS) $(ZLIB_LIBS) $(SSL_LIBS)
 
 # Optional kqueue on Linux through libkqueue (not in Debian 12): make KQUEUE=libkqueue
 ifeq ($(KQUEUE),libkqueue)
@@ -197,7 +200,7 @@ fuzz:
 	  name=$$(basename $$src .c); \
 	  echo "clang -fsanitize=fuzzer $$src"; \
 	  clang -std=c11 -D_POSIX_C_SOURCE=200809L -DTWISTC_LIBFUZZER -O1 -g -Ibuild-fuzz/include \
-	    -fsanitize=fuzzer,address,undefined -o build-fuzz/fuzz/$$name $$src build-fuzz/libtwistc.a -pthread $(ZLIB_LIBS) || exit 1; \
+	    -fsanitize=fuzzer,address,undefined -o build-fuzz/fuzz/$$name $$src build-fuzz/libtwistc.a -pthread $(ZLIB_LIBS) $(SSL_LIBS) || exit 1; \
 	  mkdir -p build-fuzz/fuzz/corpus/$$name; \
 	  if ! build-fuzz/fuzz/$$name -max_total_time=$(FUZZ_SECONDS) \
 	      build-fuzz/fuzz/corpus/$$name > build-fuzz/fuzz/$$name.log 2>&1; then \
@@ -222,7 +225,7 @@ install: lib
 	ln -sf $(notdir $(SHARED)) $(DESTDIR)$(LIBDIR)/$(SONAME)
 	ln -sf $(notdir $(SHARED)) $(DESTDIR)$(LIBDIR)/libtwistc.so
 	@# Written here, not at build time, so the PREFIX given to install is the one it holds.
-	printf 'prefix=%s\nlibdir=%s\nincludedir=%s\n\nName: twistc\nDescription: %s\nVersion: %s\nLibs: -L$${libdir} -ltwistc\nRequires.private: hiredis zlib\nLibs.private: -pthread\nCflags: -I$${includedir} -pthread\n' \
+	printf 'prefix=%s\nlibdir=%s\nincludedir=%s\n\nName: twistc\nDescription: %s\nVersion: %s\nLibs: -L$${libdir} -ltwistc\nRequires.private: hiredis zlib openssl\nLibs.private: -pthread\nCflags: -I$${includedir} -pthread\n' \
 	  '$(PREFIX)' '$(LIBDIR)' '$(INCLUDEDIR)' 'Twisted-style reactor, protocols and Deferreds for C' '$(VERSION)' \
 	  > $(DESTDIR)$(LIBDIR)/pkgconfig/twistc.pc
 

@@ -2,6 +2,7 @@
 /* notif-client: the talk's client on the command line.
  *
  *   notif-client [--host H] [--port N] [--timeout SECONDS] [--notify N] [--trace]
+ *                [--tls [--cafile FILE] [--insecure]]
  *
  * Default: print a random number, print a classified ad, exit 0 (the talk's flow).
  * --notify N: enter notification mode and handle N notifications as the talk does: stop,
@@ -24,6 +25,7 @@
 #include <twistc/deferred.h>
 #include <twistc/notif_client.h>
 #include <twistc/reactor.h>
+#include <twistc/tls.h>
 
 static const char usage_text[] =
     "usage: notif-client [options]\n"
@@ -31,7 +33,10 @@ static const char usage_text[] =
     "  --port N           server port (default 6789)\n"
     "  --timeout SECONDS  give up after this long (default 10)\n"
     "  --notify N         handle N notifications (stop, ask, print, notify again)\n"
-    "  --trace            print the reactor's trace and the request's path on stderr\n";
+    "  --trace            print the reactor's trace and the request's path on stderr\n"
+    "  --tls              speak TLS; the server's certificate is verified (system CAs)\n"
+    "  --cafile FILE      trust the CA certificates in FILE too (with --tls)\n"
+    "  --insecure         do not verify the server's certificate (with --tls)\n";
 
 static struct {
     reactor *r;
@@ -40,6 +45,7 @@ static struct {
     double timeout;
     int status; /* exit status */
     int timed_out;
+    tls_context *tls;
 } app = {.host = "127.0.0.1", .port = 6789, .timeout = 10, .status = 1};
 
 static void usage_error(const char *fmt, const char *arg)
@@ -112,8 +118,8 @@ static deferred_result body(void *arg)
 {
     char where[300];
     snprintf(where, sizeof where, "cannot connect to %s:%ld", app.host, app.port);
-    deferred_result cr = coro_await_take(notif_client_connect(app.r, app.host, (int)app.port,
-                                                             app.timeout));
+    deferred_result cr = coro_await_take(
+        notif_client_connect_tls(app.r, app.host, (int)app.port, app.timeout, app.tls));
     if (deferred_result_is_failure(&cr))
         return fail(where, cr);
     notif_client *c = notif_client_from_result(&cr);
@@ -158,9 +164,11 @@ int main(int argc, char **argv)
         {"host", required_argument, NULL, 'H'},    {"port", required_argument, NULL, 'p'},
         {"timeout", required_argument, NULL, 'T'}, {"notify", required_argument, NULL, 'n'},
         {"trace", no_argument, NULL, 't'},         {"help", no_argument, NULL, 'h'},
-        {NULL, 0, NULL, 0},
+        {"tls", no_argument, NULL, 'S'},           {"cafile", required_argument, NULL, 'C'},
+        {"insecure", no_argument, NULL, 'I'},      {NULL, 0, NULL, 0},
     };
-    int ch, trace = 0;
+    int ch, trace = 0, tls = 0, insecure = 0;
+    const char *cafile = NULL;
     char *end;
     opterr = 0;
     while ((ch = getopt_long(argc, argv, "", opts, NULL)) != -1) {
@@ -182,6 +190,9 @@ int main(int argc, char **argv)
                 usage_error("--notify: expected a count from 1 to 1000000, got '%s'", optarg);
             break;
         case 't': trace = 1; break;
+        case 'S': tls = 1; break;
+        case 'C': cafile = optarg; break;
+        case 'I': insecure = 1; break;
         case 'h': fputs(usage_text, stdout); return 0;
         default:
             if (optopt)
@@ -191,6 +202,18 @@ int main(int argc, char **argv)
     }
     if (optind < argc)
         usage_error("unexpected argument '%s'", argv[optind]);
+    if (!tls && (cafile || insecure))
+        usage_error("%s needs --tls", cafile ? "--cafile" : "--insecure");
+    if (tls) {
+        char err[512];
+        app.tls = tls_context_new_client(cafile, NULL, err, sizeof err);
+        if (!app.tls) {
+            fprintf(stderr, "notif-client: %s\n", err);
+            return 1;
+        }
+        if (insecure)
+            tls_context_set_verify(app.tls, TLS_VERIFY_NONE);
+    }
 
     app.r = reactor_new();
     if (!app.r) {
@@ -203,5 +226,6 @@ int main(int argc, char **argv)
     reactor_call_later(app.r, app.timeout, timed_out, NULL);
     reactor_run(app.r);
     reactor_free(app.r); /* closes a coroutine still waiting (timeout) */
+    tls_context_unref(app.tls);
     return app.status;
 }

@@ -3,6 +3,7 @@
  *
  *   notif-server [--port N] [--bind ADDR] [--interval SECONDS] [--ads FILE]
  *                [--max-clients N] [--backend NAME] [--workers N] [--trace]
+ *                [--tls-cert FILE --tls-key FILE]
  *
  * Prints "listening on ADDR:PORT" once ready (useful with --port 0). SIGINT/SIGTERM stop
  * it gracefully: every answer owed is sent and every connection closed, then one summary
@@ -25,6 +26,7 @@
 
 #include <twistc/notif_server.h>
 #include <twistc/reactor.h>
+#include <twistc/tls.h>
 #include <twistc/transport.h>
 
 static const char usage_text[] =
@@ -36,7 +38,9 @@ static const char usage_text[] =
     "  --max-clients N    refuse connections beyond N with \"error: server full\" (0: no limit)\n"
     "  --backend NAME     reactor backend: epoll, poll, select, kqueue\n"
     "  --workers N        N processes sharing the port with SO_REUSEPORT (default 1)\n"
-    "  --trace            print the reactor's trace (one line per loop phase) on stderr\n";
+    "  --trace            print the reactor's trace (one line per loop phase) on stderr\n"
+    "  --tls-cert FILE    serve over TLS only, with this certificate chain (PEM)\n"
+    "  --tls-key FILE     ... and this private key (PEM); both or neither\n";
 
 static void usage_error(const char *fmt, const char *arg)
 {
@@ -112,6 +116,7 @@ static void on_stop_signal(reactor *r, void *data)
 int main(int argc, char **argv)
 {
     const char *bind_addr = "127.0.0.1", *ads_file = NULL, *backend = NULL;
+    const char *tls_cert = NULL, *tls_key = NULL;
     long port = NOTIF_DEFAULT_PORT, max_clients = 0, workers = 1;
     double interval = NOTIF_DEFAULT_INTERVAL;
     int trace = 0;
@@ -121,6 +126,7 @@ int main(int argc, char **argv)
         {"max-clients", required_argument, NULL, 'm'},
         {"backend", required_argument, NULL, 'B'},  {"workers", required_argument, NULL, 'w'},
         {"trace", no_argument, NULL, 't'},          {"help", no_argument, NULL, 'h'},
+        {"tls-cert", required_argument, NULL, 'C'}, {"tls-key", required_argument, NULL, 'K'},
         {NULL, 0, NULL, 0},
     };
     int ch;
@@ -141,6 +147,8 @@ int main(int argc, char **argv)
         case 'B': backend = optarg; break;
         case 'w': workers = parse_long("--workers", optarg, 1, 1024); break;
         case 't': trace = 1; break;
+        case 'C': tls_cert = optarg; break;
+        case 'K': tls_key = optarg; break;
         case 'h': fputs(usage_text, stdout); return 0;
         default:
             if (optopt)
@@ -150,6 +158,17 @@ int main(int argc, char **argv)
     }
     if (optind < argc)
         usage_error("unexpected argument '%s'", argv[optind]);
+    if (!tls_cert != !tls_key)
+        usage_error("%s: --tls-cert and --tls-key go together", tls_cert ? "--tls-cert" : "--tls-key");
+    tls_context *tls = NULL;
+    if (tls_cert) { /* before any fork: a bad file is reported once */
+        char err[512];
+        tls = tls_context_new_server(tls_cert, tls_key, err, sizeof err);
+        if (!tls) {
+            fprintf(stderr, "notif-server: %s\n", err);
+            return 1;
+        }
+    }
 
     if (backend) { /* checked before any fork, so that one message is printed */
         const char *const *b = reactor_backends();
@@ -226,7 +245,11 @@ int main(int argc, char **argv)
         fprintf(stderr, "notif-server: %s\n", strerror(errno));
         return 1;
     }
-    listener *l = reactor_listen_tcp_flags(r, bind_addr, (int)port, notif_server_factory(s), 1024, flags);
+    listener *l = tls ? reactor_listen_tls_flags(r, bind_addr, (int)port, notif_server_factory(s),
+                                                 1024, flags, tls)
+                      : reactor_listen_tcp_flags(r, bind_addr, (int)port, notif_server_factory(s),
+                                                 1024, flags);
+    tls_context_unref(tls); /* the listener holds its own reference */
     if (reserved >= 0)
         close(reserved);
     if (!l) {
@@ -244,8 +267,8 @@ int main(int argc, char **argv)
         reactor_stop_on_signals(r);
     }
     if (worker == 0) {
-        printf("listening on %s:%d%s\n", bind_addr, listener_port(l),
-               workers > 1 ? " (workers share the port)" : "");
+        printf("listening on %s:%d%s%s\n", bind_addr, listener_port(l),
+               workers > 1 ? " (workers share the port)" : "", tls ? " (TLS)" : "");
         fflush(stdout);
     }
 

@@ -13,6 +13,7 @@
 
 #include <twistc/line_receiver.h>
 #include <twistc/notif_server.h>
+#include <twistc/tls.h>
 #include <twistc/transport.h>
 
 enum { REQ_RANDOM, REQ_CLASSIFIED };
@@ -390,6 +391,12 @@ static void connect_cancel(deferred *d, void *arg)
 
 deferred *notif_client_connect(reactor *r, const char *host, int port, double timeout)
 {
+    return notif_client_connect_tls(r, host, port, timeout, NULL);
+}
+
+deferred *notif_client_connect_tls(reactor *r, const char *host, int port, double timeout,
+                                   tls_context *ctx)
+{
     if (!r || !host || port <= 0 || port > 65535) {
         errno = EINVAL;
         return NULL;
@@ -406,7 +413,8 @@ deferred *notif_client_connect(reactor *r, const char *host, int port, double ti
         return NULL;
     }
     c->state = ST_CONNECTING;
-    c->conn = reactor_connect_tcp(r, host, port, &c->f, timeout);
+    c->conn = ctx ? reactor_connect_tls(r, host, port, &c->f, timeout, ctx)
+                  : reactor_connect_tcp(r, host, port, &c->f, timeout);
     if (!c->conn) {
         int e = errno;
         deferred_unref(c->connect_d);

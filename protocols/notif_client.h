@@ -40,6 +40,7 @@
 #include <twistc/deferred.h>
 #include <twistc/protocol.h>
 #include <twistc/reactor.h>
+#include <twistc/tls.h>
 #include <twistc/twistc.h>
 
 #ifdef __cplusplus
@@ -65,6 +66,10 @@ TWISTC_API protocol *notif_client_protocol(notif_client *c);
  * the connection error (ECONNREFUSED, ETIMEDOUT, ...; message from the reason).
  * Cancelling it abandons the attempt. NULL+errno (ENOMEM, EINVAL). */
 TWISTC_API deferred *notif_client_connect(reactor *r, const char *host, int port, double timeout);
+/* The same over TLS with a client context (twistc/tls.h): the Deferred fires once TCP is
+ * up; a failed handshake or verification then fails the requests, with its reason. */
+TWISTC_API deferred *notif_client_connect_tls(reactor *r, const char *host, int port,
+                                              double timeout, tls_context *ctx);
 /* See Ownership. NULL ok. */
 TWISTC_API void notif_client_free(notif_client *c);
 /* The client in a connect result (NULL if r is not one). */

@@ -20,6 +20,7 @@
  * when the deadline passes first, it is a timeout and every attempt still open is
  * closed. A numeric address is one attempt, as before. */
 #include "reactor/transport_internal.h"
+#include <twistc/tls.h>
 #include "reactor/backend_internal.h" /* reactor__sock_error */
 
 #include <arpa/inet.h>
@@ -443,6 +444,7 @@ connector *connector__create(reactor *r, const char *host, int port, const char 
         return NULL;
     }
     c->base.mod = m;
+    c->base.tls_host = path ? NULL : c->host; /* what a TLS client checks */
     c->f = f;
     c->port = port;
     c->is_unix = path != NULL;
@@ -523,6 +525,7 @@ static void really_free(connector *c)
         c->next->prev = c->prev;
     free(c->addrs);
     free(c->host);
+    tls_context_unref(c->base.tls);
     free(c);
 }
 

@@ -2,6 +2,7 @@
 /* Listening sockets: accept with a budget, refuse through the factory, survive EMFILE.
  * tcp.c and unix.c turn addresses into a sockaddr and call listener__create(). */
 #include "reactor/transport_internal.h"
+#include <twistc/tls.h>
 
 #include <errno.h>
 #include <fcntl.h>
@@ -267,6 +268,7 @@ static void really_free(listener *l)
     if (l->next)
         l->next->prev = l->prev;
     free(l->path);
+    tls_context_unref(l->base.tls);
     free(l);
 }
 

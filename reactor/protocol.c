@@ -73,6 +73,11 @@ int protocol_reason_format(const protocol_reason *reason, char *buf, size_t n)
 {
     if (!reason)
         return snprintf(buf, n, "(no reason)");
+    if (reason->detail && reason->err)
+        return snprintf(buf, n, "%s: %s (%s)", reason->message, reason->detail,
+                        strerror(reason->err));
+    if (reason->detail)
+        return snprintf(buf, n, "%s: %s", reason->message, reason->detail);
     if (reason->gai_err)
         return snprintf(buf, n, "%s: %s (%s)", reason->message,
                         gai_strerror(reason->gai_err), protocol_reason_name(reason->kind));

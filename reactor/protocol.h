@@ -61,6 +61,13 @@ typedef enum {
     PROTOCOL_CONNECT_DNS,         /* the host name did not resolve (gai_err says why) */
     PROTOCOL_CONNECT_CANCELLED,   /* connector_stop_connecting() during the attempt */
     PROTOCOL_CONNECT_FAILED,      /* any other error (err says which) */
+    /* A TLS connection (twistc/tls.h) lost; reason->detail holds OpenSSL's reason: */
+    PROTOCOL_TLS_HANDSHAKE, /* the handshake failed: protocol version, no shared cipher,
+                             * garbage instead of a handshake, closed during it */
+    PROTOCOL_TLS_VERIFY,    /* the peer's certificate was refused: unknown issuer,
+                             * expired, wrong host name */
+    PROTOCOL_TLS_TRUNCATED, /* the peer closed TCP without close_notify */
+    PROTOCOL_TLS_ERROR,     /* a TLS error after the handshake (bad record, alert) */
 } protocol_reason_kind;
 
 /* A small value: copy it if you need it after the callback returns. */
@@ -69,6 +76,8 @@ typedef struct protocol_reason {
     int err;             /* errno value (positive), or 0 */
     int gai_err;         /* getaddrinfo() error for PROTOCOL_CONNECT_DNS, else 0 */
     const char *message; /* static text, never NULL */
+    const char *detail;  /* more from the layer below (OpenSSL's reason for TLS), or NULL;
+                          * valid during the callback only */
 } protocol_reason;
 
 /* "done", "lost", "aborted", "error", "connect-refused", ... */

@@ -12,6 +12,7 @@
 
 #include "reactor/module_internal.h"
 #include "reactor/reactor_internal.h"
+#include "reactor/tls_internal.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -28,6 +29,7 @@
 #endif
 
 static void step(transport *t);
+static struct transport_extra *extra(transport *t);
 
 /* The teaching trace (REACTOR_TRACE=1): one line per connection event. */
 #define TTRACE(t, ...)                                                              \
@@ -52,6 +54,10 @@ static const char *const reason_names[] = {
     [PROTOCOL_CONNECT_DNS] = "connect-dns",
     [PROTOCOL_CONNECT_CANCELLED] = "connect-cancelled",
     [PROTOCOL_CONNECT_FAILED] = "connect-failed",
+    [PROTOCOL_TLS_HANDSHAKE] = "tls-handshake",
+    [PROTOCOL_TLS_VERIFY] = "tls-verify",
+    [PROTOCOL_TLS_TRUNCATED] = "tls-truncated",
+    [PROTOCOL_TLS_ERROR] = "tls-error",
 };
 
 static const char *const reason_messages[] = {
@@ -65,6 +71,10 @@ static const char *const reason_messages[] = {
     [PROTOCOL_CONNECT_DNS] = "host name lookup failed",
     [PROTOCOL_CONNECT_CANCELLED] = "connection attempt cancelled",
     [PROTOCOL_CONNECT_FAILED] = "connection failed",
+    [PROTOCOL_TLS_HANDSHAKE] = "TLS handshake failed",
+    [PROTOCOL_TLS_VERIFY] = "TLS certificate verification failed",
+    [PROTOCOL_TLS_TRUNCATED] = "TLS connection truncated (closed without close_notify)",
+    [PROTOCOL_TLS_ERROR] = "TLS error",
 };
 
 void transport__reason(protocol_reason *out, protocol_reason_kind kind, int err)
@@ -72,13 +82,13 @@ void transport__reason(protocol_reason *out, protocol_reason_kind kind, int err)
     out->kind = kind;
     out->err = err;
     out->gai_err = 0;
-    out->message = (unsigned)kind <= PROTOCOL_CONNECT_FAILED ? reason_messages[kind]
-                                                             : "unknown";
+    out->message = (unsigned)kind <= PROTOCOL_TLS_ERROR ? reason_messages[kind] : "unknown";
+    out->detail = NULL;
 }
 
 const char *protocol_reason_name(protocol_reason_kind kind)
 {
-    return (unsigned)kind <= PROTOCOL_CONNECT_FAILED ? reason_names[kind] : "unknown";
+    return (unsigned)kind <= PROTOCOL_TLS_ERROR ? reason_names[kind] : "unknown";
 }
 
 /* ---- Module state ------------------------------------------------------------------- */
@@ -195,6 +205,13 @@ static void buf_release(transport *t)
 
 static size_t pending(const transport *t) { return (size_t)t->out_len - t->out_off; }
 
+/* Pending output, counting over TLS the plaintext not yet encrypted. */
+static size_t out_total(const transport *t)
+{
+    struct transport_extra *x = transport__x(t);
+    return pending(t) + (x && x->tls ? tls__held(x->tls) : 0);
+}
+
 /* Room for add more bytes at out_len. */
 static int buf_reserve(transport *t, size_t add)
 {
@@ -277,6 +294,9 @@ static void sync_watch(transport *t)
     unsigned want = 0;
     if (!(t->flags & (T_PAUSED | T_DISCONNECTING | T_ABORTING | T_READ_EOF)))
         want |= REACTOR_READABLE;
+    else if ((t->flags & (T_HAS_X | T_ABORTING | T_READ_EOF)) == T_HAS_X &&
+             transport__x(t)->tls && tls__reading_on_close(transport__x(t)->tls))
+        want |= REACTOR_READABLE; /* TLS: the peer's close_notify is still to come */
     if (t->flags & T_WANT_WRITE)
         want |= REACTOR_WRITABLE;
     unsigned have = ((t->flags & T_REG_R) ? REACTOR_READABLE : 0) |
@@ -363,6 +383,10 @@ static void finish(transport *t)
     transport__reason(&reason, (protocol_reason_kind)(t->flags >> T_REASON_SHIFT), err);
     if (reason.kind == PROTOCOL_LOST && err == 0 && m->shutting_down)
         reason.message = "connection lost: reactor shutting down";
+    struct transport_extra *x = transport__x(t);
+    struct tls_conn *tls = x ? x->tls : NULL;
+    if (tls)
+        tls__reason(tls, &reason); /* its text lives until tls__free below */
     stop_producer(t);
     protocol *p = t->proto;
     TTRACE(t, "transport event=lost reason=%s err=%d", protocol_reason_name(reason.kind), err);
@@ -371,12 +395,14 @@ static void finish(transport *t)
         p->ops->connection_lost(p, &reason); /* may free p */
     void *owner = transport__owner(t);
     int client = (t->flags & T_CLIENT) != 0;
-    free(transport__x(t));
+    free(x);
     free(t);
     if (client)
         connector__conn_lost(owner, NULL, &reason);
     else
         listener__conn_closed(owner);
+    if (tls)
+        tls__free(tls);
 }
 
 /* Takes in the result of a send of the pending output: what the kernel took leaves the
@@ -412,6 +438,13 @@ static void step(transport *t)
     if (t->flags & T_CLOSED) {
         finish(t);
         return;
+    }
+    if ((t->flags & T_HAS_X) && transport__x(t)->tls) {
+        tls__before_send(t); /* one SSL_write for what was written since the last step */
+        if (t->flags & (T_CLOSED | T_ABORTING)) {
+            step(t);
+            return;
+        }
     }
     if (pending(t) && !(t->flags & T_WANT_WRITE)) {
         /* flush now: one send for everything written since the last step */
@@ -455,7 +488,7 @@ static void step(transport *t)
             }
         } else {
             struct transport_extra *x = transport__x(t);
-            if (x && x->pops && x->streaming && x->producer_paused && pending(t) <= x->low) {
+            if (x && x->pops && x->streaming && x->producer_paused && out_total(t) <= x->low) {
                 x->producer_paused = 0;
                 t->flags |= T_IN_CB;
                 if (x->pops->resume_producing)
@@ -476,6 +509,13 @@ static void step(transport *t)
          * connection is over, the producer just gets stop_producing. */
         int producer = transport__x(t) && transport__x(t)->pops &&
                        !((t->flags & T_READ_EOF) && !t->proto->ops->read_connection_lost);
+        if ((t->flags & T_HAS_X) && transport__x(t)->tls) {
+            if (tls__drained(t, producer)) /* close_notify to send, or closed */
+                step(t);
+            else
+                sync_watch(t);
+            return;
+        }
         if ((t->flags & T_DISCONNECTING) && !producer) {
             close_socket(t, PROTOCOL_DONE, 0, 0);
             finish(t);
@@ -520,6 +560,10 @@ static void read_ended(transport *t, ssize_t n)
             return;
         }
         TTRACE(t, "transport fd=%d event=eof", t->fd);
+        if ((t->flags & T_HAS_X) && transport__x(t)->tls) {
+            tls__eof(t);
+            return;
+        }
         t->flags |= T_READ_EOF;
         sync_watch(t); /* no more read interest: EOF stays readable forever */
         if (t->proto->ops->read_connection_lost) {
@@ -556,11 +600,25 @@ static void do_read(transport *t)
         t->out = m->scratch;
         transport__set_cap(t, TRANSPORT__OUT_STD);
     }
+    if ((t->flags & T_HAS_X) && transport__x(t)->tls) {
+        tls__received(t, m->rbuf, (size_t)n); /* ciphertext: the layer delivers */
+        return;
+    }
     t->flags |= T_IN_CB;
     int rc = t->proto->ops->data_received(t->proto, m->rbuf, (size_t)n);
     t->flags &= ~(uint32_t)T_IN_CB;
     if (rc != 0)
         read_cb_failed(t, rc);
+}
+
+int transport__deliver(transport *t, const char *data, size_t len)
+{
+    t->flags |= T_IN_CB;
+    int rc = t->proto->ops->data_received(t->proto, data, len);
+    t->flags &= ~(uint32_t)T_IN_CB;
+    if (rc != 0)
+        read_cb_failed(t, rc);
+    return rc;
 }
 
 /* The flags of a connection in the common state: open, watched for reading only, nothing
@@ -671,6 +729,9 @@ transport *transport__start(struct transport_mod *m, transport *t, void *owner, 
     p->transport = t;
     if (flags & T_CLIENT)
         connector__set_transport(owner, t);
+    struct transport_owner *o = owner;
+    if (o->tls && tls__attach(t, o->tls, (flags & T_CLIENT) != 0, o->tls_host) < 0)
+        t->flags |= T_ABORTING; /* no memory for the TLS layer: closed at the first step */
     sync_watch(t);
     if (!(t->flags & T_WATCHED)) {
         /* cannot watch it (select and fd >= FD_SETSIZE...): it is lost at once */
@@ -683,7 +744,8 @@ transport *transport__start(struct transport_mod *m, transport *t, void *owner, 
     t->flags &= ~(uint32_t)T_IN_CB;
     /* Never step here: the caller still uses t. What connection_made asked for (a
      * greeting, a close) happens at the start of the next iteration. */
-    if (pending(t) || (t->flags & (T_CLOSED | T_ABORTING | T_DISCONNECTING | T_SHUT_REQ)))
+    if (pending(t) || (t->flags & (T_CLOSED | T_ABORTING | T_DISCONNECTING | T_SHUT_REQ)) ||
+        o->tls) /* TLS: the client's hello, the plaintext written */
         schedule(t);
     return t;
 }
@@ -722,6 +784,34 @@ void transport__memory_lost(transport *t, protocol_reason_kind kind, int err)
         p->ops->connection_lost(p, &reason);
 }
 
+/* ---- For the TLS layer ---------------------------------------------------------------- */
+
+void transport__close(transport *t, protocol_reason_kind kind, int err, int rst)
+{
+    close_socket(t, kind, err, rst);
+}
+
+int transport__append(transport *t, const void *data, size_t len)
+{
+    int rc = buf_reserve(t, len);
+    if (rc < 0)
+        return rc;
+    memcpy(t->out + t->out_len, data, len);
+    t->out_len += (uint32_t)len;
+    return 0;
+}
+
+void transport__schedule(transport *t) { schedule(t); }
+void transport__watch(transport *t) { sync_watch(t); }
+struct transport_mod *transport__mod_of(const transport *t) { return t_mod(t); }
+struct transport_extra *transport__extra(transport *t) { return extra(t); }
+
+void transport__try_send(transport *t)
+{
+    if (!(t->flags & T_CLOSED) && pending(t))
+        (void)!send(t->fd, t->out + t->out_off, pending(t), MSG_NOSIGNAL);
+}
+
 /* ---- Public: writing ---------------------------------------------------------------- */
 
 static int gone(const transport *t)
@@ -739,7 +829,7 @@ static int write_dropped(const transport *t)
 static int after_write(transport *t)
 {
     struct transport_extra *x = transport__x(t);
-    if (x && x->pops && x->streaming && !x->producer_paused && pending(t) > x->high) {
+    if (x && x->pops && x->streaming && !x->producer_paused && out_total(t) > x->high) {
         x->producer_paused = 1;
         if (x->pops->pause_producing)
             x->pops->pause_producing(x->pdata);
@@ -752,7 +842,7 @@ static int after_write(transport *t)
 static int over_cap(transport *t, size_t add)
 {
     size_t cap = transport__x(t) ? transport__x(t)->cap : TRANSPORT_DEFAULT_CAP;
-    if (pending(t) + add <= cap || (t->flags & T_MEMORY))
+    if (out_total(t) + add <= cap || (t->flags & T_MEMORY))
         return 0;
     if (!(t->flags & T_CLOSED)) {
         t->flags |= T_ABORTING;
@@ -783,12 +873,25 @@ static inline int make_room(transport *t, size_t add)
     return room_fast(t, add) ? 0 : make_room_slow(t, add);
 }
 
+/* Over TLS the plaintext waits in the layer until the step (one SSL_write). */
+static int write_tls(transport *t, const struct iovec *iov, int iovcnt, size_t total)
+{
+    int rc = over_cap(t, total);
+    for (int i = 0; rc == 0 && i < iovcnt; i++)
+        rc = tls__write(transport__x(t)->tls, iov[i].iov_base, iov[i].iov_len);
+    return rc < 0 ? rc : after_write(t);
+}
+
 int transport_write(transport *t, const void *data, size_t len)
 {
     if (!t || (!data && len))
         return -EINVAL;
     if (write_dropped(t) || len == 0)
         return 0;
+    if ((t->flags & T_HAS_X) && transport__x(t)->tls) {
+        struct iovec one = {(void *)data, len};
+        return write_tls(t, &one, 1, len);
+    }
     int rc = make_room(t, len);
     if (rc < 0)
         return rc;
@@ -811,6 +914,8 @@ int transport_writev(transport *t, const struct iovec *iov, int iovcnt)
         total += iov[i].iov_len;
     if (total == 0)
         return 0;
+    if ((t->flags & T_HAS_X) && transport__x(t)->tls)
+        return write_tls(t, iov, iovcnt, total);
     int rc = make_room(t, total);
     if (rc < 0)
         return rc;
@@ -822,7 +927,7 @@ int transport_writev(transport *t, const struct iovec *iov, int iovcnt)
     return after_write(t);
 }
 
-size_t transport_pending(const transport *t) { return t ? pending(t) : 0; }
+size_t transport_pending(const transport *t) { return t ? out_total(t) : 0; }
 
 /* ---- Public: closing ---------------------------------------------------------------- */
 
@@ -899,6 +1004,8 @@ int transport_resume_producing(transport *t)
         return 0;
     t->flags &= ~(uint32_t)T_PAUSED;
     sync_watch(t);
+    if ((t->flags & T_HAS_X) && transport__x(t)->tls && !(t->flags & T_IN_CB))
+        schedule(t); /* TLS: input decrypted or kept while paused goes on at the step */
     return 0;
 }
 
@@ -1070,5 +1177,6 @@ static void mod_free(void *data)
     free(m->pend);
     free(m->rbuf);
     free(m->scratch);
+    free(m->tlsbuf);
     free(m);
 }

@@ -41,8 +41,10 @@ enum {
 };
 
 /* Rarely used per-connection settings, allocated only when set. */
+struct tls_conn;
 struct transport_extra {
     void *owner; /* what t->link held before */
+    struct tls_conn *tls; /* the TLS layer of this connection (tls_layer.c), or NULL */
     const transport_producer_ops *pops;
     void *pdata;
     uint32_t high, low, cap;
@@ -149,9 +151,13 @@ static inline int transport__sock(const transport *t)
 
 struct transport_mod;
 
-/* listener and connector both start with this, so a transport finds its reactor. */
+/* listener and connector both start with this, so a transport finds its reactor (and
+ * the TLS context its connections speak, with the host a client checks). */
+struct tls_context;
 struct transport_owner {
     struct transport_mod *mod;
+    struct tls_context *tls; /* a reference, or NULL for plaintext */
+    const char *tls_host;    /* connector: the host to verify (its own copy), else NULL */
 };
 
 /* How many listeners and connectors of this reactor use a factory (start/stop hooks). */
@@ -175,6 +181,7 @@ struct transport_mod {
     struct listener *listeners;
     struct connector *connectors;
     struct resolve_job *jobs; /* host name lookups in flight */
+    char *tlsbuf; /* TLS: plaintext decrypted from one read (TRANSPORT__READ_MAX), lazily */
     int shutting_down;
     int freeing; /* inside reactor_free: the reactor's own state may be gone */
     struct factory__use *uses; /* factories in use, for their start/stop hooks */
@@ -220,6 +227,23 @@ void transport__free_memory(transport *t);
 void transport__memory_lost(transport *t, protocol_reason_kind kind, int err);
 /* Fills a reason for kind/err with the standard message. */
 void transport__reason(protocol_reason *out, protocol_reason_kind kind, int err);
+
+/* For the TLS layer (tls_layer.c), which moves ciphertext through the transport:
+ *   transport__close: close the socket now with this reason (rst: SO_LINGER 0); the
+ *     protocol hears of it at the next step.
+ *   transport__append: bytes for the socket, after those already pending (no cap check).
+ *   transport__deliver: data_received under the callback flag; non-zero closes.
+ *   transport__schedule / transport__watch: step at the next iteration / register the
+ *     directions the connection needs now.
+ *   transport__try_send: one send of what is pending, now (an alert before a close). */
+void transport__close(transport *t, protocol_reason_kind kind, int err, int rst);
+int transport__append(transport *t, const void *data, size_t len);
+int transport__deliver(transport *t, const char *data, size_t len);
+void transport__schedule(transport *t);
+void transport__watch(transport *t);
+void transport__try_send(transport *t);
+struct transport_mod *transport__mod_of(const transport *t);
+struct transport_extra *transport__extra(transport *t);
 
 /* Socket helpers (listener.c): non-blocking + close-on-exec + no SIGPIPE. */
 int transport__socket(int domain, int type);
