@@ -160,7 +160,7 @@ static void cp_stop(factory *f)
     struct cp *cp = (struct cp *)f;
     if (cp->d) { /* shutdown or reactor_free while connecting: the connector stays */
         protocol_reason reason = {PROTOCOL_CONNECT_CANCELLED, 0, 0,
-                                  "the reactor stopped while connecting"};
+                                  "the reactor stopped while connecting", NULL};
         fail(cp, &reason);
         return; /* freed by list_free */
     }
@@ -182,7 +182,7 @@ static void cp_cancel(deferred *d, void *arg)
     deferred *mine = cp->d;
     cp->d = NULL; /* cp_stop frees the record now */
     connector_free(cp->c); /* no callback; stop_factory runs inside this call */
-    protocol_reason reason = {PROTOCOL_CONNECT_CANCELLED, 0, 0, "connection attempt cancelled"};
+    protocol_reason reason = {PROTOCOL_CONNECT_CANCELLED, 0, 0, "connection attempt cancelled", NULL};
     deferred_errback(mine, deferred_failure_from_reason(&reason));
     deferred_unref(mine);
 }

@@ -348,13 +348,13 @@ START_TEST(test_failure_from_reason)
         protocol_reason r;
         int code;
     } cases[] = {
-        {{PROTOCOL_DONE, 0, 0, "connection closed cleanly"}, DEFERRED_ECONNDONE},
-        {{PROTOCOL_LOST, ECONNRESET, 0, "connection lost"}, ECONNRESET},
-        {{PROTOCOL_LOST, 0, 0, "connection lost"}, ECONNABORTED},
-        {{PROTOCOL_CONNECT_REFUSED, ECONNREFUSED, 0, "connection refused"}, ECONNREFUSED},
-        {{PROTOCOL_CONNECT_TIMEOUT, ETIMEDOUT, 0, "connection timed out"}, ETIMEDOUT},
-        {{PROTOCOL_CONNECT_DNS, 0, EAI_NONAME, "host name lookup failed"}, DEFERRED_EDNS},
-        {{PROTOCOL_CONNECT_CANCELLED, 0, 0, "connection attempt cancelled"}, ECANCELED},
+        {{PROTOCOL_DONE, 0, 0, "connection closed cleanly", NULL}, DEFERRED_ECONNDONE},
+        {{PROTOCOL_LOST, ECONNRESET, 0, "connection lost", NULL}, ECONNRESET},
+        {{PROTOCOL_LOST, 0, 0, "connection lost", NULL}, ECONNABORTED},
+        {{PROTOCOL_CONNECT_REFUSED, ECONNREFUSED, 0, "connection refused", NULL}, ECONNREFUSED},
+        {{PROTOCOL_CONNECT_TIMEOUT, ETIMEDOUT, 0, "connection timed out", NULL}, ETIMEDOUT},
+        {{PROTOCOL_CONNECT_DNS, 0, EAI_NONAME, "host name lookup failed", NULL}, DEFERRED_EDNS},
+        {{PROTOCOL_CONNECT_CANCELLED, 0, 0, "connection attempt cancelled", NULL}, ECANCELED},
     };
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
         deferred_failure *f = deferred_failure_from_reason(&cases[i].r);
