@@ -97,7 +97,7 @@ BENCH_BINS := $(filter-out $(addprefix $(BUILD)/bench/,$(BENCH_SKIP)),$(BENCH_SR
 
 DEPS_STAMP := $(BUILD)/.deps-ok
 
-.PHONY: all lib apps tests check test asan tsan valgrind bench fuzz fuzz-replay demo install uninstall clean deps
+.PHONY: all lib apps tests check test asan tsan tsan-planets valgrind bench fuzz fuzz-replay demo install uninstall clean deps
 .DEFAULT_GOAL := all
 
 all: lib apps tests
@@ -132,7 +132,21 @@ $(BUILD)/libtwistc.so: $(SHARED)
 
 $(BUILD)/bin/%: $(BUILD)/obj/apps/%.o $(STATIC)
 	@mkdir -p $(@D)
-	$(CC) -o $@ $< $(STATIC) $(LDLIBS_BASE)
+	$(CC) -o $@ $< $(APP_OBJS_$*) $(STATIC) $(LDLIBS_BASE) $(APP_LIBS_$*)
+
+# The planets programs (docs/planets.md) share apps/lib/: the slides' XPath (libxml2) and
+# a blocking GET (OpenSSL for https). Those libraries are linked into these apps only,
+# never into libtwistc. pkg-config runs in the recipes, after deps.sh installed them.
+$(BUILD)/obj/apps/lib/%.o: ALL_CFLAGS += $$(pkg-config --cflags libxml-2.0 openssl)
+APP_OBJS_planets := $(BUILD)/obj/apps/lib/planets_common.o
+APP_OBJS_planets-blocking := $(APP_OBJS_planets) $(BUILD)/obj/apps/lib/planets_fetch.o
+APP_OBJS_planets-threads := $(APP_OBJS_planets-blocking)
+APP_LIBS_planets = $$(pkg-config --libs libxml-2.0)
+APP_LIBS_planets-blocking = $$(pkg-config --libs libxml-2.0 openssl)
+APP_LIBS_planets-threads = $(APP_LIBS_planets-blocking)
+$(BUILD)/bin/planets: $(APP_OBJS_planets)
+$(BUILD)/bin/planets-blocking: $(APP_OBJS_planets-blocking)
+$(BUILD)/bin/planets-threads: $(APP_OBJS_planets-threads)
 
 $(BUILD)/t/suites.inc: $(T_SRCS) t/check_all.c
 	@mkdir -p $(@D)
@@ -164,8 +178,18 @@ check test: all fuzz-replay
 	@sh tools/deps.sh python3-twisted 2>&1 | sed 's/^/interop: /' || true
 	@sh tools/deps.sh redis-server 2>&1 | sed 's/^/redis: /' || true
 	@BUILD=$(BUILD) sh t/interop/run.sh twisted ours ours twisted ours ours twisted twisted; \
-	  irc=$$?; $(CHECK_ALL); crc=$$?; \
-	  if [ $$irc -ne 0 ] && [ $$irc -ne 77 ]; then exit 1; fi; exit $$crc
+	  irc=$$?; $(PLANETS_TEST); prc=$$?; $(CHECK_ALL); crc=$$?; \
+	  if [ $$irc -ne 0 ] && [ $$irc -ne 77 ]; then exit 1; fi; [ $$prc -eq 0 ] || exit 1; exit $$crc
+
+# The planets programs against planet-server (t/planets/run.py, docs/planets.md).
+PLANETS_TEST = if command -v python3 >/dev/null; then BUILD=$(BUILD) python3 t/planets/run.py; \
+	  else echo "planets: SKIP (no python3 to drive the test)"; fi
+
+# The slide's racy planets-threads under ThreadSanitizer: the race must be reported (in
+# first_title), and --fixed must be clean. `make tsan` runs it too.
+tsan-planets:
+	$(MAKE) BUILD=build-tsan SAN=tsan OPT="-O1 -g" build-tsan/bin/planets-threads build-tsan/bin/planet-server
+	BUILD=build-tsan python3 t/planets/run.py --tsan $(TSAN_REPORT)
 
 asan:
 	$(MAKE) BUILD=build-asan SAN=asan OPT="-O1 -g" tests
@@ -175,6 +199,7 @@ asan:
 tsan:
 	$(MAKE) BUILD=build-tsan SAN=tsan OPT="-O1 -g" tests
 	CK_INCLUDE_TAGS=threads TSAN_OPTIONS=halt_on_error=1 build-tsan/t/check_all
+	$(MAKE) tsan-planets
 
 # CK_FORK=no: one process, so valgrind sees every test (forked children give false leaks).
 valgrind: tests

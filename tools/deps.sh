@@ -2,14 +2,15 @@
 # Make sure the build's Debian packages are present.
 #
 #   tools/deps.sh            the packages every build needs (check, uthash-dev, pkg-config,
-#                            libhiredis-dev, zlib1g-dev, libssl-dev, openssl)
+#                            libhiredis-dev, zlib1g-dev, libssl-dev, openssl,
+#                            libxml2-dev for the planets apps)
 #   tools/deps.sh PKG...     those plus PKG... (e.g. clang, python3-twisted)
 #
 # Missing packages are installed with apt-get when we run as root; otherwise we stop
 # with the exact apt-get line to run. Set TWISTC_NO_INSTALL=1 to never install.
 set -u
 
-want="check uthash-dev pkg-config libhiredis-dev zlib1g-dev libssl-dev openssl $*"
+want="check uthash-dev pkg-config libhiredis-dev zlib1g-dev libssl-dev openssl libxml2-dev $*"
 missing=""
 for pkg in $want; do
     if ! dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q 'ok installed'; then
