@@ -86,10 +86,8 @@ static void bed_close(struct bed *b)
 /* Both sides lost (bounded). */
 static int both_lost(struct bed *b)
 {
-    for (int i = 0; i < 20000 && !(b->srec.lost && b->crec.lost); i++) {
-        int none = 0;
-        th_iterate_until(b->x.r, &none, 0.05);
-    }
+    for (int i = 0; i < 20000 && !(b->srec.lost && b->crec.lost); i++)
+        reactor_iterate(b->x.r, 0.5); /* returns as soon as something happened */
     return b->srec.lost && b->crec.lost;
 }
 
