@@ -224,7 +224,7 @@ fuzz:
 	@for src in $(FUZZ_SRCS); do \
 	  name=$$(basename $$src .c); \
 	  echo "clang -fsanitize=fuzzer $$src"; \
-	  clang -std=c11 -D_POSIX_C_SOURCE=200809L -DTWISTC_LIBFUZZER -O1 -g -Ibuild-fuzz/include \
+	  clang -std=c11 -D_POSIX_C_SOURCE=200809L -DTWISTC_LIBFUZZER -O1 -g -Ibuild-fuzz/include -I. \
 	    -fsanitize=fuzzer,address,undefined -o build-fuzz/fuzz/$$name $$src build-fuzz/libtwistc.a -pthread $(ZLIB_LIBS) $(SSL_LIBS) || exit 1; \
 	  mkdir -p build-fuzz/fuzz/corpus/$$name; \
 	  if ! build-fuzz/fuzz/$$name -max_total_time=$(FUZZ_SECONDS) \

@@ -94,6 +94,8 @@ static int rd_complete(http__reader *rd)
     rd->phase = RD_IDLE;
     if (line_receiver_raw_mode(&rd->lr))
         line_receiver_set_line_mode(&rd->lr, NULL, 0);
+    else if (line_receiver_clear_line_buffer(&rd->lr))
+        rd->keep_alive = 0; /* bytes after a bodiless answer: never read them as the next */
     if (rd->done)
         rd->done(rd, 0, resp);
     else
