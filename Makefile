@@ -92,7 +92,8 @@ FUZZ_SECONDS ?= 20
 BENCH_SRCS := $(wildcard t/bench/*.c)
 # The libevent / libuv comparison servers are skipped where pkg-config does not find the library.
 BENCH_SKIP := $(if $(shell pkg-config --exists libevent 2>/dev/null && echo y),,server_libevent) \
-	$(if $(shell pkg-config --exists libuv 2>/dev/null && echo y),,server_libuv)
+	$(if $(shell pkg-config --exists libuv 2>/dev/null && echo y),,server_libuv) \
+	$(if $(shell pkg-config --exists libcurl 2>/dev/null && echo y),,bench_http)
 BENCH_BINS := $(filter-out $(addprefix $(BUILD)/bench/,$(BENCH_SKIP)),$(BENCH_SRCS:t/bench/%.c=$(BUILD)/bench/%))
 
 DEPS_STAMP := $(BUILD)/.deps-ok
@@ -214,6 +215,8 @@ $(BUILD)/bench/%: t/bench/%.c $(wildcard t/bench/*.h) $(STATIC) | $(HDR_LINKS)
 # Comparison servers link libevent / libuv; they are built only where those are installed.
 BENCH_LIBS_server_libevent = $(shell pkg-config --libs libevent 2>/dev/null)
 BENCH_LIBS_server_libuv    = $(shell pkg-config --libs libuv 2>/dev/null)
+# bench_http compares with libcurl's multi interface (libcurl4-openssl-dev, benchmark only).
+BENCH_LIBS_bench_http      = $(shell pkg-config --libs libcurl 2>/dev/null)
 
 # Fuzz targets: libFuzzer with ASan+UBSan (clang), each for FUZZ_SECONDS. The same files
 # build with any compiler as replay/random drivers (fuzz-replay, run by make check).
