@@ -98,7 +98,7 @@ static void run(const uint8_t *s, size_t n, unsigned flags, unsigned seed, int s
             break; /* the reader refused the data: the connection closes */
         pos += chunk;
     }
-    protocol_reason why = {PROTOCOL_DONE, 0, 0, "connection done"};
+    protocol_reason why = {.kind = PROTOCOL_DONE, .message = "connection done"};
     http__reader_lost(&fz.rd, &why);
     http__reader_reset(&fz.rd);
     memory_transport_lose(t, PROTOCOL_DONE, 0);
