@@ -4,7 +4,7 @@
  * LineReceiver: request line and headers in line mode, a request body (skipped) in raw
  * mode; GET and HEAD; keep-alive and Content-Length; pipelined requests answered in order.
  *
- *   planet-server [--port N] [--bind ADDR] [--delay SECONDS]
+ *   planet-server [--port N] [--bind ADDR] [--delay SECONDS] [--tls-cert PEM --tls-key PEM]
  *
  * Pages: /planet.debian.net/, /planetzope.org/, /planet.gnome.org/,
  * /gstreamer.freedesktop.org/planet/ (generated front pages, one <h3> per article), and
@@ -12,8 +12,9 @@
  * (301). --delay holds every answer that long, on a reactor timer: the loop never
  * blocks, so N clients asking at once are all answered after one delay. A request that
  * is not HTTP/1.x gets a 400 saying why, and the connection is closed.
+ * With --tls-cert/--tls-key it speaks https (the library's TLS layer) instead.
  * Port 0 picks a free port; the line "planet-server: listening on http://ADDR:PORT/"
- * tells which. SIGINT/SIGTERM stop it. */
+ * (https://...) tells which. SIGINT/SIGTERM stop it. */
 #include <errno.h>
 #include <getopt.h>
 #include <math.h>
@@ -24,6 +25,7 @@
 
 #include <twistc/line_receiver.h>
 #include <twistc/reactor.h>
+#include <twistc/tls.h>
 #include <twistc/transport.h>
 
 #define MAX_LINE 8192           /* request line or one header line */
@@ -333,7 +335,7 @@ static protocol *build(factory *f, const struct sockaddr *addr, socklen_t len)
 static void usage(const char *why)
 {
     fprintf(stderr, "planet-server: %s\nusage: planet-server [--port N] [--bind ADDR] "
-                    "[--delay SECONDS]\n", why);
+                    "[--delay SECONDS] [--tls-cert PEM --tls-key PEM]\n", why);
     exit(2);
 }
 
@@ -341,9 +343,10 @@ int main(int argc, char **argv)
 {
     static const struct option opts[] = {
         {"port", required_argument, NULL, 'p'}, {"bind", required_argument, NULL, 'b'},
-        {"delay", required_argument, NULL, 'd'}, {NULL, 0, NULL, 0},
+        {"delay", required_argument, NULL, 'd'}, {"tls-cert", required_argument, NULL, 'c'},
+        {"tls-key", required_argument, NULL, 'k'}, {NULL, 0, NULL, 0},
     };
-    const char *bind_addr = "127.0.0.1";
+    const char *bind_addr = "127.0.0.1", *cert = NULL, *key = NULL;
     long port = 8000;
     char *end;
     int ch;
@@ -354,6 +357,8 @@ int main(int argc, char **argv)
                   if (*end || end == optarg || port < 0 || port > 65535) usage("bad --port");
                   break;
         case 'b': bind_addr = optarg; break;
+        case 'c': cert = optarg; break;
+        case 'k': key = optarg; break;
         case 'd': delay = strtod(optarg, &end);
                   if (*end || end == optarg || !isfinite(delay) || delay < 0 || delay > 3600)
                       usage("--delay wants seconds, 0 to 3600");
@@ -363,6 +368,14 @@ int main(int argc, char **argv)
     }
     if (optind < argc)
         usage("unexpected argument");
+    if (!cert != !key)
+        usage("--tls-cert and --tls-key go together");
+    char err[256];
+    tls_context *tls = cert ? tls_context_new_server(cert, key, err, sizeof err) : NULL;
+    if (cert && !tls) {
+        fprintf(stderr, "planet-server: %s\n", err);
+        return 1;
+    }
     for (int i = 0; i <= NPLANETS; i++)
         if (!(pages[i] = make_page(i < NPLANETS ? &planets[i] : NULL)))
             return 1;
@@ -370,18 +383,22 @@ int main(int argc, char **argv)
     reactor *r = reactor_new();
     factory f;
     factory_init(&f, &fops, NULL);
-    listener *l = r ? reactor_listen_tcp(r, bind_addr, (int)port, &f, 0) : NULL;
+    listener *l = !r ? NULL
+                : tls ? reactor_listen_tls(r, bind_addr, (int)port, &f, 0, tls)
+                      : reactor_listen_tcp(r, bind_addr, (int)port, &f, 0);
     if (!l) {
         fprintf(stderr, "planet-server: cannot listen on %s port %ld: %s\n", bind_addr, port,
                 strerror(errno));
         return 1;
     }
-    printf("planet-server: listening on http://%s%s%s:%d/\n", strchr(bind_addr, ':') ? "[" : "",
-           bind_addr, strchr(bind_addr, ':') ? "]" : "", listener_port(l));
+    printf("planet-server: listening on %s://%s%s%s:%d/\n", tls ? "https" : "http",
+           strchr(bind_addr, ':') ? "[" : "", bind_addr, strchr(bind_addr, ':') ? "]" : "",
+           listener_port(l));
     fflush(stdout);
     reactor_stop_on_signals(r);
     reactor_run(r);
     reactor_free(r);
+    tls_context_unref(tls);
     for (int i = 0; i <= NPLANETS; i++)
         free(pages[i]);
     return 0;

@@ -12,6 +12,8 @@ DELAY seconds, one answering at once. Checks that
     the other pages still print; --xpath works and a bad one is refused;
   - the buggy planets-threads still prints each URL once (its bug is a race, shown by
     `make tsan-planets`, not a wrong answer on every run);
+  - over https (planet-server --tls-cert, a throwaway CA made with the openssl command)
+    the same titles and bounds with --cafile, and a refusal without it;
   - planet-server answers bad requests with a 400 and closes, keeps connections alive,
     answers pipelined requests in order, and survives a garbage storm.
 Everything is bounded in time; the servers are killed at the end.
@@ -20,9 +22,11 @@ Exit status 0 when all passed, 1 otherwise. BUILD names the build folder (build)
 import os
 import random
 import re
+import shutil
 import socket
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 
@@ -49,12 +53,12 @@ def check(ok, what, detail=""):
             print("     " + str(detail).replace("\n", "\n     "))
 
 
-def start_server(delay):
+def start_server(delay, tls=()):
     p = subprocess.Popen([os.path.join(BIN, "planet-server"), "--port", "0",
-                          "--delay", str(delay)], stdout=subprocess.PIPE, text=True)
+                          "--delay", str(delay)] + list(tls), stdout=subprocess.PIPE, text=True)
     servers.append(p)
     line = p.stdout.readline()  # the server prints it once listening
-    m = re.search(r"listening on (http://127\.0\.0\.1:\d+)/", line)
+    m = re.search(r"listening on (https?://127\.0\.0\.1:\d+)/", line)
     if not m:
         raise SystemExit("planet-server did not start: %r" % line)
     return m.group(1)
@@ -88,16 +92,24 @@ def pipelined_with_delay(slow, result):
     result.append((got, time.monotonic() - t0))
 
 
-def test_titles(slow):
-    # Meanwhile, on another connection (it costs no extra time): pipelining with a delay.
-    piped = []
-    side = threading.Thread(target=pipelined_with_delay, args=(slow, piped))
-    side.start()
+NO_HTTPS = "https is not supported by this build"
+
+
+def test_titles(slow, delay=DELAY, extra=()):
+    if not slow.startswith("https"):
+        # Meanwhile, on another connection (it costs no extra time): pipelining with a delay.
+        piped = []
+        side = threading.Thread(target=pipelined_with_delay, args=(slow, piped))
+        side.start()
     urls = [slow + path for path, _ in PLANETS]
     want = ["first article on %s%s: %s" % (slow, path, title) for path, title in PLANETS]
-    total = DELAY * len(urls)
+    total = delay * len(urls)
     for name, argv, concurrent in programs():
-        rc, out, err, secs = run(argv + urls)
+        rc, out, err, secs = run(argv + list(extra) + urls)
+        if any(NO_HTTPS in l for l in out):
+            print("SKIP %s over https: the HTTP client says %r" % (name, NO_HTTPS))
+            continue
+        name += " (https)" if slow.startswith("https") else ""
         if concurrent:  # in arrival order
             check(rc == 0 and sorted(out) == sorted(want), "%s: the four titles" % name,
                   "exit %d\n%s\n%s" % (rc, "\n".join(out), err))
@@ -106,6 +118,8 @@ def test_titles(slow):
             check(rc == 0 and out == want, "%s: the four titles in order" % name,
                   "exit %d\n%s\n%s" % (rc, "\n".join(out), err))
             check(secs >= total, "%s: %.2f s >= the %.1f s of delays" % (name, secs, total))
+    if slow.startswith("https"):
+        return
     # The slide's buggy threads: two lines per page, maybe interleaved, each URL once.
     rc, out, err, secs = run([os.path.join(BIN, "planets-threads")] + urls)
     firsts = sorted(l[len("first article on: "):] for l in out if l.startswith("first article on: "))
@@ -246,6 +260,39 @@ def test_tsan(report_file):
           "tsan: planets-threads --fixed has none", p.stderr[-2000:])
 
 
+def make_ca(tmp):
+    """A throwaway CA and a certificate for 127.0.0.1 signed by it (openssl CLI)."""
+    def ossl(*args):
+        subprocess.run(["openssl"] + list(args), check=True, capture_output=True, timeout=30)
+    ec = ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes"]
+    f = lambda n: os.path.join(tmp, n)
+    ossl("req", "-x509", *ec, "-keyout", f("ca.key"), "-out", f("ca.pem"), "-days", "1",
+         "-subj", "/CN=planets test CA")
+    ossl("req", *ec, "-keyout", f("srv.key"), "-out", f("srv.csr"), "-subj", "/CN=127.0.0.1")
+    with open(f("ext"), "w") as e:
+        e.write("subjectAltName=IP:127.0.0.1,DNS:localhost\n")
+    ossl("x509", "-req", "-in", f("srv.csr"), "-CA", f("ca.pem"), "-CAkey", f("ca.key"),
+         "-CAcreateserial", "-out", f("srv.pem"), "-days", "1", "-extfile", f("ext"))
+    return f("ca.pem"), f("srv.pem"), f("srv.key")
+
+
+def test_https(tmp):
+    if not shutil.which("openssl"):
+        print("SKIP https: no openssl command to make a test CA (apt-get install openssl)")
+        return
+    ca, cert, key = make_ca(tmp)
+    base = start_server(DELAY / 2, ["--tls-cert", cert, "--tls-key", key])
+    test_titles(base, DELAY / 2, ["--cafile", ca])
+    url = base + PLANETS[0][0]
+    for name, argv, _ in programs():  # without the test CA the certificate is refused
+        rc, out, err, _ = run(argv + [url])
+        if any(NO_HTTPS in l for l in out):
+            continue
+        check(rc == 1 and len(out) == 1 and out[0].startswith("cannot fetch %s:" % url)
+              and ("certificate" in out[0].lower() or "verif" in out[0].lower()),
+              "%s (https): a certificate from an unknown CA is refused" % name, "exit %d %s %s" % (rc, out, err))
+
+
 def main():
     if sys.argv[1:2] == ["--tsan"]:
         try:
@@ -262,6 +309,8 @@ def main():
         test_titles(slow)
         test_errors(fast)
         test_server(fast)
+        with tempfile.TemporaryDirectory() as tmp:
+            test_https(tmp)
     finally:
         for p in servers:
             p.terminate()
