@@ -79,6 +79,13 @@ SHARED    := $(BUILD)/libtwistc.so.$(VERSION)
 APP_SRCS  := $(wildcard apps/*.c)
 APP_BINS  := $(APP_SRCS:apps/%.c=$(BUILD)/bin/%)
 
+# The notification demo (server, client, ads) is an application built on the library, not
+# part of it: its own static library, linked into the apps, tests and benchmarks that use
+# it, so libtwistc exports only the framework.
+NOTIF_SRCS := $(wildcard apps/notif/*.c)
+NOTIF_OBJS := $(NOTIF_SRCS:%.c=$(BUILD)/obj/%.o)
+NOTIF_LIB  := $(BUILD)/libnotif.a
+
 # Test runner: t/check_all.c plus every t/*.c; suites are found by their definition line
 # "Suite *suite_NAME(void)" so adding a test file needs no edit here.
 T_SRCS    := $(filter-out t/check_all.c,$(wildcard t/*.c))
@@ -98,7 +105,7 @@ BENCH_BINS := $(filter-out $(addprefix $(BUILD)/bench/,$(BENCH_SKIP)),$(BENCH_SR
 
 DEPS_STAMP := $(BUILD)/.deps-ok
 
-.PHONY: all lib apps tests check test asan tsan tsan-planets valgrind bench fuzz fuzz-replay demo install uninstall clean deps
+.PHONY: FORCE all lib apps tests check test asan tsan tsan-planets valgrind bench fuzz fuzz-replay demo install uninstall clean deps
 .DEFAULT_GOAL := all
 
 all: lib apps tests
@@ -120,20 +127,32 @@ $(BUILD)/obj/%.o: %.c | $(HDR_LINKS) $(DEPS_STAMP)
 	@mkdir -p $(@D)
 	$(CC) $(ALL_CFLAGS) -MMD -MP -c $< -o $@
 
-$(STATIC): $(LIB_OBJS)
+# The list of library objects, rewritten only when it changes: a source added, moved or
+# removed relinks the libraries even though no remaining object is newer.
+LIB_LIST := $(BUILD)/.lib-objs
+$(LIB_LIST): FORCE
+	@mkdir -p $(@D)
+	@echo '$(LIB_OBJS)' | cmp -s - $@ || echo '$(LIB_OBJS)' > $@
+FORCE:
+
+$(STATIC): $(LIB_OBJS) $(LIB_LIST)
+	@rm -f $@
+	ar rcs $@ $(LIB_OBJS)
+
+$(SHARED): $(LIB_OBJS) $(LIB_LIST)
+	$(CC) -shared -Wl,-soname,$(SONAME) -o $@ $(LIB_OBJS) $(LDLIBS_BASE)
+
+$(NOTIF_LIB): $(NOTIF_OBJS)
 	@rm -f $@
 	ar rcs $@ $^
-
-$(SHARED): $(LIB_OBJS)
-	$(CC) -shared -Wl,-soname,$(SONAME) -o $@ $^ $(LDLIBS_BASE)
 
 $(BUILD)/libtwistc.so: $(SHARED)
 	ln -sf $(notdir $(SHARED)) $(BUILD)/$(SONAME)
 	ln -sf $(notdir $(SHARED)) $@
 
-$(BUILD)/bin/%: $(BUILD)/obj/apps/%.o $(STATIC)
+$(BUILD)/bin/%: $(BUILD)/obj/apps/%.o $(NOTIF_LIB) $(STATIC)
 	@mkdir -p $(@D)
-	$(CC) -o $@ $< $(APP_OBJS_$*) $(STATIC) $(LDLIBS_BASE) $(APP_LIBS_$*)
+	$(CC) -o $@ $< $(APP_OBJS_$*) $(NOTIF_LIB) $(STATIC) $(LDLIBS_BASE) $(APP_LIBS_$*)
 
 # The planets programs (docs/planets.md) share apps/lib/: the slides' XPath (libxml2) and
 # a blocking GET (OpenSSL for https). Those libraries are linked into these apps only,
@@ -162,7 +181,7 @@ $(BUILD)/obj/t/%.o: t/%.c | $(HDR_LINKS) $(DEPS_STAMP)
 	@mkdir -p $(@D)
 	$(CC) $(ALL_CFLAGS) $$(pkg-config --cflags check) -MMD -MP -c $< -o $@
 
-$(CHECK_ALL): $(BUILD)/obj/t/check_all.o $(T_OBJS) $(STATIC)
+$(CHECK_ALL): $(BUILD)/obj/t/check_all.o $(T_OBJS) $(NOTIF_LIB) $(STATIC)
 	@mkdir -p $(@D)
 	$(CC) -o $@ $^ $$(pkg-config --libs check) $(LDLIBS_BASE)
 

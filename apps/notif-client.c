@@ -23,7 +23,7 @@
 
 #include <twistc/coro.h>
 #include <twistc/deferred.h>
-#include <twistc/notif_client.h>
+#include "apps/notif/notif_client.h"
 #include <twistc/reactor.h>
 #include <twistc/tls.h>
 

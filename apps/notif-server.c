@@ -24,7 +24,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
-#include <twistc/notif_server.h>
+#include "apps/notif/notif_server.h"
 #include <twistc/reactor.h>
 #include <twistc/tls.h>
 #include <twistc/transport.h>

@@ -7,7 +7,7 @@
 #include <stdlib.h>
 
 #include <twistc/deferred.h>
-#include <twistc/notif_client.h>
+#include "apps/notif/notif_client.h"
 #include <twistc/reactor.h>
 
 static reactor *r;

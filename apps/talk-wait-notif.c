@@ -7,7 +7,7 @@
 #include <string.h>
 
 #include <twistc/coro.h>
-#include <twistc/notif_client.h>
+#include "apps/notif/notif_client.h"
 #include <twistc/reactor.h>
 
 static reactor *r;

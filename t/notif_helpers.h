@@ -5,7 +5,7 @@
 
 #include <stddef.h>
 
-#include <twistc/notif_server.h>
+#include "apps/notif/notif_server.h"
 #include <twistc/reactor.h>
 #include <twistc/transport.h>
 

@@ -12,8 +12,8 @@
 #include <twistc/coro.h>
 #include <twistc/deferred.h>
 #include <twistc/memory_transport.h>
-#include <twistc/notif_client.h>
-#include <twistc/notif_server.h>
+#include "apps/notif/notif_client.h"
+#include "apps/notif/notif_server.h"
 #include <twistc/transport.h>
 
 #include "helpers.h"

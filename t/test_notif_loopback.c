@@ -9,7 +9,7 @@
 #include <netinet/tcp.h>
 #include <sys/socket.h>
 
-#include <twistc/notif_server.h>
+#include "apps/notif/notif_server.h"
 #include <twistc/transport.h>
 
 #include "helpers.h"

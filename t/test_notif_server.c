@@ -9,7 +9,7 @@
 #include <unistd.h>
 
 #include <twistc/memory_transport.h>
-#include <twistc/notif_server.h>
+#include "apps/notif/notif_server.h"
 #include <twistc/reactor.h>
 #include <twistc/transport.h>
 

@@ -4,11 +4,13 @@
 #
 #   sh tools/check_layers.sh [BUILD]
 #
-# 1. Includes: every #include in reactor/ deferred/ protocols/ apps/ (public headers
+# 1. Includes: every #include in reactor/ deferred/ protocols/ apps/ (subfolders such as
+#    apps/notif/ belong to their top folder's layer; public headers
 #    <twistc/NAME.h> are mapped to the directory that holds NAME.h, "dir/x_internal.h"
 #    to dir).
 # 2. Calls, when BUILD/obj holds the objects: no object of a layer refers to a symbol
-#    defined by a layer above it (a weak reference counts too).
+#    defined by a layer above it (a weak reference counts too), and libtwistc.so exports
+#    nothing defined under apps/ (apps/notif/, the demo pair, is an application: libnotif.a).
 # A top-level source directory missing from LAYERS fails the check: say where it sits.
 # Exit 0 when clean, 1 with one line per violation.
 set -u
@@ -101,6 +103,17 @@ if [ -d "$BUILD/obj" ] && command -v nm >/dev/null; then
                 END { exit bad }' "$tmp/def.$u" "$tmp/ref.$d" || fail=1
         done
     done
+    # The apps layer (apps/notif/ included) is not the library: nothing it defines may be
+    # exported by libtwistc.so.
+    if [ -f "$tmp/def.apps" ] && [ -f "$BUILD/libtwistc.so" ]; then
+        nm -D --defined-only "$BUILD/libtwistc.so" 2>/dev/null | awk '{ print $NF }' | sort -u \
+            > "$tmp/exported"
+        if comm -12 "$tmp/def.apps" "$tmp/exported" | grep -v '^main$' | sed \
+            's|^|libtwistc.so exports |; s|$|, defined under apps/ (an application, not the library)|' \
+            | grep .; then
+            fail=1
+        fi
+    fi
     rm -rf "$tmp"
 fi
 

@@ -4,7 +4,7 @@
  * connection_lost), and the factory one while a connector uses it (start_factory to
  * stop_factory: the connector touches the factory until then, so the memory, which
  * embeds the factory, must live that long). The last one frees it. */
-#include <twistc/notif_client.h>
+#include "apps/notif/notif_client.h"
 
 #include <errno.h>
 #include <stdio.h>
@@ -12,9 +12,10 @@
 #include <string.h>
 
 #include <twistc/line_receiver.h>
-#include <twistc/notif_server.h>
 #include <twistc/tls.h>
 #include <twistc/transport.h>
+
+#include "apps/notif/notif_server.h"
 
 enum { REQ_RANDOM, REQ_CLASSIFIED };
 enum { ST_NEW, ST_CONNECTING, ST_CONNECTED, ST_CLOSED };

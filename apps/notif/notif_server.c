@@ -12,7 +12,7 @@
  * Flow control: a connection gets a push producer (the LineReceiver) only once its
  * pending output nears the 64 KiB high-water mark, so idle and well-behaved connections
  * carry no producer state at all. */
-#include <twistc/notif_server.h>
+#include "apps/notif/notif_server.h"
 
 #include <errno.h>
 #include <stdio.h>
@@ -26,7 +26,7 @@
 #include <twistc/transport.h>
 
 #include "protocols/line_receiver_internal.h" /* line_receiver__feed: conn_line inlined */
-#include "protocols/notif_hash_internal.h"
+#include "apps/notif/notif_hash_internal.h"
 #include "reactor/transport_internal.h" /* transport__pending: asked once per answer */
 
 _Thread_local int notif__hash_oom;

@@ -1,0 +1,1 @@
+build/include/twistc/notif_server.h
