@@ -1,1 +1,0 @@
-build/include/twistc/notif_server.h
