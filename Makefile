@@ -212,6 +212,14 @@ tsan-planets:
 	$(MAKE) BUILD=build-tsan SAN=tsan OPT="-O1 -g" build-tsan/bin/planets-threads build-tsan/bin/planet-server
 	BUILD=build-tsan python3 t/planets/run.py --tsan $(TSAN_REPORT)
 
+# docs/planets.md's timing table and race report, and docs/planets-timeline.svg, measured
+# again from real runs (t/planets/lesson.py; about a minute; gnuplot draws the picture).
+.PHONY: planets-lesson
+planets-lesson: apps
+	@sh tools/deps.sh gnuplot-nox time
+	$(MAKE) tsan-planets TSAN_REPORT=$(abspath $(BUILD))/planets-tsan.txt
+	BUILD=$(BUILD) python3 t/planets/lesson.py --tsan-report $(BUILD)/planets-tsan.txt
+
 asan:
 	$(MAKE) BUILD=build-asan SAN=asan OPT="-O1 -g" tests
 	ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1 build-asan/t/check_all
