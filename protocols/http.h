@@ -5,7 +5,8 @@
  *                                                // fires with an http_response (PTR)
  *
  * What it does (docs/http.md has the details):
- *   - http and https URLs (https once the library has TLS); host names, IPv4 and
+ *   - http and https URLs (https verifies the server's certificate and host name, as
+ *     tls_context_new_client does, trusting ca_file too); host names, IPv4 and
  *     bracketed IPv6 literals, ports, path and query. Anything else (another scheme,
  *     user:pass@, a space or control byte) fails with EINVAL before any connection.
  *   - Responses framed by Content-Length, chunked (trailers read and dropped) or the
@@ -14,7 +15,8 @@
  *   - Redirects (301, 302, 303, 307, 308) followed up to max_redirects (default 5);
  *     303, and 301/302 after a POST, become a GET without body (as browsers and
  *     Twisted do); https -> http is refused unless allow_insecure_redirect.
- *   - Connections are kept alive and reused per scheme, host and port: at most
+ *   - Connections are kept alive and reused per scheme, host and port (and, for https,
+ *     ca_file and tls): at most
  *     max_per_host (default 4) at a time, further requests wait in a FIFO. A kept
  *     connection the server closed is replaced: an idempotent request that got no byte
  *     of answer on a reused connection is sent again once on a new one.
@@ -33,6 +35,8 @@
  *   EMSGSIZE      header or body larger than the limit
  *   ETIMEDOUT     connect or request timeout;  ECANCELED  cancelled
  *   ELOOP         more redirects than max_redirects;  EPERM  https -> http redirect
+ *   EACCES        https: the server's certificate was refused (message: OpenSSL's why)
+ *                 EPROTO for a failed TLS handshake, a TLS error or a truncated body
  *   ECONNREFUSED, ECONNRESET, EHOSTUNREACH, ...  the connection's own errors
  *   HTTP_ESTATUS + status   get_page only: a non-2xx answer (http_failure_status())
  *
@@ -117,6 +121,8 @@ TWISTC_API http_response *http_result_response(const deferred_result *r);
 
 /* ---- Options ------------------------------------------------------------------------ */
 
+struct tls_context;
+
 typedef struct http_options {
     double connect_timeout;     /* seconds; <= 0: 30 */
     double timeout;             /* whole request, redirects included; 0: 300; < 0: none */
@@ -126,7 +132,9 @@ typedef struct http_options {
     int max_per_host;           /* connections per scheme/host/port; 0: 4 */
     int decode;                 /* 1: Accept-Encoding gzip, deflate, and decode */
     int allow_insecure_redirect; /* 1: an https page may redirect to http */
-    const char *ca_file;        /* https: CA bundle (PEM) to verify with; NULL: system */
+    const char *ca_file;        /* https: CAs (PEM) trusted besides the system's */
+    struct tls_context *tls;    /* https: this client context instead (twistc/tls.h; the
+                                 * request holds a reference while it runs) */
 } http_options;
 
 #define HTTP_DEFAULT_MAX_HEADER (64u * 1024u)

@@ -10,6 +10,7 @@
 #include <strings.h>
 #include <sys/uio.h>
 
+#include <twistc/tls.h>
 #include <twistc/transport.h>
 
 #include "protocols/http_internal.h"
@@ -22,6 +23,8 @@ static void req_free(http__req *req)
     free(req->hdrs);
     free(req->body);
     free((char *)req->o.ca_file);
+    if (req->o.tls)
+        tls_context_unref(req->o.tls);
     free(req);
 }
 
@@ -261,6 +264,8 @@ static void fill_options(http_options *o, const http_options *in)
     if (o->max_per_host <= 0)
         o->max_per_host = HTTP_DEFAULT_MAX_PER_HOST;
     o->ca_file = NULL; /* copied by the caller */
+    if (o->tls)
+        tls_context_ref(o->tls);
 }
 
 static deferred *start(reactor *r, const char *method, const char *url, const http_headers *h,

@@ -17,6 +17,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include <twistc/tls.h>
 #include <twistc/transport.h>
 
 #include "protocols/http_internal.h"
@@ -41,6 +42,9 @@ struct hhost {
     struct hpool *pool;
     char *name;
     int port, https;
+    char *ca_file;       /* https: what the connections were verified with */
+    tls_context *user_tls;
+    tls_context *tls;    /* the context connections are made with (a reference) */
     int nconns; /* every hconn not yet freed */
     struct hconn *conns;
     http__req *qhead, *qtail;
@@ -50,6 +54,7 @@ struct hpool {
     reactor *r;
     struct hhost *hosts;
     int closing;
+    char tls_err[200]; /* why the last TLS context could not be made */
 };
 
 /* Left as the module data once the pool is freed: requests made later in
@@ -131,6 +136,17 @@ static void hc_lost(line_receiver *lr, const protocol_reason *reason)
     hc->state = HC_CLOSED;
     if (!req) {
         http__reader_reset(&hc->rd);
+        return;
+    }
+    if (!hc->rd.got_bytes &&
+        (reason->kind == PROTOCOL_TLS_VERIFY || reason->kind == PROTOCOL_TLS_HANDSHAKE)) {
+        char why[200], msg[300];
+        protocol_reason_format(reason, why, sizeof why);
+        snprintf(msg, sizeof msg, "TLS with %s:%d failed: %s", req->url.host, req->url.port, why);
+        hc->req = NULL;
+        req->hc = NULL;
+        http__reader_reset(&hc->rd);
+        http__req_done(req, reason->kind == PROTOCOL_TLS_VERIFY ? -EACCES : -EPROTO, msg, NULL);
         return;
     }
     if (hc->uses > 1 && !hc->rd.got_bytes && hc->rd.phase == RD_STATUS && req->idempotent &&
@@ -272,14 +288,26 @@ static int hc_open(struct hhost *h, http__req *req)
     h->conns = hc;
     h->nconns++;
     if (h->https) {
-        /* TLS is not in the library yet: refuse cleanly. */
-        hc->c = NULL;
+        if (!h->tls) {
+            char err[200] = "";
+            h->tls = h->user_tls ? tls_context_ref(h->user_tls)
+                                 : tls_context_new_client(h->ca_file, NULL, err, sizeof err);
+            if (!h->tls) {
+                snprintf(h->pool->tls_err, sizeof h->pool->tls_err, "%s", err);
+                hc->c = NULL;
+                errno = errno ? errno : ENOMEM;
+                goto failed;
+            }
+        }
+        hc->c = reactor_connect_tls(h->pool->r, h->name, h->port, &hc->f,
+                                    req->o.connect_timeout, h->tls);
     } else {
         hc->c = reactor_connect_tcp(h->pool->r, h->name, h->port, &hc->f,
                                     req->o.connect_timeout);
     }
+failed:
     if (!hc->c) {
-        int err = h->https ? -EPROTONOSUPPORT : -(errno ? errno : ENOMEM);
+        int err = -(errno ? errno : ENOMEM);
         req->hc = NULL;
         hc_unlink(hc);
         free(hc);
@@ -311,12 +339,15 @@ static void pump(struct hhost *h)
             hc_send(idle, req);
             continue;
         }
+        h->pool->tls_err[0] = 0;
         int rc = hc_open(h, req);
         if (rc < 0) {
-            char msg[120];
-            snprintf(msg, sizeof msg, rc == -EPROTONOSUPPORT
-                                          ? "https is not supported by this build (no TLS)"
-                                          : "cannot connect to %s:%d", req->url.host, req->url.port);
+            char msg[300];
+            if (h->pool->tls_err[0])
+                snprintf(msg, sizeof msg, "no TLS context: %s", h->pool->tls_err);
+            else
+                snprintf(msg, sizeof msg, "cannot connect to %s:%d", req->url.host,
+                         req->url.port);
             http__req_done(req, rc, msg, NULL);
         }
     }
@@ -360,15 +391,21 @@ int http__pool_submit(http__req *req, int front)
     if (p->closing)
         return -ECANCELED;
     struct hhost *h = p->hosts;
+    const char *ca = req->url.https ? req->o.ca_file : NULL;
+    tls_context *ut = req->url.https ? req->o.tls : NULL;
     while (h && !(h->port == req->url.port && h->https == req->url.https &&
-                  strcmp(h->name, req->url.host) == 0))
+                  strcmp(h->name, req->url.host) == 0 && h->user_tls == ut &&
+                  (h->ca_file == ca || (h->ca_file && ca && strcmp(h->ca_file, ca) == 0))))
         h = h->next;
     if (!h) {
         h = calloc(1, sizeof *h);
-        if (!h || !(h->name = strdup(req->url.host))) {
+        if (!h || !(h->name = strdup(req->url.host)) || (ca && !(h->ca_file = strdup(ca)))) {
+            if (h)
+                free(h->name);
             free(h);
             return -ENOMEM;
         }
+        h->user_tls = ut; /* only compared: h->tls holds the reference */
         h->pool = p;
         h->port = req->url.port;
         h->https = req->url.https;
@@ -499,6 +536,9 @@ static void pool_free(void *data)
         for (struct hconn *hc = h->conns; hc; hc = hc->next)
             hc->host = NULL;
         free(h->name);
+        free(h->ca_file);
+        if (h->tls)
+            tls_context_unref(h->tls);
         free(h);
     }
     free(p);

@@ -1,6 +1,7 @@
 /* The HTTP client against real, independent servers on loopback: Python's http.server
  * (t/http_peer.py: keep-alive, chunked, redirects, slow and hand-written broken
- * answers) and Twisted's web server (t/http_twisted_peer.py). One peer process per
+ * answers; once more over TLS with a throwaway CA) and Twisted's web server
+ * (t/http_twisted_peer.py). One peer process per
  * test case, started by an unchecked fixture; every test runs on every backend. */
 #include <check.h>
 #include <errno.h>
@@ -14,10 +15,13 @@
 
 #include "helpers.h"
 #include "peer_helpers.h"
+#include "tls_helpers.h"
 
 #define PY "/usr/bin/python3"
 
-static struct peer py, tw;
+static struct peer py, tw, pys;
+static struct th_certs certs;
+static int have_certs;
 
 static void py_up(void)
 {
@@ -28,6 +32,24 @@ static void py_up(void)
 static void py_down(void)
 {
     peer_stop(&py);
+}
+/* The same http.server over TLS, with a certificate from a throwaway CA. */
+static void pys_up(void)
+{
+    have_certs = th_certs_make(&certs) == 0;
+    if (!have_certs) {
+        snprintf(pys.skip, sizeof pys.skip, "could not make test certificates");
+        return;
+    }
+    const char *argv[] = {PY, "t/http_peer.py", "--tls", certs.cert, certs.key, NULL};
+    if (peer_start(&pys, argv) < 0)
+        fprintf(stderr, "http tests: python https peer: %s\n", pys.skip);
+}
+static void pys_down(void)
+{
+    peer_stop(&pys);
+    if (have_certs)
+        th_certs_remove(&certs);
 }
 static void tw_up(void)
 {
@@ -642,6 +664,75 @@ START_TEST(test_url_parse)
 }
 END_TEST
 
+/* ---- https ---------------------------------------------------------------------------- */
+
+static char *surl(const char *path)
+{
+    static char buf[4][128];
+    static int i;
+    char *b = buf[i++ % 4];
+    snprintf(b, sizeof buf[0], "https://127.0.0.1:%d%s", pys.port, path);
+    return b;
+}
+
+START_TEST(test_https)
+{
+    NEED(pys);
+    reactor *r = th_reactor(_i);
+    http_options o = {.ca_file = certs.ca};
+    struct res s;
+    watch(get_page_opts(r, surl("/hello"), &o), &s);
+    wait_res(r, &s);
+    if (deferred_result_is_failure(&s.r))
+        deferred_failure_print(s.r.u.failure, stderr);
+    ck_assert_int_eq(s.r.kind, DEFERRED_STR);
+    ck_assert_str_eq(s.r.u.s, "hello world");
+    done_with(&s);
+    /* Kept alive over TLS too. */
+    http_response *resp = fetch(r, &s, "GET", surl("/conn"), &o);
+    char first[16];
+    snprintf(first, sizeof first, "%s", resp->body);
+    done_with(&s);
+    resp = fetch(r, &s, "GET", surl("/conn"), &o);
+    ck_assert_str_eq(resp->body, first);
+    done_with(&s);
+    resp = fetch(r, &s, "GET", surl("/chunked"), &o);
+    ck_assert_uint_eq(resp->body_len, 6 + 7 + 3000 + 4);
+    done_with(&s);
+    /* The server drops the kept connection (without close_notify): the next one works. */
+    resp = fetch(r, &s, "GET", surl("/idleclose"), &o);
+    done_with(&s);
+    resp = fetch(r, &s, "GET", surl("/hello"), &o);
+    ck_assert_str_eq(resp->body, "hello world");
+    done_with(&s);
+    /* https -> http is refused. */
+    deferred_failure *f = fetch_fail(r, &s, "GET", surl("/redirect-abs"), &o);
+    ck_assert_int_eq(f->code, EPERM);
+    ck_assert_ptr_nonnull(strstr(f->message, "https to http"));
+    done_with(&s);
+    reactor_free(r);
+}
+END_TEST
+
+/* Without the test CA the certificate is refused: EACCES naming the reason. */
+START_TEST(test_https_verify)
+{
+    NEED(pys);
+    reactor *r = th_reactor(_i);
+    struct res s;
+    deferred_failure *f = fetch_fail(r, &s, "GET", surl("/hello"), NULL);
+    ck_assert_msg(f->code == EACCES, "code %d: %s", f->code, f->message);
+    ck_assert_ptr_nonnull(strstr(f->message, "TLS with 127.0.0.1"));
+    done_with(&s);
+    /* A CA file that cannot be read: a clear error before any connection. */
+    http_options o = {.ca_file = "/nonexistent/ca.pem"};
+    f = fetch_fail(r, &s, "GET", surl("/hello"), &o);
+    ck_assert_ptr_nonnull(strstr(f->message, "no TLS context"));
+    done_with(&s);
+    reactor_free(r);
+}
+END_TEST
+
 /* ---- Twisted's web server ------------------------------------------------------------- */
 
 static char *twurl(const char *path)
@@ -714,6 +805,12 @@ Suite *suite_http_client(void)
     tcase_add_loop_test(tc, test_free_with_requests, 0, nb);
     tcase_add_test(tc, test_url_parse);
     suite_add_tcase(s, tc);
+    TCase *ts = tcase_create("https");
+    tcase_set_timeout(ts, 60);
+    tcase_add_unchecked_fixture(ts, pys_up, pys_down);
+    tcase_add_loop_test(ts, test_https, 0, nb);
+    tcase_add_loop_test(ts, test_https_verify, 0, nb);
+    suite_add_tcase(s, ts);
     TCase *tt = tcase_create("twisted");
     tcase_set_timeout(tt, 60);
     tcase_add_unchecked_fixture(tt, tw_up, tw_down);
