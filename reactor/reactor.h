@@ -16,10 +16,15 @@
  *   - reactor: created by reactor_new*(), freed by reactor_free() once it is not running.
  *     reactor_free() cancels pending timers (their functions do not run) and forgets the
  *     watched fds (it does not close them).
- *   - reactor_timer: owned by the reactor. The handle stays valid until the call has run
- *     or was cancelled; after that the reactor frees it. To keep using a handle past that
- *     point (to ask reactor_timer_active() in connection_lost, say), take a reference with
- *     reactor_timer_hold() and drop it with reactor_timer_release().
+ *   - reactor_timer: owned by the reactor. A handle may be used for as long as the
+ *     reactor lives, also after its call ran or was cancelled: handles are
+ *     generation-checked, so an old handle is recognised as over (cancel/reset/delay
+ *     return -EALREADY or -ECANCELED, active() 0) and never acts on a later call that
+ *     reuses its memory. Once that memory serves another call the old handle can no longer
+ *     tell "ran" from "cancelled" and answers -EALREADY. To keep the exact answer, or to
+ *     use the handle after reactor_free() (in connection_lost, say), take a reference with
+ *     reactor_timer_hold() and drop it with reactor_timer_release(); after the release the
+ *     handle is gone like freed memory.
  *   - reactor_trigger: owned by the reactor; valid until it ran or was removed.
  *   - The `data` pointers given with callbacks are the caller's; the reactor never frees
  *     them.
@@ -157,6 +162,8 @@ TWISTC_API int reactor_timer_delay(reactor_timer *t, double seconds);
 TWISTC_API int reactor_timer_active(const reactor_timer *t);
 /* When the call runs, on the reactor's clock (seconds). */
 TWISTC_API double reactor_timer_time(const reactor_timer *t);
+/* Keeps the handle's memory (and its exact answers) until reactor_timer_release(), also
+ * past reactor_free(). NULL for NULL or a handle whose memory already serves another call. */
 TWISTC_API reactor_timer *reactor_timer_hold(reactor_timer *t);
 TWISTC_API void reactor_timer_release(reactor_timer *t);
 /* Number of pending (not cancelled) calls. */

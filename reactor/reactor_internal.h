@@ -84,6 +84,8 @@ struct reactor_timer {
     unsigned entries; /* heap entries (live or stale) and due-list slots pointing here:
                        * the struct is freed only when both counts are 0 */
     unsigned char state, where;
+    unsigned char wide; /* handles carry 19 generation bits (else 3): see timers.c */
+    uint32_t gen;       /* which use of this struct the handle names: see timers.c */
     uint64_t seq;     /* scheduling order: breaks ties between equal `when` */
     reactor *r;       /* NULL once the reactor was freed (a held handle can outlive it) */
     const char *name;
@@ -156,7 +158,7 @@ struct reactor {
     uint64_t next_seq;
     size_t pending;         /* scheduled, not yet run or cancelled */
     reactor_timer *free_timers; /* recycled timer structs: no malloc per call_later */
-    size_t n_free_timers;
+    reactor_timer *retired_timers; /* used up all their generations: freed with r */
 
     /* loop state */
     uint64_t iter;

@@ -35,7 +35,23 @@
  *   I/O, D3). A timer cancelled or moved by an earlier one of the same pass is no longer
  *   IN_DUE when its turn comes, so it does not run.
  * - Timer structs are recycled through a free list: scheduling does not call malloc once
- *   the reactor has warmed up.
+ *   the reactor has warmed up. A struct, once allocated, stays a timer struct until the
+ *   reactor is freed (type-stable memory), so any old handle still points at a timer.
+ * - Handles are generation-checked (the stale-handle bug of issue 10: a handle kept after
+ *   its call ran must not cancel the unrelated call that reuses the struct). The pointer
+ *   given to the user is the struct's address with the struct's generation folded into
+ *   bits the address leaves zero: bits 1-3 (structs are 16-byte aligned) and, on 64-bit
+ *   platforms whose heap addresses stay below 2^48 (all current ones without pointer
+ *   tagging), bits 48-63; bit 0 says which. Every function decodes the handle and
+ *   compares generations: a handle from an earlier use of the struct is recognised as
+ *   over (cancel/reset/delay -EALREADY, active 0) and never acts on the new call. The
+ *   generation moves on each time the struct is reused; a struct that has used all its
+ *   2^19 generations (2^3 without the high bits) is retired, never reused, and freed with
+ *   the reactor, so no two uses of one struct ever carry the same handle. Until the struct
+ *   is reused a finished handle answers exactly (-EALREADY ran, -ECANCELED cancelled). The
+ *   handle is never dereferenced as such, only converted back to an integer (the integer-
+ *   pointer mapping is implementation-defined in C11; every supported compiler keeps the
+ *   bits).
  * - Repeating calls (reactor_call_every) are the same struct with interval != 0: after
  *   their function returns they go back into the heap at the next grid point with a new
  *   seq (so never twice in one pass: the pass's list was collected before). */
@@ -46,7 +62,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-#define FREE_TIMERS_MAX 4096 /* recycled structs kept; more are given back to malloc */
 #define COMPACT_MIN 50       /* Twisted's threshold of cancelled calls before compacting */
 #define D 4                  /* children per node */
 /* Logical slot i lives at heap_mem[i + PAD]: with a 64-byte aligned allocation, the
@@ -183,14 +198,89 @@ static void heap_pop(reactor *r)
     }
 }
 
+/* ---- Generation-checked handles (see the header comment) ---- */
+
+#define GEN_LOW_SHIFT 1
+#define GEN_LOW_BITS 3 /* bits 1-3: the struct is 16-byte aligned; bit 0 is the wide flag */
+#define GEN_LOW_MASK ((1u << GEN_LOW_BITS) - 1)
+#if UINTPTR_MAX > 0xFFFFFFFFu
+#define HIGH_SHIFT 48
+#define GEN_WIDE_MAX ((1u << (GEN_LOW_BITS + 16)) - 1)
+#endif
+
+static inline uint32_t gen_max(const reactor_timer *t)
+{
+#ifdef HIGH_SHIFT
+    if (t->wide)
+        return GEN_WIDE_MAX;
+#endif
+    (void)t;
+    return GEN_LOW_MASK;
+}
+
+/* The handle naming the current use of t. */
+static inline reactor_timer *handle_of(reactor_timer *t)
+{
+    uintptr_t v = (uintptr_t)t | (uintptr_t)(t->gen & GEN_LOW_MASK) << GEN_LOW_SHIFT;
+#ifdef HIGH_SHIFT
+    if (t->wide)
+        v |= 1 | (uintptr_t)(t->gen >> GEN_LOW_BITS) << HIGH_SHIFT;
+#endif
+    return (reactor_timer *)v;
+}
+
+/* The struct a handle names, or NULL when the struct has moved on to another call (or h
+ * is NULL). */
+static inline reactor_timer *timer_of(const reactor_timer *h)
+{
+    uintptr_t v = (uintptr_t)h;
+    uint32_t gen = (uint32_t)(v >> GEN_LOW_SHIFT) & GEN_LOW_MASK;
+#ifdef HIGH_SHIFT
+    if (v & 1) {
+        gen |= (uint32_t)(v >> HIGH_SHIFT) << GEN_LOW_BITS;
+        v &= ((uintptr_t)1 << HIGH_SHIFT) - 1;
+    }
+#endif
+    reactor_timer *t = (reactor_timer *)(v & ~(uintptr_t)15);
+    return t && t->gen == gen ? t : NULL;
+}
+
+/* A fresh struct for a new call: recycled (next generation) or allocated. */
+static inline reactor_timer *timer_alloc(reactor *r)
+{
+    reactor_timer *t = r->free_timers;
+    if (t) {
+        r->free_timers = t->next_free;
+        t->gen++; /* handles of its previous use are stale from now on */
+        return t;
+    }
+    void *p;
+    if (posix_memalign(&p, 16, sizeof *t) != 0) {
+        errno = ENOMEM;
+        return NULL;
+    }
+    t = p;
+    t->gen = 0;
+#ifdef HIGH_SHIFT
+    t->wide = ((uintptr_t)p >> HIGH_SHIFT) == 0;
+#else
+    t->wide = 0;
+#endif
+    return t;
+}
+
+/* The struct is no longer used by any call. It keeps its last state (so its handle still
+ * answers exactly) until it is reused. */
 static void timer_free(reactor *r, reactor_timer *t)
 {
-    if (r && r->n_free_timers < FREE_TIMERS_MAX) {
+    if (!r) {
+        free(t);
+    } else if (t->gen == gen_max(t)) {
+        t->next_free = r->retired_timers; /* all generations used: never reused */
+        r->retired_timers = t;
+    } else {
         t->next_free = r->free_timers;
         r->free_timers = t;
-        r->n_free_timers++;
-    } else {
-        free(t);
     }
 }
 
@@ -267,26 +357,23 @@ static inline void maybe_compact(reactor *r)
 static inline reactor_timer *timer_new(reactor *r, reactor__ns delay, reactor_fn fn,
                                        void *data, const char *name, reactor__ns interval)
 {
-    reactor_timer *t = r->free_timers;
-    if (t) {
-        r->free_timers = t->next_free;
-        r->n_free_timers--;
-    } else if (!(t = malloc(sizeof *t))) {
+    reactor_timer *t = timer_alloc(r);
+    if (!t)
         return NULL; /* errno is ENOMEM */
-    }
     reactor__ns now = reactor__now_fresh(r), when = reactor__ns_add(now, delay);
     *t = (reactor_timer){.when = when, .hwhen = when, .fn = fn, .data = data, .refs = 1,
                          .state = REACTOR__T_PENDING, .where = REACTOR__IN_HEAP,
-                         .seq = r->next_seq++, .r = r, .name = name ? name : "?",
-                         .interval = interval, .base = now};
+                         .wide = t->wide, .gen = t->gen, .seq = r->next_seq++, .r = r,
+                         .name = name ? name : "?", .interval = interval, .base = now};
     if (heap_push(r, t, when) < 0) {
+        t->state = REACTOR__T_CANCELLED;
         timer_free(r, t);
         errno = ENOMEM;
         return NULL;
     }
     r->heap_live++;
     r->pending++;
-    return t;
+    return handle_of(t);
 }
 
 reactor_timer *reactor_call_later_named(reactor *r, double delay, reactor_fn fn, void *data,
@@ -315,10 +402,14 @@ reactor_timer *reactor_call_every_named(reactor *r, double interval, reactor_fn 
     return timer_new(r, ns, fn, data, name, ns);
 }
 
-static int timer_check(const reactor_timer *t)
+/* 0 and *tp = the struct when the handle's call is still pending. */
+static int timer_check(const reactor_timer *h, reactor_timer **tp)
 {
-    if (!t)
+    if (!h)
         return -EINVAL;
+    reactor_timer *t = *tp = timer_of(h);
+    if (!t)
+        return -EALREADY; /* the struct now serves another call: this one is over */
     if (t->state == REACTOR__T_CALLED)
         return -EALREADY;
     if (t->state == REACTOR__T_CANCELLED || !t->r)
@@ -326,9 +417,10 @@ static int timer_check(const reactor_timer *t)
     return 0;
 }
 
-int reactor_timer_cancel(reactor_timer *t)
+int reactor_timer_cancel(reactor_timer *h)
 {
-    int rc = timer_check(t);
+    reactor_timer *t;
+    int rc = timer_check(h, &t);
     if (rc)
         return rc;
     reactor *r = t->r;
@@ -370,9 +462,10 @@ static int timer_move(reactor_timer *t, reactor__ns when)
     return 0;
 }
 
-int reactor_timer_reset(reactor_timer *t, double seconds)
+int reactor_timer_reset(reactor_timer *h, double seconds)
 {
-    int rc = timer_check(t);
+    reactor_timer *t;
+    int rc = timer_check(h, &t);
     if (rc)
         return rc;
     if (!(seconds >= 0) || !isfinite(seconds))
@@ -381,9 +474,10 @@ int reactor_timer_reset(reactor_timer *t, double seconds)
     return timer_move(t, reactor__ns_add(now, reactor__ns_from_s(seconds)));
 }
 
-int reactor_timer_delay(reactor_timer *t, double seconds)
+int reactor_timer_delay(reactor_timer *h, double seconds)
 {
-    int rc = timer_check(t);
+    reactor_timer *t;
+    int rc = timer_check(h, &t);
     if (rc)
         return rc;
     if (!(seconds >= 0) || !isfinite(seconds))
@@ -391,28 +485,34 @@ int reactor_timer_delay(reactor_timer *t, double seconds)
     return timer_move(t, reactor__ns_add(t->when, reactor__ns_from_s(seconds)));
 }
 
-int reactor_timer_active(const reactor_timer *t)
+int reactor_timer_active(const reactor_timer *h)
 {
+    const reactor_timer *t = timer_of(h);
     return t && t->r && t->state == REACTOR__T_PENDING;
 }
 
-double reactor_timer_time(const reactor_timer *t)
+double reactor_timer_time(const reactor_timer *h)
 {
+    const reactor_timer *t = timer_of(h);
     return t ? reactor__s_from_ns(t->when) : 0;
 }
 
-reactor_timer *reactor_timer_hold(reactor_timer *t)
+reactor_timer *reactor_timer_hold(reactor_timer *h)
 {
-    if (t)
-        t->refs++;
-    return t;
+    reactor_timer *t = timer_of(h);
+    if (!t)
+        return NULL; /* NULL, or a handle whose struct already serves another call */
+    t->refs++;
+    return h;
 }
 
-void reactor_timer_release(reactor_timer *t)
+void reactor_timer_release(reactor_timer *h)
 {
-    /* Given back to malloc, not the free list: the reactor may be gone already. While
-     * the reactor lives and a stale entry still points at t, the heap frees it later. */
-    if (t && --t->refs == 0 && t->entries == 0)
+    /* Given back to malloc, not the free list: the reactor may be gone already (a held
+     * handle is the holder's until this call, like malloc'd memory). While the reactor
+     * lives and a stale entry still points at t, the heap frees it later. */
+    reactor_timer *t = timer_of(h);
+    if (t && t->refs > 0 && --t->refs == 0 && t->entries == 0)
         free(t);
 }
 
@@ -542,10 +642,12 @@ void reactor__timers_free(reactor *r)
     r->pending = 0;
     free(r->heap_mem);
     free(r->due);
-    while (r->free_timers) {
-        reactor_timer *t = r->free_timers;
-        r->free_timers = t->next_free;
-        free(t);
+    for (reactor_timer **list = &r->free_timers; list; list = list == &r->free_timers
+                                                           ? &r->retired_timers : NULL) {
+        while (*list) {
+            reactor_timer *t = *list;
+            *list = t->next_free;
+            free(t);
+        }
     }
-    r->n_free_timers = 0;
 }

@@ -1030,6 +1030,80 @@ START_TEST(test_cancel_nearest_leaves_heap_empty)
 }
 END_TEST
 
+/* Issue 10's program: a handle kept after its call ran is recognised as over, even once
+ * its struct serves another call (here: the very next one), and never acts on that call. */
+START_TEST(test_stale_handle_after_run_cancels_nothing)
+{
+    reactor *r = fake(_i);
+    tlog l = {0};
+    tcall c1 = {&l, 1, NULL, 0}, c2 = {&l, 2, NULL, 0};
+    reactor_timer *t1 = reactor_call_later(r, 1, record, &c1);
+    ck_assert_int_eq(reactor_advance(r, 1), 0); /* t1 ran */
+    reactor_timer *t2 = reactor_call_later(r, 1, record, &c2);
+    ck_assert_ptr_nonnull(t2);
+#if UINTPTR_MAX > 0xFFFFFFFFu
+    /* The situation of the issue: t2 reuses t1's struct (handles differ only in the
+     * generation bits, 0-3 and 48-63). */
+    ck_assert_uint_eq(((uintptr_t)t1 ^ (uintptr_t)t2) & 0x0000FFFFFFFFFFF0u, 0);
+#endif
+    ck_assert_int_eq(reactor_timer_cancel(t1), -EALREADY);
+    ck_assert_int_eq(reactor_timer_reset(t1, 0), -EALREADY);
+    ck_assert_int_eq(reactor_timer_delay(t1, 5), -EALREADY);
+    ck_assert(!reactor_timer_active(t1));
+    ck_assert_ptr_null(reactor_timer_hold(t1));
+    reactor_timer_release(t1); /* no hold was taken through t1: nothing happens */
+    ck_assert(reactor_timer_active(t2));
+    ck_assert(reactor_timer_time(t2) == 2.0);
+    ck_assert_uint_eq(reactor_pending_timers(r), 1);
+    ck_assert_int_eq(reactor_advance(r, 1), 0);
+    ck_assert_int_eq(l.n, 2);
+    ck_assert_int_eq(l.order[0], 1);
+    ck_assert_int_eq(l.order[1], 2);
+    ck_assert_int_eq(reactor_timer_cancel(t2), -EALREADY);
+    reactor_free(r);
+}
+END_TEST
+
+static void count_run(reactor *r, void *data)
+{
+    (void)r;
+    (*(int *)data)++;
+}
+
+/* The same after a cancel, over many reuses: every old handle stays over (the struct's
+ * generation moves on each time, and a struct that used them all is retired), and each
+ * old handle's cancel leaves the one pending call alone. */
+START_TEST(test_stale_handles_over_many_reuses)
+{
+    reactor *r = fake(_i);
+    enum { N = 20000 }; /* past the 8 generations the low bits alone hold */
+    int ran = 0;
+    reactor_timer **old = malloc(N * sizeof *old);
+    ck_assert_ptr_nonnull(old);
+    for (int k = 0; k < N; k++) {
+        old[k] = reactor_call_later(r, 1, count_run, &ran);
+        ck_assert_ptr_nonnull(old[k]);
+        if (k % 2)
+            ck_assert_int_eq(reactor_timer_cancel(old[k]), 0);
+        else
+            ck_assert_int_eq(reactor_advance(r, 1), 0);
+    }
+    ck_assert_int_eq(ran, N / 2);
+    reactor_timer *live = reactor_call_later(r, 1, count_run, &ran);
+    for (int k = 0; k < N; k++) {
+        ck_assert(old[k] != live);
+        int rc = reactor_timer_cancel(old[k]);
+        ck_assert(rc == -EALREADY || rc == -ECANCELED);
+        ck_assert(!reactor_timer_active(old[k]));
+    }
+    ck_assert(reactor_timer_active(live));
+    ck_assert_int_eq(reactor_advance(r, 1), 0);
+    ck_assert_int_eq(ran, N / 2 + 1);
+    free(old);
+    reactor_free(r);
+}
+END_TEST
+
 /* A cancelled call's entry stays in the heap until its time; the struct is not recycled
  * for a new call meanwhile (whether the handle was released or not), so the new calls
  * run once each and the cancelled one never runs. */
@@ -1177,6 +1251,8 @@ Suite *suite_reactor_timers(void)
     tcase_add_loop_test(tc, test_reset_sooner_later_keeps_fifo, 0, n);
     tcase_add_loop_test(tc, test_cancel_nearest_leaves_heap_empty, 0, n);
     tcase_add_loop_test(tc, test_cancelled_struct_not_reused_while_in_heap, 0, n);
+    tcase_add_loop_test(tc, test_stale_handle_after_run_cancels_nothing, 0, n);
+    tcase_add_test(tc, test_stale_handles_over_many_reuses);
     tcase_add_loop_test(tc, test_compaction_keeps_one_entry_per_call, 0, n);
     tcase_add_loop_test(tc, test_every_reset_sooner_keeps_fifo, 0, n);
     suite_add_tcase(s, tc);
