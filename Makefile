@@ -6,6 +6,7 @@
 #   make asan         the suite under ASan + UBSan        make tsan   thread tests under TSan
 #   make valgrind     the suite under valgrind            make bench  build t/bench/ programs
 #   make install      PREFIX=/usr/local DESTDIR=          make uninstall
+#   make charts       docs/charts/*.svg from docs/results/ (gnuplot)
 #
 # Variables: CC=clang, WERROR=1 (warnings are errors), BUILD=dir (output folder),
 # SAN=asan|tsan (sanitizer build, normally set by the asan/tsan targets).
@@ -35,7 +36,7 @@ OPT     ?= -O2 -g
 CFLAGS_BASE := -std=c11 -D_POSIX_C_SOURCE=200809L $(OPT) $(WARN) -fPIC -fvisibility=hidden \
 	-pthread -I$(BUILD)/include -I.
 # Calls into libc (recv, send, epoll_wait: several per request) go straight through the
-# GOT instead of a PLT stub: one instruction less each (docs/benchmarks.md).
+# GOT instead of a PLT stub: one instruction less each (docs/benchmarks-notebook.md).
 ifeq ($(shell uname -m),x86_64)
 CFLAGS_BASE += -fno-plt
 endif
@@ -105,7 +106,7 @@ BENCH_BINS := $(filter-out $(addprefix $(BUILD)/bench/,$(BENCH_SKIP)),$(BENCH_SR
 
 DEPS_STAMP := $(BUILD)/.deps-ok
 
-.PHONY: FORCE all lib apps tests check test asan tsan tsan-planets valgrind bench fuzz fuzz-replay demo install uninstall clean deps
+.PHONY: FORCE all lib apps tests check test asan tsan tsan-planets valgrind bench charts fuzz fuzz-replay demo install uninstall clean deps
 .DEFAULT_GOAL := all
 
 all: lib apps tests
@@ -245,6 +246,11 @@ BENCH_LIBS_server_libevent = $(shell pkg-config --libs libevent 2>/dev/null)
 BENCH_LIBS_server_libuv    = $(shell pkg-config --libs libuv 2>/dev/null)
 # bench_http compares with libcurl's multi interface (libcurl4-openssl-dev, benchmark only).
 BENCH_LIBS_bench_http      = $(shell pkg-config --libs libcurl 2>/dev/null)
+
+# docs/charts/*.svg from the result files in docs/results/ (tools/charts.py, gnuplot).
+charts:
+	@command -v gnuplot >/dev/null || sh tools/deps.sh gnuplot-nox
+	python3 tools/charts.py
 
 # Fuzz targets: libFuzzer with ASan+UBSan (clang), each for FUZZ_SECONDS. The same files
 # build with any compiler as replay/random drivers (fuzz-replay, run by make check).

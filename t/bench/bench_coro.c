@@ -10,7 +10,7 @@
  *   build/bench/bench_coro fired 100000             only N awaits of a fired Deferred
  *   build/bench/bench_coro start 100000             only N coroutine start + finish
  *   build/bench/bench_coro depth                    round trips switched from 1..5 frames deep
- *   (strace -c -f ... shows the syscalls each makes: see docs/benchmarks.md) */
+ *   (strace -c -f ... shows the syscalls each makes: see docs/benchmarks-notebook.md) */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>

@@ -9,7 +9,7 @@
  * (the "hold" model). Nothing else: no timer structs, no callbacks, no liveness checks,
  * no clock. Whatever a heap-based timer queue does, it does at least this, so the time
  * per operation here is the lowest a schedule+fire can cost with a heap on this machine
- * (docs/benchmarks.md, "Timers"). Run it interleaved with
+ * (docs/benchmarks-notebook.md, "Timers"). Run it interleaved with
  * `build/bench/bench_timers N hold`: both are dominated by memory latency, which on a
  * shared VM moves from minute to minute. */
 #include <stdint.h>
