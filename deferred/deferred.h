@@ -273,7 +273,7 @@ TWISTC_API deferred *deferred_chain_deferred(deferred *d, deferred *other);
 TWISTC_API int deferred_callback_at(deferred *d, deferred_result r, const char *file, int line);
 /* Not API (exported only because the inline below calls it): deferred_callback() passes
  * the result in pieces so that it travels in registers instead of through memory
- * (docs/benchmarks.md). Call deferred_callback / deferred_callback_at. */
+ * (docs/benchmarks-notebook.md). Call deferred_callback / deferred_callback_at. */
 TWISTC_API int deferred__callback_parts_at(deferred *d, deferred_kind kind,
                                            deferred_free_fn free_fn, int64_t payload,
                                            const char *file, int line);
