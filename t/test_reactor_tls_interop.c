@@ -101,12 +101,18 @@ static void child_stop(struct child *c, reactor *r)
     waitpid(c->pid, NULL, 0);
 }
 
-/* Iterates until the child's output contains s (bounded: 10 s of loop time). */
+/* Iterates until the child's output holds s and the end of its line (bounded). */
+static int line_seen(const struct child *c, const char *s)
+{
+    const char *p = strstr(c->buf, s);
+    return p && strchr(p + strlen(s) - (s[0] && s[strlen(s) - 1] == '\n'), '\n');
+}
+
 static int wait_output(reactor *r, struct child *c, const char *s)
 {
-    for (int i = 0; i < 2000 && !strstr(c->buf, s) && !c->eof; i++)
+    for (int i = 0; i < 2000 && !line_seen(c, s) && !c->eof; i++)
         reactor_iterate(r, 0.05);
-    return strstr(c->buf, s) != NULL;
+    return line_seen(c, s);
 }
 
 /* ---- Our server, their clients -------------------------------------------------------- */
@@ -233,8 +239,13 @@ static void cbed_run(struct cbed *b, int port, char *answer)
     ck_assert_ptr_nonnull(b->ctx);
     b->x.conn = reactor_connect_tls(b->x.r, "127.0.0.1", port, &b->x.cli.f, 5, b->ctx);
     ck_assert_ptr_nonnull(b->x.conn);
-    for (int i = 0; i < 2000 && b->x.cli.lost == 0; i++)
+    for (int i = 0; i < 2000 && b->x.cli.lost == 0 && b->x.cli.failed == 0; i++)
         reactor_iterate(b->x.r, 0.05);
+    char why[256] = "";
+    if (b->x.cli.failed)
+        protocol_reason_format(&b->x.cli.fail, why, sizeof why);
+    ck_assert_msg(b->x.cli.failed == 0, "connect to port %d failed: %s (peer said: %s)", port,
+                  why, b->c.buf);
 }
 
 START_TEST(test_openssl_s_server)
