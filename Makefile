@@ -22,7 +22,7 @@ BINDIR  ?= $(PREFIX)/bin
 BUILD   ?= build
 SAN     ?=
 
-version_part = $(shell sed -n 's/^\#define TWISTC_VERSION_$(1) *\([0-9]*\).*/\1/p' reactor/twistc.h)
+version_part = $(shell sed -n 's/^\#define TWISTC_VERSION_$(1) *\([0-9]*\).*/\1/p' reactor/twistc_base.h)
 MAJOR   := $(call version_part,MAJOR)
 MINOR   := $(call version_part,MINOR)
 PATCH   := $(call version_part,PATCH)
@@ -197,6 +197,7 @@ $(CHECK_ALL): $(BUILD)/obj/t/check_all.o $(T_OBJS) $(NOTIF_LIB) $(STATIC)
 # skipped.
 check test: all fuzz-replay
 	@sh tools/check_layers.sh $(BUILD)
+	@sh tools/check_readme.sh $(BUILD) $(CC)
 	@sh tools/deps.sh python3-twisted 2>&1 | sed 's/^/interop: /' || true
 	@sh tools/deps.sh redis-server 2>&1 | sed 's/^/redis: /' || true
 	@BUILD=$(BUILD) sh t/interop/run.sh twisted ours ours twisted ours ours twisted twisted; \

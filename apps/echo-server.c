@@ -8,9 +8,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 
-#include <twistc/line_receiver.h>
-#include <twistc/reactor.h>
-#include <twistc/transport.h>
+#include <twistc/twistc.h> /* the whole API */
 
 struct echo {
     line_receiver lr; /* first: a struct echo * is a line_receiver * is a protocol * */

@@ -56,7 +56,7 @@
 #include <stdint.h>
 #include <stdio.h>
 
-#include <twistc/twistc.h>
+#include <twistc/twistc_base.h>
 
 #ifdef __cplusplus
 extern "C" {

@@ -25,7 +25,7 @@
 #include <stddef.h>
 
 #include <twistc/deferred.h>
-#include <twistc/twistc.h>
+#include <twistc/twistc_base.h>
 
 #ifdef __cplusplus
 extern "C" {

@@ -25,7 +25,7 @@
 #include <stdint.h>
 
 #include <twistc/deferred.h>
-#include <twistc/twistc.h>
+#include <twistc/twistc_base.h>
 
 #ifdef __cplusplus
 extern "C" {

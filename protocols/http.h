@@ -61,7 +61,7 @@
 
 #include <twistc/deferred.h>
 #include <twistc/reactor.h>
-#include <twistc/twistc.h>
+#include <twistc/twistc_base.h>
 
 #ifdef __cplusplus
 extern "C" {

@@ -49,7 +49,7 @@
 #include <twistc/deferred.h>
 #include <twistc/line_receiver.h>
 #include <twistc/protocol.h>
-#include <twistc/twistc.h>
+#include <twistc/twistc_base.h>
 
 #ifdef __cplusplus
 extern "C" {

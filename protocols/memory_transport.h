@@ -25,7 +25,7 @@
 
 #include <twistc/protocol.h>
 #include <twistc/transport.h>
-#include <twistc/twistc.h>
+#include <twistc/twistc_base.h>
 
 #ifdef __cplusplus
 extern "C" {

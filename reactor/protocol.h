@@ -32,7 +32,7 @@
 #include <stddef.h>
 #include <sys/socket.h>
 
-#include <twistc/twistc.h>
+#include <twistc/twistc_base.h>
 
 #ifdef __cplusplus
 extern "C" {

@@ -1,5 +1,5 @@
 /* Version and error strings shared by every module. */
-#include <twistc/twistc.h>
+#include <twistc/twistc_base.h>
 
 #include <string.h>
 

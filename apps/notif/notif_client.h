@@ -41,7 +41,7 @@
 #include <twistc/protocol.h>
 #include <twistc/reactor.h>
 #include <twistc/tls.h>
-#include <twistc/twistc.h>
+#include <twistc/twistc_base.h>
 
 #ifdef __cplusplus
 extern "C" {

@@ -49,7 +49,7 @@
 
 #include <twistc/protocol.h>
 #include <twistc/reactor.h>
-#include <twistc/twistc.h>
+#include <twistc/twistc_base.h>
 
 #ifdef __cplusplus
 extern "C" {

@@ -1,4 +1,5 @@
-/* twistc: what every module shares: version, export macro, the error convention.
+/* twistc_base: what every module shares: version, export macro, the error convention.
+ * Programs include <twistc/twistc.h>, which brings this and every other public header.
  *
  * Error convention (the same in every module, see docs/errors.md):
  *   - A function that can fail returns int: 0 (or a count) on success, a negative errno
@@ -8,8 +9,8 @@
  *     unless a trace or a reporting hook was asked for.
  *   - twistc_strerror(err) names any such code (it accepts err or -err).
  */
-#ifndef TWISTC_TWISTC_H
-#define TWISTC_TWISTC_H
+#ifndef TWISTC_TWISTC_BASE_H
+#define TWISTC_TWISTC_BASE_H
 
 #define TWISTC_VERSION_MAJOR 0
 #define TWISTC_VERSION_MINOR 1
