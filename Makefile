@@ -271,6 +271,8 @@ fuzz:
 	  tail -1 build-fuzz/fuzz/$$name.log; \
 	done
 
+# This target includes the server's source (the request reader lives in an app).
+$(BUILD)/fuzz/fuzz_planet_server: apps/planet-server.c
 fuzz-replay: $(FUZZ_BINS)
 	@for b in $(FUZZ_BINS); do $$b --random 20000 || exit 1; done
 $(BUILD)/fuzz/%: t/fuzz/%.c $(STATIC) | $(HDR_LINKS)

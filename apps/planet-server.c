@@ -332,6 +332,8 @@ static protocol *build(factory *f, const struct sockaddr *addr, socklen_t len)
     return &c->lr.base;
 }
 
+/* t/fuzz/fuzz_planet_server.c includes this file for the protocol above, without main. */
+#ifndef PLANET_SERVER_NO_MAIN
 static void usage(const char *why)
 {
     fprintf(stderr, "planet-server: %s\nusage: planet-server [--port N] [--bind ADDR] "
@@ -403,3 +405,4 @@ int main(int argc, char **argv)
         free(pages[i]);
     return 0;
 }
+#endif
