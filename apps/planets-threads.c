@@ -78,14 +78,15 @@ static void *first_title_fixed(void *arg)
     char *html, line[1024], err[512];
     size_t len;
     j->span.asked = planets_now();
-    if (planets_fetch(j->span.url, o.cafile, &html, &len, err, sizeof err) < 0) {
+    int rc = planets_fetch(j->span.url, o.cafile, &html, &len, err, sizeof err);
+    j->span.got = planets_now();
+    if (rc < 0) {
         snprintf(line, sizeof line, "cannot fetch %s: %s", j->span.url, err);
         j->failed = 1;
     } else {
         planets_title_line(j->span.url, html, len, o.xpath, line, sizeof line); /* local */
         free(html);
     }
-    j->span.got = planets_now();
     pthread_mutex_lock(&lock);
     printf("%s\n", line); /* the whole line at once */
     fflush(stdout);
