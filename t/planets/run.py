@@ -281,8 +281,8 @@ def test_https(tmp):
         print("SKIP https: no openssl command to make a test CA (apt-get install openssl)")
         return
     ca, cert, key = make_ca(tmp)
-    base = start_server(DELAY / 2, ["--tls-cert", cert, "--tls-key", key])
-    test_titles(base, DELAY / 2, ["--cafile", ca])
+    base = start_server(DELAY, ["--tls-cert", cert, "--tls-key", key])
+    test_titles(base, DELAY, ["--cafile", ca])
     url = base + PLANETS[0][0]
     for name, argv, _ in programs():  # without the test CA the certificate is refused
         rc, out, err, _ = run(argv + [url])
