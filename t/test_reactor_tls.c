@@ -14,6 +14,7 @@
 #include <twistc/tls.h>
 
 #include "helpers.h"
+#include "reactor/transport_internal.h" /* the module's list of live connections */
 #include "tls_helpers.h"
 #include "transport_helpers.h"
 
@@ -272,6 +273,37 @@ START_TEST(test_garbage_dropped)
 }
 END_TEST
 
+/* 1,000 clients send the start of a ClientHello and go away: each ends as a failed
+ * handshake, nothing stays behind (no connection in the module's list; ASan and
+ * valgrind runs check the memory). */
+START_TEST(test_abandoned_handshakes)
+{
+    struct bed b;
+    bed_open(&b, _i, TP_ECHO, certs.cert, certs.key);
+    /* a TLS record header announcing a 512-byte handshake, then 3 bytes of it */
+    static const char partial[] = {0x16, 0x03, 0x01, 0x02, 0x00, 0x01, 0x00, 0x01};
+    int total = 0;
+    for (int round = 0; round < 50; round++) {
+        struct rawc c[20];
+        for (int k = 0; k < 20; k++) {
+            rawc_connect_slow(&c[k], b.x.r, b.x.port, 0); /* not watched by the test */
+            rawc_send(&c[k], partial, sizeof partial);
+        }
+        th_iterate_n(b.x.r, 3); /* accepted, the bytes read */
+        for (int k = 0; k < 20; k++)
+            rawc_free(&c[k]); /* closes: the handshake is abandoned */
+        total += 20;
+        for (int i = 0; i < 2000 && b.x.srv.lost < total; i++)
+            reactor_iterate(b.x.r, 0.5);
+        ck_assert_int_eq(b.x.srv.lost, total);
+    }
+    ck_assert_int_eq(b.x.srv.lost_kind[PROTOCOL_TLS_HANDSHAKE], 1000);
+    ck_assert_str_eq(b.srec.detail, "the peer closed the connection during the handshake");
+    ck_assert_ptr_null(transport__mod(b.x.r)->conns);
+    bed_close(&b);
+}
+END_TEST
+
 /* ---- Endings ------------------------------------------------------------------------ */
 
 static void greet(struct tp *p) { transport_write(p->base.transport, "hi\n", 3); }
@@ -401,6 +433,7 @@ Suite *suite_reactor_tls(void)
     tcase_add_loop_test(tc, test_handshake_version, 0, n);
     tcase_add_loop_test(tc, test_handshake_no_shared_cipher, 0, n);
     tcase_add_loop_test(tc, test_garbage_dropped, 0, n);
+    tcase_add_loop_test(tc, test_abandoned_handshakes, 0, n);
     tcase_add_loop_test(tc, test_truncation, 0, n);
     tcase_add_loop_test(tc, test_tcp_reset_under_tls, 0, n);
     tcase_add_loop_test(tc, test_close_notify_timeout, 0, n);

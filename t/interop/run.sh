@@ -5,8 +5,10 @@
 #   t/interop/run.sh SERVER CLIENT [SERVER CLIENT ...]
 #
 # SERVER is one of: twisted (t/interop/twisted_server.py), ours ($BUILD/bin/notif-server),
+# twisted-tls / ours-tls (the same over TLS, with a certificate made here),
 # raw, libevent, libuv ($BUILD/bench/server_*), or a command line (used as given).
 # CLIENT is one of: twisted (t/interop/twisted_client.py), ours ($BUILD/bin/notif-client),
+# twisted-tls / ours-tls (TLS, verifying the server against the CA made here),
 # or a command line. BUILD defaults to "build".
 #
 # What a server command must accept: --port N --interval SECONDS (appended here).
@@ -43,10 +45,27 @@ twisted_ok() {
 	[ -x "$PY" ] && "$PY" -c 'import twisted' >/dev/null 2>&1
 }
 
+# TLS pairs (twisted-tls, ours-tls): a throwaway CA and a certificate for 127.0.0.1 it
+# signs, made here with the openssl command (no key is committed).
+make_certs() {
+	[ -f "$TMP/server.pem" ] && return 0
+	openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days 2 \
+		-subj "/CN=twistc interop CA" -keyout "$TMP/ca.key" -out "$TMP/ca.pem" 2>/dev/null &&
+	openssl req -new -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes \
+		-subj "/CN=localhost" -keyout "$TMP/server.key" -out "$TMP/server.csr" 2>/dev/null &&
+	printf 'subjectAltName=DNS:localhost,IP:127.0.0.1\n' >"$TMP/san.ext" &&
+	openssl x509 -req -in "$TMP/server.csr" -CA "$TMP/ca.pem" -CAkey "$TMP/ca.key" \
+		-CAcreateserial -days 2 -extfile "$TMP/san.ext" -out "$TMP/server.pem" 2>/dev/null
+}
+TLS_SERVER_ARGS="--tls-cert $TMP/server.pem --tls-key $TMP/server.key"
+TLS_CLIENT_ARGS="--tls --cafile $TMP/ca.pem"
+
 server_cmd() {
 	case $1 in
 	twisted) echo "$PY t/interop/twisted_server.py" ;;
+	twisted-tls) echo "$PY t/interop/twisted_server.py $TLS_SERVER_ARGS" ;;
 	ours) echo "$BUILD/bin/notif-server" ;;
+	ours-tls) echo "$BUILD/bin/notif-server $TLS_SERVER_ARGS" ;;
 	raw) echo "$BUILD/bench/server_raw" ;;
 	libevent) echo "$BUILD/bench/server_libevent" ;;
 	libuv) echo "$BUILD/bench/server_libuv" ;;
@@ -57,7 +76,9 @@ server_cmd() {
 client_cmd() {
 	case $1 in
 	twisted) echo "$PY t/interop/twisted_client.py" ;;
+	twisted-tls) echo "$PY t/interop/twisted_client.py $TLS_CLIENT_ARGS" ;;
 	ours) echo "$BUILD/bin/notif-client" ;;
+	ours-tls) echo "$BUILD/bin/notif-client $TLS_CLIENT_ARGS" ;;
 	*) echo "$1" ;;
 	esac
 }
@@ -108,7 +129,15 @@ while [ $# -gt 0 ]; do
 	sname=$1 cname=$2
 	shift 2
 	pair="server=$sname client=$cname"
-	if { [ "$sname" = twisted ] || [ "$cname" = twisted ]; } && ! twisted_ok; then
+	case "$sname $cname" in
+	*-tls*)
+		if ! make_certs; then
+			echo "FAIL: $pair: cannot make the test certificates (openssl command)"
+			failed=$((failed + 1))
+			continue
+		fi ;;
+	esac
+	if { [ "${sname%-tls}" = twisted ] || [ "${cname%-tls}" = twisted ]; } && ! twisted_ok; then
 		echo "SKIP: python3-twisted not available ($PY cannot import twisted; apt-get install python3-twisted) [$pair]"
 		skipped=$((skipped + 1))
 		continue

@@ -184,6 +184,8 @@ def main():
     ap.add_argument("--port", type=int, default=6789)
     ap.add_argument("--notify", type=int, default=0, metavar="N")
     ap.add_argument("--timeout", type=float, default=30.0)
+    ap.add_argument("--tls", action="store_true", help="connect with TLS (verified)")
+    ap.add_argument("--cafile", help="the CA to trust (with --tls)")
     a = ap.parse_args()
     if a.notify < 0 or a.timeout <= 0:
         ap.error("bad --notify or --timeout")
@@ -197,7 +199,16 @@ def main():
             default_flow(p, f).addErrback(lambda fl: f.fail(fl.getErrorMessage()))
 
     f.connected.addCallback(start)
-    reactor.connectTCP(a.host, a.port, f, timeout=min(a.timeout, 10))
+    if a.tls:
+        from twisted.internet import ssl
+        root = ssl.platformTrust()
+        if a.cafile:
+            with open(a.cafile) as c:
+                root = ssl.Certificate.loadPEM(c.read())
+        opts = ssl.optionsForClientTLS(a.host, trustRoot=root)
+        reactor.connectSSL(a.host, a.port, f, opts, timeout=min(a.timeout, 10))
+    else:
+        reactor.connectTCP(a.host, a.port, f, timeout=min(a.timeout, 10))
     reactor.callLater(a.timeout, f.fail, "timed out after %g s" % a.timeout)
     reactor.run()
     return 1 if f.status is None else f.status

@@ -56,6 +56,12 @@ class NotifProtocol(LineReceiver):
         self.paused_output = None
         self.transport.registerProducer(self, True)
 
+    def close(self):
+        # Over TLS, Twisted's transport (unlike TCP's) sends close_notify only once the
+        # producer is unregistered; we have nothing more to produce.
+        self.transport.unregisterProducer()
+        self.transport.loseConnection()
+
     def connectionLost(self, reason):
         self.factory.clients.discard(self)
         self.factory.subscribers.discard(self)
@@ -64,7 +70,7 @@ class NotifProtocol(LineReceiver):
     # loseConnection flushes them before closing.
     def readConnectionLost(self):
         self.factory.subscribers.discard(self)
-        self.transport.loseConnection()
+        self.close()
 
     def writeConnectionLost(self):
         pass
@@ -110,14 +116,14 @@ class NotifProtocol(LineReceiver):
             f.subscribers.discard(self)
         elif line == b"quit":
             f.subscribers.discard(self)
-            self.transport.loseConnection()
+            self.close()
         else:
             self.send(b"error: unknown command\n")
 
     def lineLengthExceeded(self, line):
         self.factory.subscribers.discard(self)
         self.transport.write(b"error: line too long\n")
-        self.transport.loseConnection()
+        self.close()
 
 
 class NotifFactory(Factory):
@@ -152,12 +158,20 @@ def main():
     ap.add_argument("--interval", type=float, default=1.0)
     ap.add_argument("--max-clients", type=int, default=0)
     ap.add_argument("--cap", type=int, default=1 << 20)
+    ap.add_argument("--tls-cert", help="serve TLS with this certificate (PEM)")
+    ap.add_argument("--tls-key", help="... and this key (PEM)")
     a = ap.parse_args()
     if a.interval <= 0 or not 0 <= a.port <= 65535:
         ap.error("bad --interval or --port")
 
     f = NotifFactory(a.max_clients, a.cap)
-    port = reactor.listenTCP(a.port, f, backlog=4096, interface=a.bind)
+    if a.tls_cert:
+        from twisted.internet import ssl
+        with open(a.tls_cert) as c, open(a.tls_key) as k:
+            opts = ssl.PrivateCertificate.loadPEM(c.read() + k.read()).options()
+        port = reactor.listenSSL(a.port, f, opts, backlog=4096, interface=a.bind)
+    else:
+        port = reactor.listenTCP(a.port, f, backlog=4096, interface=a.bind)
     print("port=%d" % port.getHost().port, flush=True)
     loop = task.LoopingCall(f.publish)
     loop.start(a.interval, now=False)
