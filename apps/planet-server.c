@@ -4,14 +4,17 @@
  * LineReceiver: request line and headers in line mode, a request body (skipped) in raw
  * mode; GET and HEAD; keep-alive and Content-Length; pipelined requests answered in order.
  *
- *   planet-server [--port N] [--bind ADDR] [--delay SECONDS] [--tls-cert PEM --tls-key PEM]
+ *   planet-server [--port N] [--bind ADDR] [--delay SECONDS] [--idle SECONDS]
+ *                 [--tls-cert PEM --tls-key PEM]
  *
  * Pages: /planet.debian.net/, /planetzope.org/, /planet.gnome.org/,
  * /gstreamer.freedesktop.org/planet/ (generated front pages, one <h3> per article), and
  * / (an index of them, with no <h3>). The same paths without their last slash redirect
  * (301). --delay holds every answer that long, on a reactor timer: the loop never
  * blocks, so N clients asking at once are all answered after one delay. A request that
- * is not HTTP/1.x gets a 400 saying why, and the connection is closed.
+ * is not HTTP/1.x gets a 400 saying why, and the connection is closed. A connection that
+ * has not sent a whole request --idle seconds (default 30) after it opened or after its
+ * last answer is closed (a 408 first if a request was under way).
  * With --tls-cert/--tls-key it speaks https (the library's TLS layer) instead.
  * Port 0 picks a free port; the line "planet-server: listening on http://ADDR:PORT/"
  * (https://...) tells which. SIGINT/SIGTERM stop it. */
@@ -48,16 +51,17 @@ static const struct planet {
 #define NPLANETS (int)(sizeof planets / sizeof planets[0])
 
 static char *pages[NPLANETS + 1]; /* generated at start; the last one is the index "/" */
-static double delay;
+static double delay, idle_timeout = 30;
 
 struct conn {
     line_receiver lr; /* first: the callbacks get &lr */
     enum { REQ_LINE, HEADERS, BODY, WAITING, CLOSING } state;
-    int head, http10, keep_alive, has_host, nheaders;
+    int head, http10, keep_alive, has_host, nheaders, started;
     int route; /* 0..NPLANETS: a page; -1 not found; -2-i: redirect to planets[i] */
     size_t header_bytes;
     long long content_length, body_left;
     reactor_timer *timer; /* the --delay timer while WAITING */
+    reactor_timer *idle;  /* the --idle timer */
 };
 
 static char *make_page(const struct planet *p)
@@ -128,8 +132,36 @@ static void respond(struct conn *c)
     c->state = REQ_LINE;
     c->nheaders = c->has_host = 0;
     c->header_bytes = 0;
+    c->started = 0;
+    if (c->idle)
+        reactor_timer_reset(c->idle, idle_timeout); /* the next request's time starts now */
     if (line_receiver_paused(&c->lr))
         line_receiver_resume_producing(&c->lr); /* the next pipelined request, if any */
+}
+
+/* No whole request in time: a client that went quiet, or one sending very slowly. */
+static void idle_over(reactor *r, void *data)
+{
+    struct conn *c = data;
+    c->idle = NULL;
+    if (c->state == WAITING) { /* our own --delay is running: not the client's fault */
+        c->idle = reactor_call_later(r, idle_timeout, idle_over, c);
+        return;
+    }
+    if (c->state == REQ_LINE && !c->started && !line_receiver_buffered(&c->lr)) {
+        transport_lose_connection(c->lr.base.transport); /* idle between requests */
+        c->state = CLOSING;
+    } else if (c->state != CLOSING) {
+        bad_request(c, 408, "Request Timeout", "no whole request within --idle seconds");
+    }
+}
+
+static void on_made(line_receiver *lr)
+{
+    struct conn *c = (struct conn *)lr;
+    reactor *r = transport_reactor(lr->base.transport); /* NULL in the fuzz target */
+    if (r)
+        c->idle = reactor_call_later(r, idle_timeout, idle_over, c);
 }
 
 static void delay_over(reactor *r, void *data)
@@ -274,8 +306,10 @@ static int on_line(line_receiver *lr, const char *line, size_t len)
         len--;
     if (memchr(line, '\r', len) || memchr(line, '\0', len))
         return bad_request(c, 400, "Bad Request", "a control character in the request");
-    if (c->state == REQ_LINE)
+    if (c->state == REQ_LINE) {
+        c->started = 1;
         return len ? request_line(c, line, len) : 0; /* blank lines before a request: skip */
+    }
     if (c->state != HEADERS)
         return 0; /* CLOSING: nothing more is read */
     if (len)
@@ -314,12 +348,15 @@ static void on_lost(line_receiver *lr, const protocol_reason *reason)
     struct conn *c = (struct conn *)lr;
     if (c->timer)
         reactor_timer_cancel(c->timer);
+    if (c->idle)
+        reactor_timer_cancel(c->idle);
     free(c);
 }
 
 static const line_receiver_ops http_ops = {
     .delimiter = "\n", .max_length = MAX_LINE, .line_received = on_line,
     .raw_data_received = on_body, .line_length_exceeded = on_too_long, .connection_lost = on_lost,
+    .connection_made = on_made,
 };
 
 static protocol *build(factory *f, const struct sockaddr *addr, socklen_t len)
@@ -337,7 +374,7 @@ static protocol *build(factory *f, const struct sockaddr *addr, socklen_t len)
 static void usage(const char *why)
 {
     fprintf(stderr, "planet-server: %s\nusage: planet-server [--port N] [--bind ADDR] "
-                    "[--delay SECONDS] [--tls-cert PEM --tls-key PEM]\n", why);
+                    "[--delay SECONDS] [--idle SECONDS] [--tls-cert PEM --tls-key PEM]\n", why);
     exit(2);
 }
 
@@ -345,7 +382,8 @@ int main(int argc, char **argv)
 {
     static const struct option opts[] = {
         {"port", required_argument, NULL, 'p'}, {"bind", required_argument, NULL, 'b'},
-        {"delay", required_argument, NULL, 'd'}, {"tls-cert", required_argument, NULL, 'c'},
+        {"delay", required_argument, NULL, 'd'}, {"idle", required_argument, NULL, 'i'},
+        {"tls-cert", required_argument, NULL, 'c'},
         {"tls-key", required_argument, NULL, 'k'}, {NULL, 0, NULL, 0},
     };
     const char *bind_addr = "127.0.0.1", *cert = NULL, *key = NULL;
@@ -364,6 +402,11 @@ int main(int argc, char **argv)
         case 'd': delay = strtod(optarg, &end);
                   if (*end || end == optarg || !isfinite(delay) || delay < 0 || delay > 3600)
                       usage("--delay wants seconds, 0 to 3600");
+                  break;
+        case 'i': idle_timeout = strtod(optarg, &end);
+                  if (*end || end == optarg || !isfinite(idle_timeout) || idle_timeout < 0.01 ||
+                      idle_timeout > 86400)
+                      usage("--idle wants seconds, 0.01 to 86400");
                   break;
         default: usage("unknown option or missing value");
         }

@@ -15,7 +15,8 @@ DELAY seconds, one answering at once. Checks that
   - over https (planet-server --tls-cert, a throwaway CA made with the openssl command)
     the same titles and bounds with --cafile, and a refusal without it;
   - planet-server answers bad requests with a 400 and closes, keeps connections alive,
-    answers pipelined requests in order, and survives a garbage storm.
+    answers pipelined requests in order, survives a garbage storm, and closes
+    connections that stay quiet past --idle.
 Everything is bounded in time; the servers are killed at the end.
 Exit status 0 when all passed, 1 otherwise. BUILD names the build folder (build).
 """
@@ -260,6 +261,29 @@ def test_tsan(report_file):
           "tsan: planets-threads --fixed has none", p.stderr[-2000:])
 
 
+def test_idle():
+    """--idle: a silent connection is closed, a half request gets a 408, and a --delay
+    longer than --idle still answers (then the kept-alive connection is closed). The
+    three run at once; each must end before the 3 s socket timeout."""
+    base = start_server(0.4, ["--idle", "0.2"])
+    addr = ("127.0.0.1", int(base.rsplit(":", 1)[1]))
+    cases = [("silent", b"", lambda g: g == b""),
+             ("half a request", b"GET / HTTP/1.1\r\nHost: x\r\n",
+              lambda g: g.startswith(b"HTTP/1.1 408 ") and b"Connection: close" in g),
+             ("a delay longer than --idle", b"GET /planetzope.org/ HTTP/1.1\r\nHost: x\r\n\r\n",
+              lambda g: g.startswith(b"HTTP/1.1 200 OK") and b"Connection: keep-alive" in g
+              and g.endswith(b"</html>\n"))]
+    got = {}
+    ts = [threading.Thread(target=lambda n=n, d=d: got.__setitem__(n, exchange(addr, d)))
+          for n, d, _ in cases]
+    for t in ts:
+        t.start()
+    for t in ts:
+        t.join()
+    for name, _, ok in cases:
+        check(ok(got[name]), "server --idle: %s, then closed" % name, got[name][:300])
+
+
 def make_ca(tmp):
     """A throwaway CA and a certificate for 127.0.0.1 signed by it (openssl CLI)."""
     def ossl(*args):
@@ -309,6 +333,7 @@ def main():
         test_titles(slow)
         test_errors(fast)
         test_server(fast)
+        test_idle()
         with tempfile.TemporaryDirectory() as tmp:
             test_https(tmp)
     finally:
