@@ -190,6 +190,12 @@ static void cp_cancel(deferred *d, void *arg)
 deferred *reactor_connect_protocol(reactor *r, const char *host, int port, protocol *p,
                                    double timeout)
 {
+    return reactor_connect_protocol_tls(r, host, port, p, timeout, NULL);
+}
+
+deferred *reactor_connect_protocol_tls(reactor *r, const char *host, int port, protocol *p,
+                                       double timeout, tls_context *ctx)
+{
     if (!r || !host || !p || !p->ops || !p->ops->data_received || port <= 0 || port > 65535) {
         errno = EINVAL;
         return NULL;
@@ -222,7 +228,8 @@ deferred *reactor_connect_protocol(reactor *r, const char *host, int port, proto
     if (*head)
         (*head)->prev = cp;
     *head = cp;
-    cp->c = reactor_connect_tcp(r, host, port, &cp->f, timeout);
+    cp->c = ctx ? reactor_connect_tls(r, host, port, &cp->f, timeout, ctx)
+                : reactor_connect_tcp(r, host, port, &cp->f, timeout);
     if (!cp->c) {
         int e = errno;
         deferred_set_canceller(cp->d, NULL, NULL, NULL);

@@ -22,6 +22,7 @@
 #include <twistc/deferred.h>
 #include <twistc/protocol.h>
 #include <twistc/reactor.h>
+#include <twistc/tls.h>
 #include <twistc/twistc_base.h>
 
 #ifdef __cplusplus
@@ -38,6 +39,12 @@ extern "C" {
  * or p without ops, a port outside 1..65535; ENOMEM); then nothing was started. */
 TWISTC_API deferred *reactor_connect_protocol(reactor *r, const char *host, int port,
                                               protocol *p, double timeout);
+/* The same over TLS (reactor_connect_tls, client context ctx): it fires once TCP is up
+ * and connection_made ran, before the handshake (as Twisted's TLS endpoints); a failed
+ * handshake or verification then reaches p's connection_lost (PROTOCOL_TLS_*). */
+TWISTC_API deferred *reactor_connect_protocol_tls(reactor *r, const char *host, int port,
+                                                  protocol *p, double timeout,
+                                                  tls_context *ctx);
 
 /* A failure telling why a connection ended or could not be made (one reference owned by
  * the caller; never NULL). Its message is protocol_reason_format()'s line, and its

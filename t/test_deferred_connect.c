@@ -15,6 +15,7 @@
 
 #include "helpers.h"
 #include "reactor/transport_internal.h"
+#include "tls_helpers.h"
 #include "transport_helpers.h"
 
 #define WAIT 5.0
@@ -167,6 +168,44 @@ START_TEST(test_connected_fires_with_protocol)
     ck_assert_int_eq(u.made, 1);
     ck_assert_int_eq(g.fired, 1);
     tfx_close(&x);
+}
+END_TEST
+
+/* Over TLS: fires after connection_made (before the handshake); the echo through TLS
+ * reaches the user's protocol; lose_connection ends it cleanly (close_notify). */
+START_TEST(test_connected_over_tls)
+{
+    struct th_certs certs;
+    ck_assert_int_eq(th_certs_make(&certs), 0);
+    struct tfx x;
+    tfx_open(&x, _i, TP_ECHO);
+    listener_free(x.l);
+    tls_context *sctx = tls_context_new_server(certs.cert, certs.key, NULL, 0);
+    tls_context *cctx = tls_context_new_client(certs.ca, NULL, NULL, 0);
+    ck_assert_ptr_nonnull(sctx);
+    ck_assert_ptr_nonnull(cctx);
+    x.l = reactor_listen_tls(x.r, "127.0.0.1", 0, &x.srv.f, 0, sctx);
+    ck_assert_ptr_nonnull(x.l);
+    x.port = listener_port(x.l);
+    struct up u = {0};
+    protocol_init(&u.base, &up_ops);
+    struct got g;
+    watch(reactor_connect_protocol_tls(x.r, "127.0.0.1", x.port, &u.base, WAIT, cctx), &g);
+    tls_context_unref(cctx); /* the connector holds its own reference */
+    iterate_until_fired(x.r, &g);
+    ck_assert_int_eq(g.failed, 0);
+    ck_assert_ptr_eq(g.p, &u);
+    ck_assert_int_eq(transport_is_tls(u.base.transport), 1);
+    for (int i = 0; i < 100000 && u.in_len < 4; i++)
+        ck_assert_int_eq(reactor_iterate(x.r, 0.1), 0);
+    ck_assert(memcmp(u.in, "ping", 4) == 0);
+    transport_lose_connection(u.base.transport);
+    for (int i = 0; i < 100000 && !u.lost; i++)
+        ck_assert_int_eq(reactor_iterate(x.r, 0.1), 0);
+    ck_assert_int_eq(u.lost_kind, PROTOCOL_DONE);
+    tfx_close(&x);
+    tls_context_unref(sctx);
+    th_certs_remove(&certs);
 }
 END_TEST
 
@@ -385,6 +424,7 @@ Suite *suite_deferred_connect(void)
     tcase_add_checked_fixture(tc, seam_setup, seam_teardown);
     int n = th_backend_count();
     tcase_add_loop_test(tc, test_connected_fires_with_protocol, 0, n);
+    tcase_add_loop_test(tc, test_connected_over_tls, 0, n);
     tcase_add_loop_test(tc, test_refused, 0, n);
     tcase_add_loop_test(tc, test_dns_failure, 0, n);
     tcase_add_loop_test(tc, test_timeout, 0, n);
