@@ -41,7 +41,7 @@ static deferred_result chaining_logged_in(deferred_result r, void *arg)
     deferred_result_clear(&r);
     /* Return a Deferred: the rest of this chain waits until it fires. The reference
      * returned by chaining_request goes to the chain. */
-    return deferred_chain(chaining_request("INBOX", "3 new messages"));
+    return deferred_continue_with(chaining_request("INBOX", "3 new messages"));
 }
 
 static deferred_result chaining_inbox(deferred_result r, void *arg)

@@ -8,7 +8,7 @@
 
 static deferred_result list_show(deferred_result r, void *title)
 {
-    deferred_list_result *lr = deferred_result_list(&r);
+    deferred_list_result *lr = deferred_list_result_of(&r);
     printf("%s:\n", (const char *)title);
     for (size_t i = 0; i < lr->count; i++) {
         const deferred_list_item *it = &lr->items[i];

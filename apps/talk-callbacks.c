@@ -1,6 +1,6 @@
 /* The talk's client in plain callback style: ask for a random number, then for a
  * classified ad, then stop. Each answer comes back through a Deferred; returning the next
- * request's Deferred (deferred_chain) makes the chain wait for it, as in Twisted.
+ * request's Deferred (deferred_continue_with) makes the chain wait for it, as in Twisted.
  *
  *   talk-callbacks [PORT]        (server on 127.0.0.1, default port 6789) */
 #include <stdio.h>
@@ -17,13 +17,13 @@ static int status = 1;
 static deferred_result connected(deferred_result res, void *arg)
 {
     client = notif_client_from_result(&res);
-    return deferred_chain(notif_random(client)); /* the answer goes down the chain */
+    return deferred_continue_with(notif_random(client)); /* the answer goes down the chain */
 }
 
 static deferred_result got_random(deferred_result n, void *arg)
 {
     printf("random: %lld\n", (long long)n.u.i);
-    return deferred_chain(notif_classified(client));
+    return deferred_continue_with(notif_classified(client));
 }
 
 static deferred_result got_classified(deferred_result ad, void *arg)

@@ -13,7 +13,7 @@
  * the body goes to co->target, which starts as the Deferred coro_start returned. Each
  * target is made with a canceller (co_canceller). Cancelling the target fires it
  * "chained to" a fresh target (as if a first callback had returned
- * deferred_chain(fresh)), makes the fresh one the body's target and cancels the
+ * deferred_continue_with(fresh)), makes the fresh one the body's target and cancels the
  * awaited Deferred (which resumes the body with the cancellation result), so the
  * cancelled Deferred gets whatever the body finally returns, when it returns.
  *
@@ -273,7 +273,7 @@ static void co_entry(void *arg)
 {
     coro *co = arg;
     co->final = co->fn(co->arg);
-    if (co->final.kind == DEFERRED_DEFERRED) /* `return deferred_chain(d)` */
+    if (co->final.kind == DEFERRED_DEFERRED) /* `return deferred_continue_with(d)` */
         co->final = coro_await_take(co->final.u.deferred);
 }
 

@@ -68,7 +68,7 @@ extern "C" {
 #endif
 
 /* A coroutine body: what it returns (ownership passes out) fires the coroutine's
- * Deferred. Returning deferred_chain(d) waits for d and fires with its result. */
+ * Deferred. Returning deferred_continue_with(d) waits for d and fires with its result. */
 typedef deferred_result (*coro_fn)(void *arg);
 
 /* Starts fn(arg) as a coroutine: it runs now, until its first await of an unfired

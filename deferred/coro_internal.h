@@ -58,7 +58,7 @@ void coro__waiter_discarded(void *co);
 coro *deferred__await_add(deferred *d, coro *co, deferred_result *out, int take);
 /* After the resume, in the coroutine: its await's result into *out (coro.c). */
 void coro__await_end(deferred_result *out);
-/* Fires d (unfired) as if a callback had returned deferred_chain(inner): d waits for
+/* Fires d (unfired) as if a callback had returned deferred_continue_with(inner): d waits for
  * inner (A7) and takes its result when it fires. For the coroutine canceller, which must
  * give its Deferred a result "to come" before any of the user's pairs run. 0 or -ENOMEM
  * (then d is left unfired). deferred.c. */

@@ -31,7 +31,7 @@
  *     reference exactly once with deferred_unref(); the Deferred is freed at 0.
  *   - Functions that take a `deferred *` argument BORROW it (they take their own
  *     reference if they need one), with one exception: a deferred_result of kind
- *     DEFERRED carries a reference, so returning deferred_chain(d) from a callback
+ *     DEFERRED carries a reference, so returning deferred_continue_with(d) from a callback
  *     passes that reference to the chain (which drops it when done).
  *   - The library holds a reference while a Deferred runs its chain, so a callback may
  *     drop the last user reference (or the producer may unref right after firing).
@@ -185,9 +185,11 @@ TWISTC_API deferred_result deferred_failure_result(deferred_failure *f);
  * from a callback is Python's `raise`. */
 #define deferred_error(code, ...) \
     deferred_failure_result(deferred_failure_new_at(__FILE__, __LINE__, (code), NULL, __VA_ARGS__))
-/* A result that says "continue with this Deferred's result" (implicit chaining, A7).
- * Passes one reference on d: use deferred_chain(deferred_ref(d)) to keep yours. */
-static inline deferred_result deferred_chain(deferred *d)
+/* A result that says "continue with this Deferred's result" (implicit chaining, A7;
+ * not to be confused with deferred_chain_deferred, Twisted's chainDeferred, which
+ * forwards this chain's result to another Deferred).
+ * Passes one reference on d: use deferred_continue_with(deferred_ref(d)) to keep yours. */
+static inline deferred_result deferred_continue_with(deferred *d)
 {
     deferred_result r = {DEFERRED_DEFERRED, NULL, {0}};
     r.u.deferred = d;
@@ -243,7 +245,7 @@ TWISTC_API void deferred_unref(deferred *d);
 
 /* A callback or errback: receives the current result (ownership passes in) and returns
  * the new result (ownership passes out). Return the same `r` to pass it through,
- * deferred_error() to fail, deferred_chain(d) to wait for another Deferred. */
+ * deferred_error() to fail, deferred_continue_with(d) to wait for another Deferred. */
 typedef deferred_result (*deferred_cb)(deferred_result r, void *arg);
 
 /* Adds the pair (cb, eb); a NULL cb or eb passes the result through on that side. If d
@@ -377,7 +379,7 @@ typedef struct deferred_list_result {
 } deferred_list_result;
 TWISTC_API void deferred_list_result_free(void *list_result);
 /* The list inside r, or NULL if r is not a DeferredList/gather result. Borrowed. */
-TWISTC_API deferred_list_result *deferred_result_list(const deferred_result *r);
+TWISTC_API deferred_list_result *deferred_list_result_of(const deferred_result *r);
 
 /* A Deferred that fires when the n inputs have fired (A20), with a
  * deferred_list_result in input order; the flags select Twisted's fireOnOneCallback,

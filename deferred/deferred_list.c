@@ -73,7 +73,7 @@ void deferred_list_result_free(void *p)
     free(lr);
 }
 
-deferred_list_result *deferred_result_list(const deferred_result *r)
+deferred_list_result *deferred_list_result_of(const deferred_result *r)
 {
     if (r && r->kind == DEFERRED_PTR && r->free_fn == deferred_list_result_free)
         return r->u.p;

@@ -587,15 +587,20 @@ size_t line_receiver_buffered(const line_receiver *lr)
     return (lr->flags & LR_FEEDING) ? 0 : lr->buf_len;
 }
 
-void line_receiver_pause_producing(line_receiver *lr)
+int line_receiver_pause_producing(line_receiver *lr)
 {
+    if (!lr)
+        return -EINVAL;
     lr->flags |= LR_PAUSED;
     if (lr->base.transport)
         transport_pause_producing(lr->base.transport);
+    return 0;
 }
 
 int line_receiver_resume_producing(line_receiver *lr)
 {
+    if (!lr)
+        return -EINVAL;
     if (lr->flags & LR_STOPPED)
         return 0;
     lr->flags &= (uint8_t)~LR_PAUSED;
@@ -604,19 +609,22 @@ int line_receiver_resume_producing(line_receiver *lr)
     return line_receiver_data_received(lr, NULL, 0); /* deliver what is buffered now */
 }
 
-void line_receiver_stop_producing(line_receiver *lr)
+int line_receiver_stop_producing(line_receiver *lr)
 {
+    if (!lr)
+        return -EINVAL;
     lr->flags |= LR_PAUSED | LR_STOPPED;
     line_receiver_clear_line_buffer(lr);
     if (lr->base.transport)
         transport_lose_connection(lr->base.transport);
+    return 0;
 }
 
 int line_receiver_paused(const line_receiver *lr) { return (lr->flags & LR_PAUSED) != 0; }
 
-static void prod_pause(void *d) { line_receiver_pause_producing(d); }
+static void prod_pause(void *d) { (void)line_receiver_pause_producing(d); }
 static void prod_resume(void *d) { line_receiver_resume_producing(d); }
-static void prod_stop(void *d) { line_receiver_stop_producing(d); }
+static void prod_stop(void *d) { (void)line_receiver_stop_producing(d); }
 
 const transport_producer_ops line_receiver_producer_ops = {
     .pause_producing = prod_pause,

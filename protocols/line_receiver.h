@@ -125,10 +125,12 @@ TWISTC_API size_t line_receiver_buffered(const line_receiver *lr);
 
 /* The receiver as a push producer (Twisted's IPushProducer). pause: no line is delivered
  * and the transport stops reading. resume: reads again and delivers what is buffered at
- * once. stop: pauses for good and loses the connection. */
-TWISTC_API void line_receiver_pause_producing(line_receiver *lr);
+ * once. stop: pauses for good and loses the connection. Like the transport's, each
+ * returns 0 or a negative errno: -EINVAL for lr NULL; resume also what delivering the
+ * buffered lines returned (the connection is then closing). */
+TWISTC_API int line_receiver_pause_producing(line_receiver *lr);
 TWISTC_API int line_receiver_resume_producing(line_receiver *lr);
-TWISTC_API void line_receiver_stop_producing(line_receiver *lr);
+TWISTC_API int line_receiver_stop_producing(line_receiver *lr);
 TWISTC_API int line_receiver_paused(const line_receiver *lr);
 /* For transport_register_producer(t, &line_receiver_producer_ops, lr, 1). */
 TWISTC_API extern const transport_producer_ops line_receiver_producer_ops;

@@ -723,16 +723,20 @@ int reactor_remove_trigger(reactor *r, reactor_trigger *t)
     return 0;
 }
 
-void reactor_shutdown_hold(reactor *r)
+int reactor_shutdown_hold(reactor *r)
 {
-    if (r)
-        r->shutdown_holds++;
+    if (!r)
+        return -EINVAL;
+    r->shutdown_holds++;
+    return 0;
 }
 
-void reactor_shutdown_release(reactor *r)
+int reactor_shutdown_release(reactor *r)
 {
-    if (r && r->shutdown_holds > 0)
-        r->shutdown_holds--;
+    if (!r || r->shutdown_holds == 0)
+        return -EINVAL;
+    r->shutdown_holds--;
+    return 0;
 }
 
 /* ---- Fake clock ---------------------------------------------------------------- */

@@ -194,9 +194,11 @@ TWISTC_API reactor_trigger *reactor_add_trigger(reactor *r, reactor_phase phase,
 /* -ENOENT for a trigger already run or removed. */
 TWISTC_API int reactor_remove_trigger(reactor *r, reactor_trigger *t);
 /* From a "before shutdown" trigger: hold the shutdown until as many releases as holds
- * were made (this is how a server flushes its connections before exiting). */
-TWISTC_API void reactor_shutdown_hold(reactor *r);
-TWISTC_API void reactor_shutdown_release(reactor *r);
+ * were made (this is how a server flushes its connections before exiting). Both return
+ * 0, or -EINVAL for r NULL, and release -EINVAL when no hold is left to release (a
+ * release too many). */
+TWISTC_API int reactor_shutdown_hold(reactor *r);
+TWISTC_API int reactor_shutdown_release(reactor *r);
 
 /* ---- Signals and threads -------------------------------------------------------- */
 

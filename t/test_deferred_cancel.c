@@ -162,7 +162,7 @@ static void must_not_cancel(deferred *d, void *arg) { ck_abort_msg("outer cancel
 static deferred_result return_d(deferred_result r, void *d)
 {
     deferred_result_clear(&r);
-    return deferred_chain(deferred_ref(d));
+    return deferred_continue_with(deferred_ref(d));
 }
 
 START_TEST(test_cancelNestedDeferred)
@@ -304,7 +304,7 @@ static deferred_result record_then_wait(deferred_result r, void *inner)
 {
     dth_record(r, "cb");
     deferred_result_clear(&r);
-    return deferred_chain(deferred_ref(inner));
+    return deferred_continue_with(deferred_ref(inner));
 }
 
 START_TEST(test_successResultBeforeTimeout)

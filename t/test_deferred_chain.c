@@ -15,7 +15,7 @@
 static deferred_result return_d(deferred_result r, void *d)
 {
     deferred_result_clear(&r);
-    return deferred_chain(deferred_ref(d));
+    return deferred_continue_with(deferred_ref(d));
 }
 
 /* ---- A7: implicit chaining -------------------------------------------------------------- */
@@ -181,15 +181,15 @@ static deferred_result first_cb(deferred_result r, void *arg)
     deferred_result_clear(&r);
     if (n->gather) {
         deferred *g = deferred_gather(&n->a, 1, 0);
-        return deferred_chain(g); /* passes our only reference */
+        return deferred_continue_with(g); /* passes our only reference */
     }
-    return deferred_chain(deferred_ref(n->inner));
+    return deferred_continue_with(deferred_ref(n->inner));
 }
 
 static deferred_result second_cb(deferred_result r, void *arg)
 {
     char b[64];
-    deferred_list_result *lr = deferred_result_list(&r);
+    deferred_list_result *lr = deferred_list_result_of(&r);
     if (lr) {
         dth_logf("secondCallback([%s]) ", dth_desc(&lr->items[0].result, b, sizeof b));
         return r;
@@ -218,7 +218,7 @@ static deferred_result outer_cb(deferred_result r, void *arg)
     deferred_add_errback(d, dth_record, "FAILURE");
     if (n->fire_d)
         deferred_callback(d, deferred_none());
-    return deferred_chain(d);
+    return deferred_continue_with(d);
 }
 
 START_TEST(test_nestedAsynchronousChainedDeferreds)
@@ -610,7 +610,7 @@ END_TEST
 extern Suite *suite_deferred_chain(void);
 Suite *suite_deferred_chain(void)
 {
-    Suite *s = suite_create("deferred_chain");
+    Suite *s = suite_create("deferred_continue_with");
     TCase *tc = tcase_create("implicit_chain");
     dth_fixture(tc);
     tcase_add_test(tc, test_asynchronousImplicitChain);

@@ -193,7 +193,7 @@ START_TEST(test_callbackWithDeferredRefused)
     deferred *d = deferred_new();
     deferred *other = deferred_new();
     /* P5: callback(someDeferred) is forbidden; the reference given is dropped. */
-    ck_assert_int_eq(deferred_callback(d, deferred_chain(deferred_ref(other))), -EINVAL);
+    ck_assert_int_eq(deferred_callback(d, deferred_continue_with(deferred_ref(other))), -EINVAL);
     ck_assert(!deferred_called(d));
     ck_assert_uint_eq(deferred_refcount(other), 1);
     ck_assert_int_eq(deferred_callback(NULL, deferred_int(1)), -EINVAL);
@@ -326,7 +326,7 @@ END_TEST
 static deferred_result return_self(deferred_result r, void *d)
 {
     deferred_result_clear(&r);
-    return deferred_chain(deferred_ref(d));
+    return deferred_continue_with(deferred_ref(d));
 }
 
 START_TEST(test_circularChainWarning)
@@ -365,7 +365,10 @@ static deferred_result sync_failure(void *arg)
 {
     return deferred_failure_result(deferred_failure_new(ENOENT, "sync failure"));
 }
-static deferred_result async_deferred(void *arg) { return deferred_chain(deferred_ref(arg)); }
+static deferred_result async_deferred(void *arg)
+{
+    return deferred_continue_with(deferred_ref(arg));
+}
 
 START_TEST(test_maybeDeferredSync)
 {

@@ -206,10 +206,10 @@ START_TEST(test_awaitOutsideCoroutine)
 }
 END_TEST
 
-/* `return deferred_chain(d)` waits for d. */
+/* `return deferred_continue_with(d)` waits for d. */
 static deferred_result body_return_chain(void *arg)
 {
-    return deferred_chain(deferred_ref(arg));
+    return deferred_continue_with(deferred_ref(arg));
 }
 
 START_TEST(test_returnDeferred)
@@ -378,7 +378,7 @@ static deferred_result defer_me_more(deferred_result r, void *arg)
     if (deferred_result_code(&r) != ECANCELED)
         return r;
     deferred_result_clear(&r);
-    return deferred_chain(deferred_ref(arg));
+    return deferred_continue_with(deferred_ref(arg));
 }
 
 START_TEST(test_asynchronousCancellation)

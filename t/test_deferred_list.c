@@ -28,7 +28,7 @@ static const char *describe(const deferred_result *r)
 {
     static char out[512];
     char b[128];
-    deferred_list_result *lr = deferred_result_list(r);
+    deferred_list_result *lr = deferred_list_result_of(r);
     ck_assert_ptr_nonnull(lr);
     out[0] = '\0';
     for (size_t i = 0; i < lr->count; i++) {
@@ -60,7 +60,7 @@ START_TEST(test_testDeferredList)
     ck_assert(deferred_called(dl));
     deferred_result r = take(dl);
     ck_assert_str_eq(describe(&r), "ok:str:1 no:fail:EPROTO ok:str:3");
-    ck_assert_str_eq(deferred_result_list(&r)->items[1].result.u.failure->message, "2");
+    ck_assert_str_eq(deferred_list_result_of(&r)->items[1].result.u.failure->message, "2");
     deferred_result_clear(&r);
     for (int i = 0; i < 3; i++)
         deferred_unref(d[i]);
@@ -74,7 +74,7 @@ START_TEST(test_testEmptyDeferredList)
     deferred *dl1 = deferred_list_new(NULL, 0, 0);
     ck_assert(deferred_called(dl1));
     deferred_result r = take(dl1);
-    ck_assert_uint_eq(deferred_result_list(&r)->count, 0);
+    ck_assert_uint_eq(deferred_list_result_of(&r)->count, 0);
     deferred_result_clear(&r);
     deferred_unref(dl1);
 
@@ -133,7 +133,7 @@ START_TEST(test_testDeferredListDontConsumeErrors)
     deferred_errback_new(d1, EPROTO, "Bang");
     ck_assert_str_eq(dth_log, "errorTrap(fail:EPROTO) ");
     deferred_result r = take(dl);
-    ck_assert_str_eq(deferred_result_list(&r)->items[0].result.u.failure->message, "Bang");
+    ck_assert_str_eq(deferred_list_result_of(&r)->items[0].result.u.failure->message, "Bang");
     deferred_result_clear(&r);
     deferred_unref(d1);
     deferred_unref(dl);
@@ -148,7 +148,7 @@ START_TEST(test_testDeferredListConsumeErrors)
     deferred_errback_new(d1, EPROTO, "Bang");
     ck_assert_str_eq(dth_log, "d1(none) "); /* the failure was replaced by NONE */
     deferred_result r = take(dl);
-    ck_assert_str_eq(deferred_result_list(&r)->items[0].result.u.failure->message, "Bang");
+    ck_assert_str_eq(deferred_list_result_of(&r)->items[0].result.u.failure->message, "Bang");
     deferred_result_clear(&r);
     deferred_unref(d1);
     deferred_unref(dl);
@@ -201,7 +201,7 @@ START_TEST(test_fireOnOneCallback)
     ck_assert(!deferred_called(dl));
     deferred_callback(d[1], deferred_str("yes", NULL));
     deferred_result r = take(dl);
-    deferred_list_result *lr = deferred_result_list(&r);
+    deferred_list_result *lr = deferred_list_result_of(&r);
     ck_assert_uint_eq(lr->index, 1); /* (value, index) */
     ck_assert_str_eq(describe(&r), "ok:str:yes");
     deferred_result_clear(&r);
@@ -314,7 +314,7 @@ START_TEST(test_cancelDeferredListWithFireOnOneCallbackAndDeferredCallback)
     deferred_cancel(dl);
     handle(ds[1], ECANCELED);
     deferred_result r = take(dl);
-    ck_assert_uint_eq(deferred_result_list(&r)->index, 0);
+    ck_assert_uint_eq(deferred_list_result_of(&r)->index, 0);
     ck_assert_str_eq(describe(&r), "ok:str:Callback Result");
     deferred_result_clear(&r);
     deferred_unref(ds[0]);

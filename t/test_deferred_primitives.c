@@ -98,7 +98,7 @@ START_TEST(test_lock)
     /* run: the function runs at once (lock free), the lock stays held until the
      * Deferred it returned fires, and the result goes through */
     deferred *control = deferred_new();
-    struct helper h = {0, deferred_chain(deferred_ref(control))};
+    struct helper h = {0, deferred_continue_with(deferred_ref(control))};
     struct end res;
     deferred *rd = deferred_lock_run(lock, helper_fn, &h);
     watch(rd, &res);
@@ -175,7 +175,7 @@ START_TEST(test_semaphore)
     deferred_semaphore *sem = deferred_semaphore_new(N);
     ck_assert_ptr_nonnull(sem);
     deferred *control = deferred_new();
-    struct helper h = {0, deferred_chain(deferred_ref(control))};
+    struct helper h = {0, deferred_continue_with(deferred_ref(control))};
     deferred *rd = deferred_semaphore_run(sem, helper_fn, &h);
     struct end res;
     watch(rd, &res);
@@ -345,7 +345,7 @@ static deferred_result cq_after(deferred_result r, void *arg)
     ck_assert_int_eq(deferred_result_code(&r), ECANCELED);
     deferred_result_clear(&r);
     ck_assert_int_eq(deferred_queue_put(cq, deferred_int(5)), 0);
-    return deferred_chain(deferred_add_callback(deferred_queue_get(cq), cq_got, NULL));
+    return deferred_continue_with(deferred_add_callback(deferred_queue_get(cq), cq_got, NULL));
 }
 
 START_TEST(test_cancelQueueAfterGet)
@@ -383,7 +383,7 @@ START_TEST(test_run_releases_on_failure)
     deferred_unref(d);
 
     deferred *control = deferred_new();
-    struct helper h = {0, deferred_chain(deferred_ref(control))};
+    struct helper h = {0, deferred_continue_with(deferred_ref(control))};
     d = deferred_lock_run(lock, helper_fn, &h);
     watch(d, &e);
     ck_assert(deferred_lock_locked(lock));
@@ -445,7 +445,7 @@ START_TEST(test_misuse_and_free)
     ck_assert_int_eq(deferred_queue_put(q, r), -ENOBUFS);
     ck_assert_str_eq(r.u.s, "mine");
     deferred_result_clear(&r);
-    ck_assert_int_eq(deferred_queue_put(q, deferred_chain(NULL)), -EINVAL);
+    ck_assert_int_eq(deferred_queue_put(q, deferred_continue_with(NULL)), -EINVAL);
     deferred_queue_free(q);
 }
 END_TEST

@@ -486,10 +486,24 @@ START_TEST(test_b8_stop_producing)
     setup_with(&lf_ops);
     R.pause_line = "p";
     feed_str("a\np\nb\n");
-    line_receiver_stop_producing(&R.lr);
+    ck_assert_int_eq(line_receiver_stop_producing(&R.lr), 0);
     ck_assert(transport_disconnecting(T));
     ck_assert_int_eq(line_receiver_resume_producing(&R.lr), 0);
     ck_assert_str_eq(logstr(), "L:a|L:p|");
+    teardown_rec();
+}
+END_TEST
+
+/* The producer family answers like the transport's: int, -EINVAL for NULL. */
+START_TEST(test_b8_producer_returns)
+{
+    setup_with(&lf_ops);
+    ck_assert_int_eq(line_receiver_pause_producing(&R.lr), 0);
+    ck_assert(transport_paused(T));
+    ck_assert_int_eq(line_receiver_resume_producing(&R.lr), 0);
+    ck_assert_int_eq(line_receiver_pause_producing(NULL), -EINVAL);
+    ck_assert_int_eq(line_receiver_resume_producing(NULL), -EINVAL);
+    ck_assert_int_eq(line_receiver_stop_producing(NULL), -EINVAL);
     teardown_rec();
 }
 END_TEST
@@ -541,6 +555,7 @@ Suite *suite_protocols_line_receiver(void)
     tcase_add_test(tc, test_b6_no_recursion);
     tcase_add_test(tc, test_b7_clear_line_buffer);
     tcase_add_test(tc, test_b8_pause_resume);
+    tcase_add_test(tc, test_b8_producer_returns);
     tcase_add_test(tc, test_b8_stop_producing);
     tcase_add_test(tc, test_b9_send_line);
     tcase_add_test(tc, test_init_rejects_bad_delimiter);

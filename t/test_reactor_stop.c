@@ -251,6 +251,21 @@ START_TEST(test_shutdown_hold_released_by_timers)
 }
 END_TEST
 
+/* Misuse is reported: a release without a hold, or no reactor, is -EINVAL (and the
+ * count never goes below zero: the next hold still holds). */
+START_TEST(test_shutdown_hold_misuse)
+{
+    reactor *r = th_reactor(_i);
+    ck_assert_int_eq(reactor_shutdown_hold(NULL), -EINVAL);
+    ck_assert_int_eq(reactor_shutdown_release(NULL), -EINVAL);
+    ck_assert_int_eq(reactor_shutdown_release(r), -EINVAL);
+    ck_assert_int_eq(reactor_shutdown_hold(r), 0);
+    ck_assert_int_eq(reactor_shutdown_release(r), 0);
+    ck_assert_int_eq(reactor_shutdown_release(r), -EINVAL);
+    reactor_free(r);
+}
+END_TEST
+
 /* D10 */
 START_TEST(test_callWhenRunningOrder)
 {
@@ -322,6 +337,7 @@ Suite *suite_reactor_stop(void)
     tcase_add_loop_test(tc, test_triggers_remove_and_run_once, 0, n);
     tcase_add_loop_test(tc, test_asynchronousBefore, 0, n);
     tcase_add_loop_test(tc, test_shutdown_hold_released_by_timers, 0, n);
+    tcase_add_loop_test(tc, test_shutdown_hold_misuse, 0, n);
     tcase_add_loop_test(tc, test_callWhenRunningOrder, 0, n);
     tcase_add_loop_test(tc, test_runningForStartupEvents, 0, n);
     tcase_add_loop_test(tc, test_trigger_cannot_free_reactor, 0, n);

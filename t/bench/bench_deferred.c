@@ -94,7 +94,7 @@ static double bench_long_chain(long n)
 static deferred_result return_next(deferred_result r, void *next)
 {
     deferred_result_clear(&r);
-    return deferred_chain(deferred_ref(next));
+    return deferred_continue_with(deferred_ref(next));
 }
 
 static double bench_implicit_chain(long n)
