@@ -42,18 +42,28 @@ struct hhost {
     struct hpool *pool;
     char *name;
     int port, https;
-    char *ca_file;       /* https: what the connections were verified with */
+    char *ca_file;       /* https: what the connections are verified with */
     tls_context *user_tls;
-    tls_context *tls;    /* the context connections are made with (a reference) */
+    tls_context *tls;    /* the context connections are made with (the pool's) */
+    int busy;            /* a pump or a connection's end is using it: keep it */
     int nconns; /* every hconn not yet freed */
     struct hconn *conns;
     http__req *qhead, *qtail;
 };
 
+/* TLS client contexts, one per (ca_file, user context): loading the CA store is the
+ * expensive part, and a context serves every host (the name is checked per connection). */
+struct hctx {
+    struct hctx *next;
+    char *ca_file;
+    tls_context *user, *ctx; /* ctx: our reference */
+};
+
 struct hpool {
     reactor *r;
     struct hhost *hosts;
-    int closing;
+    struct hctx *ctxs;
+    int nhosts, closing;
     char tls_err[200]; /* why the last TLS context could not be made */
 };
 
@@ -228,6 +238,8 @@ static void hc_stop(factory *f)
     struct hhost *h = hc->host;
     http__req *req = hc->req;
     hc_unlink(hc);
+    if (h)
+        h->busy++;
     http__reader_reset(&hc->rd);
     protocol_reason fail = hc->fail;
     int failed = hc->failed;
@@ -245,8 +257,11 @@ static void hc_stop(factory *f)
                            NULL);
         }
     }
-    if (h && !h->pool->closing)
-        pump(h);
+    if (h) {
+        if (!h->pool->closing)
+            pump(h);
+        h->busy--;
+    }
 }
 
 static const line_receiver_ops hc_ops = {
@@ -265,6 +280,32 @@ static const factory_ops hc_factory_ops = {
     .client_connection_failed = hc_connect_failed,
     .client_connection_lost = hc_conn_lost,
 };
+
+static tls_context *pool_tls(struct hpool *p, const char *ca, tls_context *user, char *err,
+                             size_t n)
+{
+    for (struct hctx *c = p->ctxs; c; c = c->next)
+        if (c->user == user && (c->ca_file == ca || (c->ca_file && ca && !strcmp(c->ca_file, ca))))
+            return c->ctx;
+    struct hctx *c = calloc(1, sizeof *c);
+    if (!c || (ca && !(c->ca_file = strdup(ca)))) {
+        free(c);
+        errno = ENOMEM;
+        return NULL;
+    }
+    c->user = user;
+    c->ctx = user ? tls_context_ref(user) : tls_context_new_client(ca, NULL, err, n);
+    if (!c->ctx) {
+        int e = errno;
+        free(c->ca_file);
+        free(c);
+        errno = e;
+        return NULL;
+    }
+    c->next = p->ctxs;
+    p->ctxs = c;
+    return c->ctx;
+}
 
 /* A new connection for req. 0 or a negative errno (nothing made). */
 static int hc_open(struct hhost *h, http__req *req)
@@ -290,8 +331,7 @@ static int hc_open(struct hhost *h, http__req *req)
     if (h->https) {
         if (!h->tls) {
             char err[200] = "";
-            h->tls = h->user_tls ? tls_context_ref(h->user_tls)
-                                 : tls_context_new_client(h->ca_file, NULL, err, sizeof err);
+            h->tls = pool_tls(h->pool, h->ca_file, h->user_tls, err, sizeof err);
             if (!h->tls) {
                 snprintf(h->pool->tls_err, sizeof h->pool->tls_err, "%s", err);
                 hc->c = NULL;
@@ -320,6 +360,7 @@ failed:
 
 static void pump(struct hhost *h)
 {
+    h->busy++; /* a request's callback may come here again: h stays */
     while (h->qhead) {
         http__req *req = h->qhead;
         struct hconn *idle = NULL;
@@ -329,7 +370,7 @@ static void pump(struct hhost *h)
                 break;
             }
         if (!idle && h->nconns >= req->o.max_per_host)
-            return;
+            break;
         h->qhead = req->qnext;
         if (!h->qhead)
             h->qtail = NULL;
@@ -351,6 +392,7 @@ static void pump(struct hhost *h)
             http__req_done(req, rc, msg, NULL);
         }
     }
+    h->busy--;
 }
 
 static void pool_close_all(struct hpool *p);
@@ -383,6 +425,29 @@ static struct hpool *pool_get(reactor *r)
     return p;
 }
 
+static void host_free(struct hhost *h)
+{
+    free(h->name);
+    free(h->ca_file);
+    free(h);
+}
+
+/* Frees the hosts nothing uses any more (no connection, no queue, no caller on the
+ * stack): a program that visits many hosts does not keep one entry per host forever. */
+static void sweep(struct hpool *p)
+{
+    for (struct hhost **hp = &p->hosts; *hp;) {
+        struct hhost *h = *hp;
+        if (!h->nconns && !h->qhead && !h->busy) {
+            *hp = h->next;
+            p->nhosts--;
+            host_free(h);
+        } else {
+            hp = &h->next;
+        }
+    }
+}
+
 int http__pool_submit(http__req *req, int front)
 {
     struct hpool *p = pool_get(req->r);
@@ -398,6 +463,8 @@ int http__pool_submit(http__req *req, int front)
                   (h->ca_file == ca || (h->ca_file && ca && strcmp(h->ca_file, ca) == 0))))
         h = h->next;
     if (!h) {
+        if (p->nhosts >= 8)
+            sweep(p);
         h = calloc(1, sizeof *h);
         if (!h || !(h->name = strdup(req->url.host)) || (ca && !(h->ca_file = strdup(ca)))) {
             if (h)
@@ -405,12 +472,13 @@ int http__pool_submit(http__req *req, int front)
             free(h);
             return -ENOMEM;
         }
-        h->user_tls = ut; /* only compared: h->tls holds the reference */
+        h->user_tls = ut; /* only compared: the pool's context list holds the reference */
         h->pool = p;
         h->port = req->url.port;
         h->https = req->url.https;
         h->next = p->hosts;
         p->hosts = h;
+        p->nhosts++;
     }
     req->host = h;
     if (front) {
@@ -535,11 +603,14 @@ static void pool_free(void *data)
          * their stop_factory only frees them. */
         for (struct hconn *hc = h->conns; hc; hc = hc->next)
             hc->host = NULL;
-        free(h->name);
-        free(h->ca_file);
-        if (h->tls)
-            tls_context_unref(h->tls);
-        free(h);
+        host_free(h);
+    }
+    while (p->ctxs) {
+        struct hctx *c = p->ctxs;
+        p->ctxs = c->next;
+        tls_context_unref(c->ctx);
+        free(c->ca_file);
+        free(c);
     }
     free(p);
 }

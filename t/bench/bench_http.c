@@ -6,7 +6,11 @@
  * counts the client alone.
  *
  *   build/bench/bench_http [--conc 1,50] [--requests N] [--rounds R] [--only ours|curl]
- *                          [--port P] [--serve]
+ *                          [--proto http,https] [--port P] [--serve] [--tls]
+ *
+ * https: the server (twistc's TLS layer) uses a throwaway certificate for 127.0.0.1
+ * made with the openssl command; both clients verify it against that file (ours:
+ * http_options.ca_file, curl: CURLOPT_CAINFO) and keep their TLS connections alive.
  *
  * --serve runs only the server (prints "PORT n"); --port P uses a server already
  * running (t/bench/bench_http_callgrind.sh runs the client alone under callgrind).
@@ -28,6 +32,7 @@
 #include <twistc/http.h>
 #include <twistc/line_receiver.h>
 #include <twistc/reactor.h>
+#include <twistc/tls.h>
 #include <twistc/transport.h>
 
 #define PAGE 1024
@@ -88,13 +93,52 @@ static void make_answer(void)
         answer[answer_len++] = (char)('a' + i % 26);
 }
 
-/* Serves on 127.0.0.1:0; writes the port to fd (or prints "PORT n" when fd < 0). */
-static int serve(int fd)
+static char certdir[64], cert[128], key[128];
+
+/* A self-signed certificate for 127.0.0.1 (EC P-256), with the openssl command. */
+static int make_cert(void)
+{
+    snprintf(certdir, sizeof certdir, "/tmp/bench_http.XXXXXX");
+    if (!mkdtemp(certdir))
+        return -1;
+    snprintf(cert, sizeof cert, "%s/cert.pem", certdir);
+    snprintf(key, sizeof key, "%s/key.pem", certdir);
+    char cmd[512];
+    snprintf(cmd, sizeof cmd,
+             "openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days 1 "
+             "-subj /CN=127.0.0.1 -addext subjectAltName=IP:127.0.0.1 -keyout %s -out %s "
+             ">/dev/null 2>&1", key, cert);
+    return system(cmd) == 0 ? 0 : -1;
+}
+
+static void remove_cert(void)
+{
+    if (!certdir[0])
+        return;
+    unlink(cert);
+    unlink(key);
+    rmdir(certdir);
+}
+
+/* Serves on 127.0.0.1:0 (over TLS when tls); writes the port to fd (or prints
+ * "PORT n" when fd < 0). */
+static int serve(int fd, int tls)
 {
     reactor *r = reactor_new();
     factory f;
     factory_init(&f, &srv_fops, NULL);
-    listener *l = r ? reactor_listen_tcp(r, "127.0.0.1", 0, &f, 512) : NULL;
+    tls_context *ctx = NULL;
+    if (tls) {
+        char err[200];
+        ctx = tls_context_new_server(cert, key, err, sizeof err);
+        if (!ctx) {
+            fprintf(stderr, "bench_http: %s\n", err);
+            return 1;
+        }
+    }
+    listener *l = !r ? NULL
+                     : ctx ? reactor_listen_tls(r, "127.0.0.1", 0, &f, 512, ctx)
+                           : reactor_listen_tcp(r, "127.0.0.1", 0, &f, 512);
     if (!l)
         return 1;
     int port = listener_port(l);
@@ -109,6 +153,8 @@ static int serve(int fd)
     reactor_stop_on_signals(r);
     reactor_run(r);
     reactor_free(r);
+    if (ctx)
+        tls_context_unref(ctx);
     return 0;
 }
 
@@ -182,6 +228,7 @@ static double run_ours(int conc, long n, double *wall)
 {
     struct ours c = {.r = reactor_new()};
     c.o.max_per_host = conc;
+    c.o.ca_file = cert[0] && strncmp(url, "https", 5) == 0 ? cert : NULL;
     ours_batch(&c, conc, conc); /* connections open */
     double w0 = wall_s(), t0 = cpu_s();
     ours_batch(&c, n, conc);
@@ -256,6 +303,8 @@ static double run_curl(int conc, long n, double *wall)
         curl_easy_setopt(e[i], CURLOPT_WRITEDATA, &sinks[i]);
         curl_easy_setopt(e[i], CURLOPT_PRIVATE, (char *)&sinks[i]);
         curl_easy_setopt(e[i], CURLOPT_NOSIGNAL, 1L);
+        if (strncmp(url, "https", 5) == 0)
+            curl_easy_setopt(e[i], CURLOPT_CAINFO, cert);
     }
     curl_batch(m, e, sinks, conc, conc);
     double w0 = wall_s(), t0 = cpu_s();
@@ -278,34 +327,10 @@ static int cmp_d(const void *a, const void *b)
     return x < y ? -1 : x > y;
 }
 
-int main(int argc, char **argv)
+/* One server (a child process) and the rows for every concurrency. */
+static int run_proto(int https, const char *concs, long requests, int rounds, const char *only,
+                     int port)
 {
-    const char *concs = "1,50", *only = NULL;
-    long requests = 0;
-    int rounds = 3, port = 0, serve_only = 0;
-    for (int i = 1; i < argc; i++) {
-        if (!strcmp(argv[i], "--conc") && i + 1 < argc)
-            concs = argv[++i];
-        else if (!strcmp(argv[i], "--requests") && i + 1 < argc)
-            requests = atol(argv[++i]);
-        else if (!strcmp(argv[i], "--rounds") && i + 1 < argc)
-            rounds = atoi(argv[++i]);
-        else if (!strcmp(argv[i], "--only") && i + 1 < argc)
-            only = argv[++i];
-        else if (!strcmp(argv[i], "--port") && i + 1 < argc)
-            port = atoi(argv[++i]);
-        else if (!strcmp(argv[i], "--serve"))
-            serve_only = 1;
-        else {
-            fprintf(stderr, "usage: %s [--conc 1,50] [--requests N] [--rounds R] "
-                            "[--only ours|curl] [--port P] [--serve]\n", argv[0]);
-            return 2;
-        }
-    }
-    signal(SIGPIPE, SIG_IGN);
-    make_answer();
-    if (serve_only)
-        return serve(-1);
     pid_t child = -1;
     if (!port) {
         int pfd[2];
@@ -314,18 +339,14 @@ int main(int argc, char **argv)
         child = fork();
         if (child == 0) {
             close(pfd[0]);
-            _exit(serve(pfd[1]));
+            _exit(serve(pfd[1], https));
         }
         close(pfd[1]);
         if (read(pfd[0], &port, sizeof port) != sizeof port)
             return 1;
         close(pfd[0]);
     }
-    snprintf(url, sizeof url, "http://127.0.0.1:%d/page", port);
-    curl_global_init(CURL_GLOBAL_DEFAULT);
-    printf("# client CPU per request (user+sys, this process only), %d-byte page, "
-           "kept-alive connections; median of %d rounds, interleaved\n", PAGE, rounds);
-    printf("# conc  requests  ours_us  curl_us  ratio  (ours wall req/s, curl wall req/s)\n");
+    snprintf(url, sizeof url, "%s://127.0.0.1:%d/page", https ? "https" : "http", port);
     char *list = strdup(concs);
     for (char *tok = strtok(list, ","); tok; tok = strtok(NULL, ",")) {
         int conc = atoi(tok);
@@ -344,17 +365,81 @@ int main(int argc, char **argv)
         qsort(ow, (size_t)R, sizeof *ow, cmp_d);
         qsort(cw, (size_t)R, sizeof *cw, cmp_d);
         double om = o[R / 2], cm = c[R / 2];
-        printf("%6d  %8ld  %7.2f  %7.2f  %5.2f  (%.0f, %.0f)\n", conc, n, om, cm,
-               cm > 0 ? om / cm : 0.0, ow[R / 2] > 0 ? n / ow[R / 2] : 0.0,
+        printf("%-5s  %6d  %8ld  %7.2f  %7.2f  %5.2f  (%.0f, %.0f)\n", https ? "https" : "http",
+               conc, n, om, cm, cm > 0 ? om / cm : 0.0, ow[R / 2] > 0 ? n / ow[R / 2] : 0.0,
                cw[R / 2] > 0 ? n / cw[R / 2] : 0.0);
         fflush(stdout);
     }
     free(list);
-    curl_global_cleanup();
     if (child > 0) {
         kill(child, SIGTERM);
         waitpid(child, NULL, 0);
     }
+    return 0;
+}
+
+int main(int argc, char **argv)
+{
+    const char *concs = "1,50", *only = NULL, *protos = "http,https";
+    long requests = 0;
+    int rounds = 3, port = 0, serve_only = 0, tls = 0;
+    for (int i = 1; i < argc; i++) {
+        if (!strcmp(argv[i], "--conc") && i + 1 < argc)
+            concs = argv[++i];
+        else if (!strcmp(argv[i], "--requests") && i + 1 < argc)
+            requests = atol(argv[++i]);
+        else if (!strcmp(argv[i], "--rounds") && i + 1 < argc)
+            rounds = atoi(argv[++i]);
+        else if (!strcmp(argv[i], "--only") && i + 1 < argc)
+            only = argv[++i];
+        else if (!strcmp(argv[i], "--proto") && i + 1 < argc)
+            protos = argv[++i];
+        else if (!strcmp(argv[i], "--port") && i + 1 < argc)
+            port = atoi(argv[++i]);
+        else if (!strcmp(argv[i], "--cert") && i + 1 < argc)
+            snprintf(cert, sizeof cert, "%s", argv[++i]);
+        else if (!strcmp(argv[i], "--serve"))
+            serve_only = 1;
+        else if (!strcmp(argv[i], "--tls"))
+            tls = 1;
+        else {
+            fprintf(stderr, "usage: %s [--conc 1,50] [--requests N] [--rounds R] "
+                            "[--only ours|curl] [--proto http,https] [--port P --cert FILE] "
+                            "[--serve [--tls]]\n", argv[0]);
+            return 2;
+        }
+    }
+    signal(SIGPIPE, SIG_IGN);
+    make_answer();
+    int want_tls = tls || strstr(protos, "https") != NULL;
+    if (want_tls && !cert[0] && make_cert() < 0) {
+        fprintf(stderr, "bench_http: could not make a certificate with openssl\n");
+        return 1;
+    }
+    if (serve_only) {
+        if (tls)
+            printf("CERT %s\n", cert);
+        int rc = serve(-1, tls);
+        remove_cert();
+        return rc;
+    }
+    curl_global_init(CURL_GLOBAL_DEFAULT);
+    printf("# client CPU per request (user+sys, this process only), %d-byte page, "
+           "kept-alive connections; median of %d rounds, interleaved\n", PAGE, rounds);
+    printf("# proto  conc  requests  ours_us  curl_us  ratio  (ours wall req/s, curl wall req/s)\n");
+    for (const char *p = protos; *p;) {
+        size_t l = strcspn(p, ",");
+        int https = l == 5 && strncmp(p, "https", 5) == 0;
+        if (https || (l == 4 && strncmp(p, "http", 4) == 0))
+            run_proto(https, concs, requests, rounds, only, port);
+        else
+            fprintf(stderr, "bench_http: unknown protocol %.*s\n", (int)l, p);
+        p += l;
+        if (*p == ',')
+            p++;
+    }
+    curl_global_cleanup();
+    remove_cert();
     if (errors)
         fprintf(stderr, "bench_http: %ld bad answers\n", errors);
     return errors ? 1 : 0;
