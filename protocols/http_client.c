@@ -147,32 +147,66 @@ void http__req_done(http__req *req, int err, const char *msg, http_response *res
 
 /* ---- Writing the request ---------------------------------------------------------------- */
 
+static char *put(char *p, const char *s, size_t n)
+{
+    memcpy(p, s, n);
+    return p + n;
+}
+#define PUTS(p, lit) put((p), (lit), sizeof(lit) - 1)
+
+static char *put_uint(char *p, size_t v)
+{
+    char d[24];
+    int n = 0;
+    do
+        d[n++] = (char)('0' + v % 10);
+    while ((v /= 10) != 0);
+    while (n)
+        *p++ = d[--n];
+    return p;
+}
+
+/* The request head in one buffer (memcpy, no printf: this runs once per request). */
 int http__req_write(http__req *req, transport *t)
 {
     const http_url *u = &req->url;
     int v6 = strchr(u->host, ':') != NULL;
     int def = u->port == (u->https ? 443 : 80);
+    size_t ml = strlen(req->method), tl = strlen(u->target), hl = strlen(u->host);
     char stackbuf[1024], *buf = stackbuf;
-    size_t cap = strlen(req->method) + strlen(u->target) + strlen(u->host) + req->hdrs_len + 200;
+    size_t cap = ml + tl + hl + req->hdrs_len + 200;
     if (cap > sizeof stackbuf && !(buf = malloc(cap)))
         return -ENOMEM;
-    int n = snprintf(buf, cap, "%s %s HTTP/1.1\r\n", req->method, u->target);
-    if (!req->user_host)
-        n += snprintf(buf + n, cap - (size_t)n, def ? "Host: %s%s%s\r\n" : "Host: %s%s%s:%d\r\n",
-                      v6 ? "[" : "", u->host, v6 ? "]" : "", u->port);
-    if (!req->user_agent)
-        n += snprintf(buf + n, cap - (size_t)n, "User-Agent: twistc/" TWISTC_VERSION_STRING "\r\n");
-    if (req->o.decode)
-        n += snprintf(buf + n, cap - (size_t)n, "Accept-Encoding: gzip, deflate\r\n");
-    if (req->hdrs_len) {
-        memcpy(buf + n, req->hdrs, req->hdrs_len);
-        n += (int)req->hdrs_len;
+    char *p = put(buf, req->method, ml);
+    *p++ = ' ';
+    p = put(p, u->target, tl);
+    p = PUTS(p, " HTTP/1.1\r\n");
+    if (!req->user_host) {
+        p = PUTS(p, "Host: ");
+        if (v6)
+            *p++ = '[';
+        p = put(p, u->host, hl);
+        if (v6)
+            *p++ = ']';
+        if (!def) {
+            *p++ = ':';
+            p = put_uint(p, (size_t)u->port);
+        }
+        p = PUTS(p, "\r\n");
     }
-    if (req->send_length)
-        n += snprintf(buf + n, cap - (size_t)n, "Content-Length: %zu\r\n", req->body_len);
-    memcpy(buf + n, "\r\n", 2);
-    n += 2;
-    struct iovec iov[2] = {{buf, (size_t)n}, {req->body, req->body_len}};
+    if (!req->user_agent)
+        p = PUTS(p, "User-Agent: twistc/" TWISTC_VERSION_STRING "\r\n");
+    if (req->o.decode)
+        p = PUTS(p, "Accept-Encoding: gzip, deflate\r\n");
+    if (req->hdrs_len)
+        p = put(p, req->hdrs, req->hdrs_len);
+    if (req->send_length) {
+        p = PUTS(p, "Content-Length: ");
+        p = put_uint(p, req->body_len);
+        p = PUTS(p, "\r\n");
+    }
+    p = PUTS(p, "\r\n");
+    struct iovec iov[2] = {{buf, (size_t)(p - buf)}, {req->body, req->body_len}};
     int rc = transport_writev(t, iov, req->body_len ? 2 : 1);
     if (buf != stackbuf)
         free(buf);
