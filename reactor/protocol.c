@@ -6,6 +6,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h> /* strcasecmp */
 
 #include "reactor/transport_internal.h"
 
@@ -69,20 +70,26 @@ int protocol_reason_clean(const protocol_reason *reason)
     return reason && reason->kind == PROTOCOL_DONE;
 }
 
+/* One format for every reason (docs/errors.md):
+ *     MESSAGE[: DETAIL][ (CAUSE)]
+ * CAUSE is "STRERROR, errno N", or just "errno N" when strerror says what MESSAGE says
+ * ("connection refused (errno 111)"), or "GAI_STRERROR, getaddrinfo N" for a lookup. */
 int protocol_reason_format(const protocol_reason *reason, char *buf, size_t n)
 {
     if (!reason)
         return snprintf(buf, n, "(no reason)");
-    if (reason->detail && reason->err)
-        return snprintf(buf, n, "%s: %s (%s)", reason->message, reason->detail,
-                        strerror(reason->err));
+    char cause[160] = "";
+    if (reason->gai_err) {
+        snprintf(cause, sizeof cause, " (%s, getaddrinfo %d)", gai_strerror(reason->gai_err),
+                 reason->gai_err);
+    } else if (reason->err) {
+        const char *text = strerror(reason->err);
+        if (strcasecmp(text, reason->message) == 0)
+            snprintf(cause, sizeof cause, " (errno %d)", reason->err);
+        else
+            snprintf(cause, sizeof cause, " (%s, errno %d)", text, reason->err);
+    }
     if (reason->detail)
-        return snprintf(buf, n, "%s: %s", reason->message, reason->detail);
-    if (reason->gai_err)
-        return snprintf(buf, n, "%s: %s (%s)", reason->message,
-                        gai_strerror(reason->gai_err), protocol_reason_name(reason->kind));
-    if (reason->err)
-        return snprintf(buf, n, "%s: %s (errno %d)", reason->message, strerror(reason->err),
-                        reason->err);
-    return snprintf(buf, n, "%s", reason->message);
+        return snprintf(buf, n, "%s: %s%s", reason->message, reason->detail, cause);
+    return snprintf(buf, n, "%s%s", reason->message, cause);
 }

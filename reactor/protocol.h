@@ -82,8 +82,10 @@ typedef struct protocol_reason {
 
 /* "done", "lost", "aborted", "error", "connect-refused", ... */
 TWISTC_API const char *protocol_reason_name(protocol_reason_kind kind);
-/* One line such as "connection refused: Connection refused (errno 111)" into buf (always
- * NUL-terminated when n > 0). Returns what snprintf returns. */
+/* The reason as one line, in the one format of docs/errors.md: MESSAGE[: DETAIL][ (CAUSE)],
+ * e.g. "connection refused (errno 111)", "connection lost (Connection reset by peer,
+ * errno 104)", "host name lookup failed (Name or service not known, getaddrinfo -2)".
+ * Into buf, always NUL-terminated when n > 0. Returns what snprintf returns. */
 TWISTC_API int protocol_reason_format(const protocol_reason *reason, char *buf, size_t n);
 /* 1 for PROTOCOL_DONE (Twisted's ConnectionDone), 0 otherwise. */
 TWISTC_API int protocol_reason_clean(const protocol_reason *reason);

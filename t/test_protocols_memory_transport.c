@@ -1,6 +1,8 @@
 /* The in-memory transport (StringTransport) and the protocol lifecycle over it. */
 #include <check.h>
 #include <errno.h>
+#include <netdb.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/uio.h>
@@ -152,6 +154,43 @@ START_TEST(test_producer_on_memory)
 }
 END_TEST
 
+/* docs/errors.md: every reason in one format, MESSAGE[: DETAIL][ (CAUSE)], never the
+ * message said twice. */
+static const char *fmt(protocol_reason_kind kind, int err, int gai_err, const char *detail)
+{
+    static char buf[256];
+    protocol_reason r = {0};
+    r.kind = kind;
+    r.err = err;
+    r.gai_err = gai_err;
+    r.message = kind == PROTOCOL_CONNECT_REFUSED ? "connection refused"
+                : kind == PROTOCOL_LOST          ? "connection lost"
+                : kind == PROTOCOL_CONNECT_DNS   ? "host name lookup failed"
+                                                 : "connection closed cleanly";
+    r.detail = detail;
+    protocol_reason_format(&r, buf, sizeof buf);
+    return buf;
+}
+
+START_TEST(test_reason_format_one_style)
+{
+    char want[256];
+    snprintf(want, sizeof want, "connection refused (errno %d)", ECONNREFUSED);
+    ck_assert_str_eq(fmt(PROTOCOL_CONNECT_REFUSED, ECONNREFUSED, 0, NULL), want);
+    snprintf(want, sizeof want, "connection lost (%s, errno %d)", strerror(ECONNRESET),
+             ECONNRESET);
+    ck_assert_str_eq(fmt(PROTOCOL_LOST, ECONNRESET, 0, NULL), want);
+    snprintf(want, sizeof want, "host name lookup failed (%s, getaddrinfo %d)",
+             gai_strerror(EAI_NONAME), EAI_NONAME);
+    ck_assert_str_eq(fmt(PROTOCOL_CONNECT_DNS, 0, EAI_NONAME, NULL), want);
+    ck_assert_str_eq(fmt(PROTOCOL_DONE, 0, 0, NULL), "connection closed cleanly");
+    snprintf(want, sizeof want, "connection lost: bad record mac (%s, errno %d)",
+             strerror(EPROTO), EPROTO);
+    ck_assert_str_eq(fmt(PROTOCOL_LOST, EPROTO, 0, "bad record mac"), want);
+    ck_assert_str_eq(fmt(PROTOCOL_LOST, 0, 0, "bad record mac"), "connection lost: bad record mac");
+}
+END_TEST
+
 extern Suite *suite_protocols_memory_transport(void);
 Suite *suite_protocols_memory_transport(void)
 {
@@ -160,6 +199,7 @@ Suite *suite_protocols_memory_transport(void)
     tcase_add_test(tc, test_records_writes_and_lifecycle);
     tcase_add_test(tc, test_abort_pause_halfclose);
     tcase_add_test(tc, test_producer_on_memory);
+    tcase_add_test(tc, test_reason_format_one_style);
     suite_add_tcase(s, tc);
     return s;
 }
