@@ -8,7 +8,8 @@
 #   make install      PREFIX=/usr/local DESTDIR=          make uninstall
 #   make charts       docs/charts/*.svg from docs/results/ (gnuplot)
 #
-# Variables: CC=clang, WERROR=1 (warnings are errors), BUILD=dir (output folder),
+# Variables: CC=clang, WERROR=1 (warnings are errors), BUILD=dir (output folder), V=1 (full
+# command lines instead of "  CC    file.o"),
 # SAN=asan|tsan (sanitizer build, normally set by the asan/tsan targets).
 # Layout: every module directory (reactor/ deferred/ protocols/) holds its sources and
 # its public headers; a header named *_internal.h is private. Public headers are
@@ -109,6 +110,19 @@ DEPS_STAMP := $(BUILD)/.deps-ok
 .PHONY: FORCE all lib apps tests check test asan tsan tsan-planets valgrind bench charts fuzz fuzz-replay demo install uninstall clean deps
 .DEFAULT_GOAL := all
 
+# Quiet by default ("  CC    build/obj/x.o"); make V=1 prints every command in full.
+ifeq ($(V),1)
+Q :=
+say :=
+else
+Q := @
+say = printf '  %-5s %s\n' $(1) $(2);
+endif
+
+# The apps' objects are named only through a pattern rule, so make would delete them as
+# intermediates after linking, and rebuild every app on the next `make check`.
+.SECONDARY: $(APP_SRCS:%.c=$(BUILD)/obj/%.o)
+
 all: lib apps tests
 
 deps: $(DEPS_STAMP)
@@ -127,7 +141,7 @@ $(BUILD)/include/twistc/%.h: | $(DEPS_STAMP)
 
 $(BUILD)/obj/%.o: %.c | $(HDR_LINKS) $(DEPS_STAMP)
 	@mkdir -p $(@D)
-	$(CC) $(ALL_CFLAGS) -MMD -MP -c $< -o $@
+	$(Q)$(call say,CC,$@)$(CC) $(ALL_CFLAGS) -MMD -MP -c $< -o $@
 
 # The list of library objects, rewritten only when it changes: a source added, moved or
 # removed relinks the libraries even though no remaining object is newer.
@@ -139,22 +153,22 @@ FORCE:
 
 $(STATIC): $(LIB_OBJS) $(LIB_LIST)
 	@rm -f $@
-	ar rcs $@ $(LIB_OBJS)
+	$(Q)$(call say,AR,$@)ar rcs $@ $(LIB_OBJS)
 
 $(SHARED): $(LIB_OBJS) $(LIB_LIST)
-	$(CC) -shared -Wl,-soname,$(SONAME) -o $@ $(LIB_OBJS) $(LDLIBS_BASE)
+	$(Q)$(call say,LD,$@)$(CC) -shared -Wl,-soname,$(SONAME) -o $@ $(LIB_OBJS) $(LDLIBS_BASE)
 
 $(NOTIF_LIB): $(NOTIF_OBJS)
 	@rm -f $@
-	ar rcs $@ $^
+	$(Q)$(call say,AR,$@)ar rcs $@ $^
 
 $(BUILD)/libtwistc.so: $(SHARED)
-	ln -sf $(notdir $(SHARED)) $(BUILD)/$(SONAME)
-	ln -sf $(notdir $(SHARED)) $@
+	$(Q)ln -sf $(notdir $(SHARED)) $(BUILD)/$(SONAME)
+	$(Q)ln -sf $(notdir $(SHARED)) $@
 
 $(BUILD)/bin/%: $(BUILD)/obj/apps/%.o $(NOTIF_LIB) $(STATIC)
 	@mkdir -p $(@D)
-	$(CC) -o $@ $< $(APP_OBJS_$*) $(NOTIF_LIB) $(STATIC) $(LDLIBS_BASE) $(APP_LIBS_$*)
+	$(Q)$(call say,LD,$@)$(CC) -o $@ $< $(APP_OBJS_$*) $(NOTIF_LIB) $(STATIC) $(LDLIBS_BASE) $(APP_LIBS_$*)
 
 # The planets programs (docs/planets.md) share apps/lib/: the slides' XPath (libxml2) and
 # a blocking GET (OpenSSL for https). Those libraries are linked into these apps only,
@@ -177,15 +191,15 @@ $(BUILD)/t/suites.inc: $(T_SRCS) t/check_all.c
 
 $(BUILD)/obj/t/check_all.o: t/check_all.c $(BUILD)/t/suites.inc | $(HDR_LINKS) $(DEPS_STAMP)
 	@mkdir -p $(@D)
-	$(CC) $(ALL_CFLAGS) -I$(BUILD)/t $$(pkg-config --cflags check) -MMD -MP -c $< -o $@
+	$(Q)$(call say,CC,$@)$(CC) $(ALL_CFLAGS) -I$(BUILD)/t $$(pkg-config --cflags check) -MMD -MP -c $< -o $@
 
 $(BUILD)/obj/t/%.o: t/%.c | $(HDR_LINKS) $(DEPS_STAMP)
 	@mkdir -p $(@D)
-	$(CC) $(ALL_CFLAGS) $$(pkg-config --cflags check) -MMD -MP -c $< -o $@
+	$(Q)$(call say,CC,$@)$(CC) $(ALL_CFLAGS) $$(pkg-config --cflags check) -MMD -MP -c $< -o $@
 
 $(CHECK_ALL): $(BUILD)/obj/t/check_all.o $(T_OBJS) $(NOTIF_LIB) $(STATIC)
 	@mkdir -p $(@D)
-	$(CC) -o $@ $^ $$(pkg-config --libs check) $(LDLIBS_BASE)
+	$(Q)$(call say,LD,$@)$(CC) -o $@ $^ $$(pkg-config --libs check) $(LDLIBS_BASE)
 
 # The runner prints Check's summary line last and fails when no test ran.
 # The layer check first (tools/check_layers.sh: no file includes or calls a layer above
@@ -243,7 +257,7 @@ valgrind: tests
 bench: lib $(BENCH_BINS)
 $(BUILD)/bench/%: t/bench/%.c $(wildcard t/bench/*.h) $(STATIC) | $(HDR_LINKS)
 	@mkdir -p $(@D)
-	$(CC) $(ALL_CFLAGS) -o $@ $< $(STATIC) $(LDLIBS_BASE) -lm $(BENCH_LIBS_$*)
+	$(Q)$(call say,LD,$@)$(CC) $(ALL_CFLAGS) -o $@ $< $(STATIC) $(LDLIBS_BASE) -lm $(BENCH_LIBS_$*)
 # Comparison servers link libevent / libuv; they are built only where those are installed.
 BENCH_LIBS_server_libevent = $(shell pkg-config --libs libevent 2>/dev/null)
 BENCH_LIBS_server_libuv    = $(shell pkg-config --libs libuv 2>/dev/null)
@@ -279,7 +293,7 @@ fuzz-replay: $(FUZZ_BINS)
 	@for b in $(FUZZ_BINS); do $$b --random 20000 || exit 1; done
 $(BUILD)/fuzz/%: t/fuzz/%.c $(STATIC) | $(HDR_LINKS)
 	@mkdir -p $(@D)
-	$(CC) $(ALL_CFLAGS) -o $@ $< $(STATIC) $(LDLIBS_BASE)
+	$(Q)$(call say,LD,$@)$(CC) $(ALL_CFLAGS) -o $@ $< $(STATIC) $(LDLIBS_BASE)
 
 demo: all
 	sh apps/demo.sh $(BUILD)/bin
@@ -289,8 +303,8 @@ install: lib
 	install -m 644 $(PUB_HDRS) $(DESTDIR)$(INCLUDEDIR)/twistc/
 	install -m 644 $(STATIC) $(DESTDIR)$(LIBDIR)/
 	install -m 755 $(SHARED) $(DESTDIR)$(LIBDIR)/
-	ln -sf $(notdir $(SHARED)) $(DESTDIR)$(LIBDIR)/$(SONAME)
-	ln -sf $(notdir $(SHARED)) $(DESTDIR)$(LIBDIR)/libtwistc.so
+	$(Q)ln -sf $(notdir $(SHARED)) $(DESTDIR)$(LIBDIR)/$(SONAME)
+	$(Q)ln -sf $(notdir $(SHARED)) $(DESTDIR)$(LIBDIR)/libtwistc.so
 	@# Written here, not at build time, so the PREFIX given to install is the one it holds.
 	printf 'prefix=%s\nlibdir=%s\nincludedir=%s\n\nName: twistc\nDescription: %s\nVersion: %s\nLibs: -L$${libdir} -ltwistc\nRequires.private: hiredis zlib openssl\nLibs.private: -pthread\nCflags: -I$${includedir} -pthread\n' \
 	  '$(PREFIX)' '$(LIBDIR)' '$(INCLUDEDIR)' 'Twisted-style reactor, protocols and Deferreds for C' '$(VERSION)' \
