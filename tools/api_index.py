@@ -57,6 +57,41 @@ def entries(text):
     return out
 
 
+def types(text):
+    """(comment, definition) for each public type defined with a body: structs (the ops
+    structs with their callbacks and the comments saying when each is called, the
+    config structs, protocol_reason, deferred_result, ...), enums and unions. Kept
+    verbatim: the member comments are the contract."""
+    lines = text.split("\n")
+    out = []
+    comment = []
+    i = 0
+    start = re.compile(r"^(typedef\s+)?(struct|enum|union)\b[^;()]*\{\s*$")
+    while i < len(lines):
+        line = lines[i]
+        s = line.strip()
+        if s.startswith("/*") and not line.startswith(" "):
+            block = [line]
+            while "*/" not in lines[i] and i + 1 < len(lines):
+                i += 1
+                block.append(lines[i])
+            comment = block
+        elif start.match(line):
+            body = [line]
+            while not re.match(r"^\}.*;\s*$", lines[i]) and i + 1 < len(lines):
+                i += 1
+                body.append(lines[i])
+            defn = "\n".join(body)
+            names = re.findall(r"\b([a-z][a-z0-9_]*)\b", body[0] + " " + body[-1])
+            if not any("__" in n for n in names):
+                out.append((clean(comment), defn))
+            comment = []
+        else:
+            comment = []
+        i += 1
+    return out
+
+
 def clean(block):
     text = []
     for l in block:
@@ -74,17 +109,31 @@ def render():
            "`<twistc/NAME.h>`) opens with its ownership and lifetime rules and is the full",
            "reference; this page is generated from them by `tools/api_index.py`.",
            "Errors follow [errors.md](errors.md). `#include <twistc/twistc.h>` brings in",
-           "every header below.", ""]
+           "every header below. Each header's functions come first, then its public types",
+           "(ops structs with their callbacks, config structs, enums), verbatim.", ""]
     for m, h in public_headers():
         name = os.path.basename(h)
         with open(h) as f:
-            es = entries(f.read())
-        if not es:
+            text = f.read()
+        es = entries(text)
+        ts = types(text)
+        if not es and not ts:
             continue
         out.append(f"## `<twistc/{name}>` ({m}/)")
         out.append("")
         for c, d in es:
             out.append(f"- `{d}`" + (f" — {c}" if c else ""))
+        if ts:
+            out.append("")
+            out.append(f"Types of `<twistc/{name}>`:")
+            for c, d in ts:
+                out.append("")
+                if c:
+                    out.append(c)
+                    out.append("")
+                out.append("```c")
+                out.append(d)
+                out.append("```")
         out.append("")
     return "\n".join(out)
 
