@@ -108,6 +108,10 @@ typedef struct protocol_ops {
     void (*read_connection_lost)(protocol *p);
     /* The last call: the connection is gone. May free p. Optional. */
     void (*connection_lost)(protocol *p, const protocol_reason *reason);
+    /* The idle timeout of transport_set_timeout() expired (Twisted's
+     * TimeoutMixin.timeoutConnection). When NULL: transport_lose_connection(). The
+     * timeout is off afterwards; transport_set_timeout() turns it on again. Optional. */
+    void (*timeout_connection)(protocol *p);
 } protocol_ops;
 
 struct protocol {

@@ -94,6 +94,25 @@ reactor__ns reactor__now_fresh(reactor *r)
     return r->now;
 }
 
+/* The dispatch of an iteration follows its poll: the first touch of the iteration reads
+ * the clock and the others share the reading (libev's ev_now, read once per iteration
+ * after the poll; here only in iterations that have a touch). Code that runs before the
+ * poll (due timers, thread calls, shutdown triggers) resets act_iter when it is done, so
+ * a reading taken there is not used after the poll. Outside an iteration, the moment
+ * itself. */
+reactor__ns reactor__now_activity(reactor *r)
+{
+    if (r->fake_clock)
+        return r->now;
+    if (!r->in_iteration)
+        return reactor__clock_now();
+    if (r->act_iter != r->iter) {
+        r->act_now = reactor__clock_now();
+        r->act_iter = r->iter;
+    }
+    return r->act_now;
+}
+
 int reactor__pipe(int fds[2])
 {
 #ifdef __linux__
@@ -511,6 +530,7 @@ static NOINLINE int run_due(reactor *r, double max_wait)
     else
         timeout = poll_timeout(r, max_wait);
     r->woken = 0; /* read by poll_timeout just now; the next iteration starts afresh */
+    r->act_iter = 0; /* a touch from the callbacks above was before the poll */
     if (r->trace) {
         if (calls)
             reactor__trace(r, "phase=threads ran=%zu", calls);
@@ -595,6 +615,7 @@ static void fire_phase(reactor *r, reactor_phase p)
     static const char *const names[] = {"before", "during", "after"};
     REACTOR__TRACE(r, "phase=shutdown step=%s", names[p]);
     r->in_iteration = 1; /* a trigger may not free the reactor (-EBUSY) or nest a loop */
+    r->act_iter = 0;     /* the last iteration's activity time is over */
     reactor_trigger *t;
     /* Pop one at a time: a trigger may add or remove others of this phase. */
     while ((t = r->triggers[p])) {

@@ -169,6 +169,33 @@ TWISTC_API void reactor_timer_release(reactor_timer *t);
 /* Number of pending (not cancelled) calls. */
 TWISTC_API size_t reactor_pending_timers(const reactor *r);
 
+/* ---- Idle timeouts --------------------------------------------------------------- */
+
+typedef struct reactor_idle reactor_idle;
+
+/* Calls fn(r, data) once `seconds` (> 0) have passed without a reactor_idle_touch():
+ * Twisted's TimeoutMixin (setTimeout / resetTimeout / timeoutConnection), with libev's
+ * lazy re-arming. A touch is O(1) and moves no timer: it records when the activity
+ * happened (the clock is read once per loop iteration, after its poll, and shared by the
+ * iteration's touches); when the timer comes due before the idle time is over, it waits
+ * again for the rest. So a connection that talks all the time costs one store per request
+ * and one timer re-arm per `seconds`. Never early: the idle time counts from the moment
+ * the loop learned of the activity. After fn ran the timeout is off until
+ * reactor_idle_set(); touches meanwhile do nothing.
+ * Owned by the caller: reactor_idle_free() before reactor_free(). NULL+errno (EINVAL for
+ * no r/fn or seconds not finite and > 0, ENOMEM). transport_set_timeout() uses it. */
+TWISTC_API reactor_idle *reactor_idle_new(reactor *r, double seconds, reactor_fn fn,
+                                          void *data);
+/* Activity now: the timeout counts from here. NULL: nothing. */
+TWISTC_API void reactor_idle_touch(reactor_idle *it);
+/* Restarts the timeout at `seconds` from now; 0 turns it off. -EINVAL, -ENOMEM (it is
+ * then off). */
+TWISTC_API int reactor_idle_set(reactor_idle *it, double seconds);
+/* 1 while the timeout is on (set and not yet fired). */
+TWISTC_API int reactor_idle_active(const reactor_idle *it);
+/* Turns it off and frees it (fn does not run). NULL: nothing. */
+TWISTC_API void reactor_idle_free(reactor_idle *it);
+
 /* A deterministic clock for tests (Twisted's task.Clock): from now on the reactor's time
  * starts at `start` and moves only with reactor_advance(). Polls never block while the
  * fake clock is on. Times are kept in whole nanoseconds (start, advances and delays are

@@ -159,6 +159,9 @@ struct reactor {
     size_t pending;         /* scheduled, not yet run or cancelled */
     reactor_timer *free_timers; /* recycled timer structs: no malloc per call_later */
     reactor_timer *retired_timers; /* used up all their generations: freed with r */
+    /* reactor__now_activity: the clock read once per iteration after its poll */
+    uint64_t act_iter;      /* the iteration act_now belongs to (0: none) */
+    reactor__ns act_now;
 
     /* loop state */
     uint64_t iter;
@@ -211,7 +214,15 @@ reactor__ns reactor__now_fresh(reactor *r);
 /* A non-blocking, close-on-exec pipe. */
 int reactor__pipe(int fds[2]);
 
+/* The time to stamp an activity with (reactor_idle_touch): the clock read after this
+ * iteration's poll, once per iteration, shared by every touch of the iteration. Never
+ * earlier than the moment the loop learned of what the poll reported. */
+reactor__ns reactor__now_activity(reactor *r);
+
 /* ---- timers.c */
+/* Schedules fn at the absolute time `when` on the reactor's clock (see call_later). */
+reactor_timer *reactor__call_at(reactor *r, reactor__ns when, reactor_fn fn, void *data,
+                                const char *name);
 /* Runs the timers due now, collect-then-run; returns how many ran. */
 size_t reactor__run_timers(reactor *r);
 /* Milliseconds to the nearest timer, rounded up (-1: none), clamped to INT_MAX. */

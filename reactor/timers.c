@@ -353,14 +353,15 @@ static inline void maybe_compact(reactor *r)
         heap_compact(r);
 }
 
-/* Shared by call_later (interval 0) and call_every; inlined into both. */
-static inline reactor_timer *timer_new(reactor *r, reactor__ns delay, reactor_fn fn,
-                                       void *data, const char *name, reactor__ns interval)
+/* Shared by call_later (interval 0), call_every and call_at; inlined into each. `now` is
+ * the repeating grid's origin. */
+static inline reactor_timer *timer_new(reactor *r, reactor__ns now, reactor__ns when,
+                                       reactor_fn fn, void *data, const char *name,
+                                       reactor__ns interval)
 {
     reactor_timer *t = timer_alloc(r);
     if (!t)
         return NULL; /* errno is ENOMEM */
-    reactor__ns now = reactor__now_fresh(r), when = reactor__ns_add(now, delay);
     *t = (reactor_timer){.when = when, .hwhen = when, .fn = fn, .data = data, .refs = 1,
                          .state = REACTOR__T_PENDING, .where = REACTOR__IN_HEAP,
                          .wide = t->wide, .gen = t->gen, .seq = r->next_seq++, .r = r,
@@ -383,7 +384,14 @@ reactor_timer *reactor_call_later_named(reactor *r, double delay, reactor_fn fn,
         errno = EINVAL;
         return NULL;
     }
-    return timer_new(r, reactor__ns_from_s(delay), fn, data, name, 0);
+    reactor__ns now = reactor__now_fresh(r);
+    return timer_new(r, now, reactor__ns_add(now, reactor__ns_from_s(delay)), fn, data, name, 0);
+}
+
+reactor_timer *reactor__call_at(reactor *r, reactor__ns when, reactor_fn fn, void *data,
+                                const char *name)
+{
+    return timer_new(r, when, when, fn, data, name, 0);
 }
 
 /* A repeating call runs at most once per iteration (missed grid points are skipped), so
@@ -398,8 +406,8 @@ reactor_timer *reactor_call_every_named(reactor *r, double interval, reactor_fn 
         errno = EINVAL;
         return NULL;
     }
-    reactor__ns ns = reactor__ns_from_s(interval);
-    return timer_new(r, ns, fn, data, name, ns);
+    reactor__ns ns = reactor__ns_from_s(interval), now = reactor__now_fresh(r);
+    return timer_new(r, now, reactor__ns_add(now, ns), fn, data, name, ns);
 }
 
 /* 0 and *tp = the struct when the handle's call is still pending. */

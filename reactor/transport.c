@@ -16,6 +16,7 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <math.h> /* isfinite: a macro, no libm needed */
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <stdio.h>
@@ -333,6 +334,15 @@ static void set_reason(transport *t, protocol_reason_kind kind, int err)
     t->fd = err; /* the socket is closed by now: its field keeps the errno */
 }
 
+static void stop_idle(transport *t)
+{
+    struct transport_extra *x = transport__x(t);
+    if (x && x->idle) {
+        reactor_idle_free(x->idle);
+        x->idle = NULL;
+    }
+}
+
 /* Closes the socket now (the protocol hears of it in step()). rst: SO_LINGER 0. */
 static void close_socket(transport *t, protocol_reason_kind kind, int err, int rst)
 {
@@ -348,6 +358,7 @@ static void close_socket(transport *t, protocol_reason_kind kind, int err, int r
     close(t->fd);
     t->fd = -1;
     buf_release(t);
+    stop_idle(t); /* no timeout for a closed connection */
     t->flags |= T_CLOSED;
     set_reason(t, kind, err);
 }
@@ -388,6 +399,7 @@ static void finish(transport *t)
     if (tls)
         tls__reason(tls, &reason); /* its text lives until tls__free below */
     stop_producer(t);
+    stop_idle(t);
     protocol *p = t->proto;
     TTRACE(t, "transport event=lost reason=%s err=%d", protocol_reason_name(reason.kind), err);
     t->flags |= T_IN_CB;
@@ -591,6 +603,9 @@ static void do_read(transport *t)
         read_ended(t, n);
         return;
     }
+    struct transport_extra *x = transport__x(t);
+    if (x && x->idle) /* (only here: a connection with extras never takes read_plain) */
+        reactor_idle_touch(x->idle);
     /* The answers to this read are written into the loop's scratch buffer, lent as this
      * connection's output buffer until step() has sent them (all of them, in the common
      * case: then no buffer of its own is ever taken, which saves a cache round trip per
@@ -631,8 +646,13 @@ int transport__deliver(transport *t, const char *data, size_t len)
 /* do_read() + step() for a plain connection (the request/answer case: a read, the
  * protocol's answers, one send), in one straight line. Whatever is not plain on the way
  * (the peer closed, the callback failed or closed, the send fell short) is handed to
- * the general code in the state it expects, so the result is the same. */
-static void read_plain(transport *t, struct transport_mod *m)
+ * the general code in the state it expects, so the result is the same. `mask` is
+ * PLAIN_MASK, or PLAIN_MASK without T_HAS_X for a connection whose only extra setting is
+ * an idle timeout (on_io); inlined into both call sites, so each test is a constant. */
+#if defined(__GNUC__) || defined(__clang__)
+__attribute__((always_inline))
+#endif
+static inline void read_plain(transport *t, struct transport_mod *m, uint32_t mask)
 {
     ssize_t n;
     do
@@ -648,7 +668,7 @@ static void read_plain(transport *t, struct transport_mod *m)
     t->flags |= T_IN_CB;
     int rc = t->proto->ops->data_received(t->proto, m->rbuf, (size_t)n);
     t->flags &= ~(uint32_t)T_IN_CB;
-    if (rc == 0 && (t->flags & PLAIN_MASK) == PLAIN && t->out == m->scratch) {
+    if (rc == 0 && (t->flags & mask) == PLAIN && t->out == m->scratch) {
         ssize_t len = t->out_len, w = 0; /* out_off is 0: nothing was sent yet */
         if (len > 0) {
             do
@@ -681,7 +701,18 @@ static void on_io(reactor *r, int fd, unsigned events, void *data)
     if ((t->flags & PLAIN_MASK) == PLAIN && (events & REACTOR_READABLE) && !t->out) {
         struct transport_mod *m = ((struct transport_owner *)t->link)->mod; /* no T_HAS_X */
         if (m->scratch) {
-            read_plain(t, m);
+            read_plain(t, m, PLAIN_MASK);
+            return;
+        }
+    } else if ((t->flags & PLAIN_MASK) == (PLAIN | T_HAS_X) && (events & REACTOR_READABLE) &&
+               !t->out) {
+        /* Plain but for an idle timeout: the same straight line, plus the touch. */
+        struct transport_extra *x = t->link;
+        struct transport_mod *m = ((struct transport_owner *)x->owner)->mod;
+        if (x->idle && !x->tls && !x->pops && x->high == TRANSPORT_DEFAULT_HIGH_WATER &&
+            x->low == 0 && x->cap == TRANSPORT_DEFAULT_CAP && m->scratch) {
+            reactor_idle_touch(x->idle);
+            read_plain(t, m, PLAIN_MASK & ~(uint32_t)T_HAS_X);
             return;
         }
     }
@@ -1084,6 +1115,45 @@ int transport_set_write_limits(transport *t, size_t high, size_t low, size_t cap
     x->low = (uint32_t)low;
     x->cap = (uint32_t)cap;
     return 0;
+}
+
+/* The idle timeout expired: the protocol decides, by default the connection closes. */
+static void idle_expired(reactor *r, void *data)
+{
+    (void)r;
+    transport *t = data;
+    protocol *p = t->proto;
+    TTRACE(t, "transport fd=%d event=timeout", t->fd);
+    if (!p || !p->ops || !p->ops->timeout_connection) {
+        transport_lose_connection(t);
+        return;
+    }
+    t->flags |= T_IN_CB;
+    p->ops->timeout_connection(p);
+    t->flags &= ~(uint32_t)T_IN_CB;
+    step(t); /* what the callback asked for: a write, a close */
+}
+
+int transport_set_timeout(transport *t, double seconds)
+{
+    if (!t || !(seconds >= 0) || !isfinite(seconds))
+        return -EINVAL;
+    if (t->flags & T_MEMORY)
+        return -ENOTSUP;
+    if (gone(t) || (t->flags & T_DISCONNECTING))
+        return -ENOTCONN;
+    struct transport_extra *x = transport__x(t);
+    if (seconds == 0) {
+        if (x && x->idle)
+            reactor_idle_set(x->idle, 0); /* off; the struct is kept for a later set */
+        return 0;
+    }
+    if (!(x = extra(t)))
+        return -ENOMEM;
+    if (x->idle)
+        return reactor_idle_set(x->idle, seconds);
+    x->idle = reactor_idle_new(t_mod(t)->r, seconds, idle_expired, t);
+    return x->idle ? 0 : -ENOMEM;
 }
 
 /* ---- Public: socket details --------------------------------------------------------- */

@@ -104,6 +104,14 @@ TWISTC_API int transport_unregister_producer(transport *t);
 #define TRANSPORT_DEFAULT_CAP (64u * 1024u * 1024u)
 TWISTC_API int transport_set_write_limits(transport *t, size_t high, size_t low, size_t cap);
 
+/* An idle timeout (Twisted's TimeoutMixin.setTimeout): once `seconds` pass without a
+ * byte received, the protocol's timeout_connection runs (default: the connection is
+ * closed cleanly, output flushed first). Every read pushes it back, lazily: O(1) per
+ * read, no timer moved per request (reactor_idle_new). 0 turns it off; a new call
+ * restarts it from now. -EINVAL (seconds negative or not finite), -ENOTCONN (closed or
+ * closing), -ENOTSUP (in-memory transport: it has no reactor), -ENOMEM. */
+TWISTC_API int transport_set_timeout(transport *t, double seconds);
+
 /* ---- Socket details ------------------------------------------------------------- */
 
 /* The peer's / our address. *len in: size of addr; out: its length. -ENOTCONN. */

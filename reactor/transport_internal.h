@@ -49,6 +49,7 @@ struct transport_extra {
     void *pdata;
     uint32_t high, low, cap;
     uint8_t streaming, producer_paused;
+    struct reactor_idle *idle; /* transport_set_timeout, NULL when never set */
 };
 
 /* One connection. Kept small on purpose (56 bytes on 64-bit, a 64-byte malloc chunk): an
