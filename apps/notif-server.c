@@ -4,6 +4,7 @@
  *   notif-server [--port N] [--bind ADDR] [--interval SECONDS] [--ads FILE]
  *                [--max-clients N] [--backend NAME] [--workers N] [--trace]
  *                [--tls-cert FILE --tls-key FILE]
+ *                [--idle-timeout SECONDS]
  *
  * Prints "listening on ADDR:PORT" once ready (useful with --port 0). SIGINT/SIGTERM stop
  * it gracefully: every answer owed is sent and every connection closed, then one summary
@@ -38,6 +39,7 @@ static const char usage_text[] =
     "  --max-clients N    refuse connections beyond N with \"error: server full\" (0: no limit)\n"
     "  --backend NAME     reactor backend: epoll, poll, select, kqueue\n"
     "  --workers N        N processes sharing the port with SO_REUSEPORT (default 1)\n"
+    "  --idle-timeout S   close a connection that sent nothing for S seconds (default: never)\n"
     "  --trace            print the reactor's trace (one line per loop phase) on stderr\n"
     "  --tls-cert FILE    serve over TLS only, with this certificate chain (PEM)\n"
     "  --tls-key FILE     ... and this private key (PEM); both or neither\n";
@@ -118,7 +120,7 @@ int main(int argc, char **argv)
     const char *bind_addr = "127.0.0.1", *ads_file = NULL, *backend = NULL;
     const char *tls_cert = NULL, *tls_key = NULL;
     long port = NOTIF_DEFAULT_PORT, max_clients = 0, workers = 1;
-    double interval = NOTIF_DEFAULT_INTERVAL;
+    double interval = NOTIF_DEFAULT_INTERVAL, idle_timeout = 0;
     int trace = 0;
     static const struct option opts[] = {
         {"port", required_argument, NULL, 'p'},     {"bind", required_argument, NULL, 'b'},
@@ -127,6 +129,7 @@ int main(int argc, char **argv)
         {"backend", required_argument, NULL, 'B'},  {"workers", required_argument, NULL, 'w'},
         {"trace", no_argument, NULL, 't'},          {"help", no_argument, NULL, 'h'},
         {"tls-cert", required_argument, NULL, 'C'}, {"tls-key", required_argument, NULL, 'K'},
+        {"idle-timeout", required_argument, NULL, 'T'},
         {NULL, 0, NULL, 0},
     };
     int ch;
@@ -140,6 +143,13 @@ int main(int argc, char **argv)
             interval = strtod(optarg, &end);
             if (end == optarg || *end || !isfinite(interval) || interval <= 0 || interval > 86400)
                 usage_error("--interval: expected seconds > 0 (e.g. 0.3), got '%s'", optarg);
+            break;
+        }
+        case 'T': {
+            char *end;
+            idle_timeout = strtod(optarg, &end);
+            if (end == optarg || *end || !isfinite(idle_timeout) || idle_timeout < 0)
+                usage_error("--idle-timeout: expected seconds >= 0, got '%s'", optarg);
             break;
         }
         case 'a': ads_file = optarg; break;
@@ -239,6 +249,7 @@ int main(int argc, char **argv)
         .max_clients = (size_t)max_clients,
         .ads = (const char *const *)ads,
         .n_ads = n_ads,
+        .idle_timeout = idle_timeout,
     };
     notif_server *s = notif_server_new(r, &cfg);
     if (!s) {

@@ -96,6 +96,7 @@ struct notif_server {
     uint64_t rng;
     uint32_t next_id;
     double interval;
+    double idle_timeout; /* per connection, 0: none */
     size_t max_clients, cap;
     size_t fast_limit; /* below this much pending output, writes need no checks */
     reactor_timer *tick;
@@ -457,6 +458,8 @@ static void conn_made(protocol *p)
         c->srv->st.connections++;
         /* the trace is looked up per connection (and per event), not per read */
         c->srv->trace = c->srv->r ? reactor_trace_file(c->srv->r) : NULL;
+        if (c->srv->idle_timeout > 0 && p->transport)
+            transport_set_timeout(p->transport, c->srv->idle_timeout); /* (ENOMEM: none) */
     }
 }
 
@@ -810,6 +813,7 @@ notif_server *notif_server_new(reactor *r, const notif_server_config *cfg)
     s->r = r;
     s->interval = cfg->interval == 0 ? NOTIF_DEFAULT_INTERVAL : cfg->interval;
     s->max_clients = cfg->max_clients;
+    s->idle_timeout = cfg->idle_timeout > 0 ? cfg->idle_timeout : 0;
     s->cap = cfg->output_cap ? cfg->output_cap : NOTIF_DEFAULT_CAP;
     s->fast_limit = s->cap < HIGH_WATER ? s->cap : HIGH_WATER;
     s->rng = cfg->seed;

@@ -73,6 +73,8 @@ typedef struct notif_server_config {
                              * pass notif_ad_check) */
     size_t n_ads;
     uint64_t seed;          /* random numbers; 0: from the clock and the pid */
+    double idle_timeout;    /* close a connection silent this long (transport_set_timeout,
+                             * seconds); 0: never */
 } notif_server_config;
 
 typedef struct notif_server_stats {
