@@ -263,6 +263,14 @@ BENCH_LIBS_server_libevent = $(shell pkg-config --libs libevent 2>/dev/null)
 BENCH_LIBS_server_libuv    = $(shell pkg-config --libs libuv 2>/dev/null)
 # bench_http compares with libcurl's multi interface (libcurl4-openssl-dev, benchmark only).
 BENCH_LIBS_bench_http      = $(shell pkg-config --libs libcurl 2>/dev/null)
+# bench_timer_peers compares with libev, libuv and libevent where each is installed
+# (Debian's libev-dev has no .pc file: it is found by compiling its header).
+HAVE_LIBEV := $(shell $(CC) -E -include ev.h -x c /dev/null >/dev/null 2>&1 && echo y)
+# libevent before libev: libev.so also exports a libevent emulation (event_add...).
+BENCH_LIBS_bench_timer_peers = \
+	$(if $(filter server_libevent,$(BENCH_SKIP)),,-DHAVE_LIBEVENT $(BENCH_LIBS_server_libevent)) \
+	$(if $(filter server_libuv,$(BENCH_SKIP)),,-DHAVE_LIBUV $(BENCH_LIBS_server_libuv)) \
+	$(if $(HAVE_LIBEV),-DHAVE_LIBEV -lev)
 
 # docs/charts/*.svg from the result files in docs/results/ (tools/charts.py, gnuplot).
 charts:
