@@ -62,7 +62,7 @@ def bars(name, title, ylabel, groups, series, rows, logscale=False):
         "$data using %d:xtic(1) title columnheader(%d)" % (i + 2, i + 2)
         for i in range(len(series)))
     script = "\n".join([
-        "set terminal svg size 760,380 font 'sans,11' background rgb 'white'",
+        "set terminal svg size 900,400 font 'sans,10' background rgb 'white'",
         "set output %s" % quote(os.path.join(CHARTS, name + ".svg")),
         "set title %s" % quote(title),
         "set ylabel %s" % quote(ylabel),
@@ -71,6 +71,7 @@ def bars(name, title, ylabel, groups, series, rows, logscale=False):
         "set style fill solid 0.85 border -1",
         "set boxwidth 0.9",
         "set key top left",
+        "set xtics rotate by -30",
         "set grid ytics",
         "set yrange [%s:*]" % ("1" if logscale else "0"),
         "set logscale y" if logscale else "unset logscale y",
@@ -116,6 +117,16 @@ def timer_peers():
         peers = [h for h in head[2:] if "/" not in h]
         groups = ["%s %s" % (r[0], r[1]) for r in t[1:]]
         rows = [[num(r[2 + i]) for i in range(len(peers))] for r in t[1:]]
+        # Twisted's figures for the same workloads (t/bench/bench_timer_twisted.py).
+        tw = os.path.join(RESULTS, "timer_twisted.txt")
+        if os.path.exists(tw):
+            vals = {}
+            for tt in tables(tw):
+                if tt[0][:2] == ["workload", "pending"]:
+                    for r in tt[1:]:
+                        vals["%s %s" % (r[0], r[1])] = num(r[2])
+            peers = peers + ["Twisted"]
+            rows = [row + [vals.get(g)] for g, row in zip(groups, rows)]
         bars("timer_peers", "Timers: CPU ns per operation (median of the runs)",
              "ns per operation (log scale)", groups, peers, rows, logscale=True)
         return
