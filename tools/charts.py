@@ -70,7 +70,7 @@ def bars(name, title, ylabel, groups, series, rows, logscale=False):
         "set style histogram cluster gap 1",
         "set style fill solid 0.85 border -1",
         "set boxwidth 0.9",
-        "set key top left",
+        "set key outside right top",
         "set xtics rotate by -30",
         "set grid ytics",
         "set yrange [%s:*]" % ("1" if logscale else "0"),
