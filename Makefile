@@ -99,10 +99,14 @@ FUZZ_BINS := $(FUZZ_SRCS:t/fuzz/%.c=$(BUILD)/fuzz/%)
 FUZZ_SECONDS ?= 20
 
 BENCH_SRCS := $(wildcard t/bench/*.c)
-# The libevent / libuv comparison servers are skipped where pkg-config does not find the library.
+# The libevent / libuv comparison servers are skipped where pkg-config does not find the library;
+# so are the TLS ones without OpenSSL (libssl-dev) or libevent_openssl, and loadgen loses --tls.
+BENCH_HAVE_SSL := $(shell pkg-config --exists openssl 2>/dev/null && echo y)
 BENCH_SKIP := $(if $(shell pkg-config --exists libevent 2>/dev/null && echo y),,server_libevent) \
 	$(if $(shell pkg-config --exists libuv 2>/dev/null && echo y),,server_libuv) \
-	$(if $(shell pkg-config --exists libcurl 2>/dev/null && echo y),,bench_http)
+	$(if $(shell pkg-config --exists libcurl 2>/dev/null && echo y),,bench_http) \
+	$(if $(BENCH_HAVE_SSL),,server_raw_tls) \
+	$(if $(shell pkg-config --exists libevent_openssl openssl 2>/dev/null && echo y),,server_libevent_tls)
 BENCH_BINS := $(filter-out $(addprefix $(BUILD)/bench/,$(BENCH_SKIP)),$(BENCH_SRCS:t/bench/%.c=$(BUILD)/bench/%))
 
 DEPS_STAMP := $(BUILD)/.deps-ok
@@ -271,6 +275,7 @@ BENCH_LIBS_bench_timer_peers = \
 	$(if $(filter server_libevent,$(BENCH_SKIP)),,-DHAVE_LIBEVENT $(BENCH_LIBS_server_libevent)) \
 	$(if $(filter server_libuv,$(BENCH_SKIP)),,-DHAVE_LIBUV $(BENCH_LIBS_server_libuv)) \
 	$(if $(HAVE_LIBEV),-DHAVE_LIBEV -lev)
+BENCH_LIBS_server_libevent_tls = $(shell pkg-config --libs libevent_openssl libevent 2>/dev/null)
 
 # docs/charts/*.svg from the result files in docs/results/ (tools/charts.py, gnuplot).
 charts:

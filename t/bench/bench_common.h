@@ -1,5 +1,6 @@
 /* bench_common.h: what the comparison servers (server_raw.c, server_libuv.c,
- * server_libevent.c) and echo_raw.c do alike, whatever their event library: command-line
+ * server_libevent.c, their TLS twins server_raw_tls.c and server_libevent_tls.c, whose
+ * OpenSSL set-up is in bench_tls.h) and echo_raw.c do alike, whatever their event library: command-line
  * options, process set-up, and the protocol work of shared/spec/protocol.md that does
  * not touch I/O (ads, random numbers, digits, command names, notification lines).
  *
@@ -120,23 +121,28 @@ struct bench_server_opts {
 	double interval;       /* --interval SECONDS (1) */
 	long max_clients;      /* --max-clients N (0 = no limit) */
 	size_t cap;            /* --cap BYTES (1 MiB pending output per connection) */
+	const char *tls_cert;  /* --tls-cert FILE (PEM chain): TLS servers only, required there */
+	const char *tls_key;   /* --tls-key FILE (PEM private key): likewise */
 };
 
-/* Parses the options above. Returns 0, or 2 (the exit status) after printing usage or
- * "NAME: bad arguments" (port out of range, interval <= 0, a stray argument). The bind
- * address is checked by the caller, in its library's way. */
-static inline int bench_server_parse(int argc, char **argv, const char *name,
-				     struct bench_server_opts *o)
+/* Parses the options above (tls: the server speaks TLS, so --tls-cert and --tls-key are
+ * required; a plaintext server refuses them). Returns 0, or 2 (the exit status) after
+ * printing usage or "NAME: bad arguments" (port out of range, interval <= 0, a stray
+ * argument). The bind address is checked by the caller, in its library's way. */
+static inline int bench_server_parse_opts(int argc, char **argv, const char *name,
+					  struct bench_server_opts *o, int tls)
 {
 	static const struct option lopts[] = {
 		{"port", 1, 0, 'p'}, {"bind", 1, 0, 'b'}, {"interval", 1, 0, 'i'},
-		{"max-clients", 1, 0, 'm'}, {"cap", 1, 0, 'c'}, {0, 0, 0, 0}};
+		{"max-clients", 1, 0, 'm'}, {"cap", 1, 0, 'c'}, {"tls-cert", 1, 0, 'C'},
+		{"tls-key", 1, 0, 'K'}, {0, 0, 0, 0}};
 	int ch;
 	o->port = 6789;
 	o->bind_addr = "127.0.0.1";
 	o->interval = 1.0;
 	o->max_clients = 0;
 	o->cap = 1 << 20;
+	o->tls_cert = o->tls_key = NULL;
 	while ((ch = getopt_long(argc, argv, "", lopts, NULL)) != -1) {
 		switch (ch) {
 		case 'p': o->port = atoi(optarg); break;
@@ -144,16 +150,27 @@ static inline int bench_server_parse(int argc, char **argv, const char *name,
 		case 'i': o->interval = atof(optarg); break;
 		case 'm': o->max_clients = atol(optarg); break;
 		case 'c': o->cap = (size_t)atol(optarg); break;
+		case 'C': o->tls_cert = optarg; break;
+		case 'K': o->tls_key = optarg; break;
 		default:
-			fprintf(stderr, "usage: %s [--port N] [--bind ADDR] [--interval S] [--max-clients N] [--cap BYTES]\n", name);
+			fprintf(stderr, "usage: %s [--port N] [--bind ADDR] [--interval S] [--max-clients N] [--cap BYTES]%s\n",
+				name, tls ? " --tls-cert FILE --tls-key FILE" : "");
 			return 2;
 		}
 	}
-	if (o->port < 0 || o->port > 65535 || o->interval <= 0 || optind != argc) {
+	if (o->port < 0 || o->port > 65535 || o->interval <= 0 || optind != argc ||
+	    (tls ? !o->tls_cert || !o->tls_key : o->tls_cert || o->tls_key)) {
 		fprintf(stderr, "%s: bad arguments\n", name);
 		return 2;
 	}
 	return 0;
+}
+
+/* The plaintext servers' options. */
+static inline int bench_server_parse(int argc, char **argv, const char *name,
+				     struct bench_server_opts *o)
+{
+	return bench_server_parse_opts(argc, argv, name, o, 0);
 }
 
 /* Process set-up of every server: room for many connections (the 100k benchmark: ask

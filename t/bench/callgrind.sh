@@ -16,7 +16,11 @@
 # timer work out of the count.
 #
 # Environment: SCENARIOS ("1/1 50/16"), N1_1 / N2_1 (requests at depth 1: 5000 / 25000),
-# N1_P / N2_P (pipelined: 50000 / 250000), BUILD (build), REQUEST (random?).
+# N1_P / N2_P (pipelined: 50000 / 250000), BUILD (build), REQUEST (random?),
+# SERVER_ARGS (appended to every server command, e.g. "--tls-cert F --tls-key K"),
+# LOADGEN_ARGS (given to loadgen, e.g. "--tls", or "--tls --handshakes": then N counts
+# connect-handshake-request-close cycles), UNIT (the table's unit: request).
+# t/bench/compare_tls.sh runs it that way for the TLS servers.
 set -u
 cd "$(dirname "$0")/../.." || exit 1
 BUILD=${BUILD:-build}
@@ -26,6 +30,9 @@ N2_1=${N2_1:-25000}
 N1_P=${N1_P:-50000}
 N2_P=${N2_P:-250000}
 REQUEST=${REQUEST:-random?}
+SERVER_ARGS=${SERVER_ARGS:-}
+LOADGEN_ARGS=${LOADGEN_ARGS:-}
+UNIT=${UNIT:-request}
 LOADGEN=$BUILD/bench/loadgen
 PY=/usr/bin/python3
 TMP=$(mktemp -d "${TMPDIR:-/tmp}/callgrind.XXXXXX") || exit 1
@@ -73,7 +80,7 @@ measure() { # cmd conns depth n
 	out=$TMP/cg.out
 	rm -f "$out"
 	# shellcheck disable=SC2086
-	valgrind --tool=callgrind --callgrind-out-file="$out" $1 --port "$port" --interval 1000 \
+	valgrind --tool=callgrind --callgrind-out-file="$out" $1 --port "$port" --interval 1000 $SERVER_ARGS \
 		>"$TMP/srv.out" 2>"$TMP/srv.err" &
 	SRV=$!
 	if ! wait_port "$port" "$SRV"; then
@@ -81,8 +88,9 @@ measure() { # cmd conns depth n
 		cat "$TMP/srv.err" >&2
 		return 1
 	fi
+	# shellcheck disable=SC2086
 	if ! "$LOADGEN" --port "$port" --conns "$2" --depth "$3" --requests "$4" --seconds 600 \
-		--request "$REQUEST" --expect >"$TMP/lg.out" 2>&1; then
+		--request "$REQUEST" --expect $LOADGEN_ARGS >"$TMP/lg.out" 2>&1; then
 		echo "callgrind: loadgen failed: $(cat "$TMP/lg.out")" >&2
 		kill "$SRV" 2>/dev/null
 		wait "$SRV" 2>/dev/null
@@ -107,7 +115,7 @@ measure() { # cmd conns depth n
 	echo "$ir"
 }
 
-printf '| server | conns/depth | N1 | N2 | Ir(N1) | Ir(N2) | instructions/request |\n'
+printf '| server | conns/depth | N1 | N2 | Ir(N1) | Ir(N2) | instructions/%s |\n' "$UNIT"
 printf '|---|---|---:|---:|---:|---:|---:|\n'
 status=0
 for arg in "$@"; do

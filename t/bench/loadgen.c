@@ -9,6 +9,12 @@
  * the answers still owed. Latencies go into a fixed log-linear histogram, so nothing is
  * allocated per request.
  *
+ * --tls speaks TLS (client-side OpenSSL, no session reuse: every connection makes a full
+ * handshake; the server certificate is verified against --tls-ca FILE, or not at all).
+ * --handshakes measures connections instead of requests: each of the C connections
+ * connects, handshakes (with --tls), sends one request, reads its answer, closes (after
+ * close_notify with --tls) and starts over; --requests then counts such cycles.
+ *
  * Output: one line of key=value pairs (easy to read and to parse from scripts).
  * Exit status: 0 ok, 1 protocol error / unanswered requests / lost connections, 2 usage or
  * setup failure. */
@@ -30,6 +36,11 @@
 #include <time.h>
 #include <unistd.h>
 
+#if LOADGEN_TLS
+#include <openssl/err.h>
+#include <openssl/ssl.h>
+#endif
+
 #ifndef IP_BIND_ADDRESS_NO_PORT
 #define IP_BIND_ADDRESS_NO_PORT 24
 #endif
@@ -41,12 +52,13 @@ enum { EXPECT_NONE, EXPECT_RANDOM, EXPECT_CLASSIFIED, EXPECT_ECHO, EXPECT_ANY };
 
 struct conn {
 	int fd;
-	int state;          /* 0 connecting, 1 up, 2 closed */
+	int state;          /* 0 connecting, 1 up, 2 closed, 3 TLS handshake */
 	uint32_t inflight;  /* requests sent and not yet answered */
 	uint32_t head;      /* ring of send timestamps: index of the oldest */
 	uint32_t partial_len;
 	char *partial;      /* allocated only when an answer line is split across reads */
 	uint64_t *ts;       /* depth entries, sliced from one big array */
+	struct ssl_st *ssl; /* with --tls */
 };
 
 static struct {
@@ -61,6 +73,8 @@ static struct {
 	int max_pending_connects;
 	double drain_seconds;
 	int quiet;
+	int tls, cycles;    /* --tls, --handshakes */
+	const char *tls_ca; /* --tls-ca FILE: verify the server against it */
 } opt = {
 	.host = "127.0.0.1", .port = 6789, .conns = 1, .depth = 1, .addrs = 1, .ping = 1,
 	.seconds = 3, .request = NULL, .server_pid = 0, .max_pending_connects = 512,
@@ -75,6 +89,7 @@ static char *wbuf; /* depth * (request_len + 1) bytes */
 
 /* counters */
 static long long sent, answered, errors, notifs, lost_conns, connected;
+static long long cycles_started, cycles_done; /* --handshakes */
 static int stopping; /* no new requests once set */
 static char first_error[256];
 
@@ -231,6 +246,122 @@ static void set_nodelay(int fd)
 	setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
 }
 
+/* ---- TLS (client side) ---- */
+#if LOADGEN_TLS
+static SSL_CTX *tls_ctx;
+
+static int tls_setup(void)
+{
+	tls_ctx = SSL_CTX_new(TLS_client_method());
+	if (!tls_ctx || !SSL_CTX_set_min_proto_version(tls_ctx, TLS1_2_VERSION)) {
+		fprintf(stderr, "loadgen: cannot make a TLS context\n");
+		return -1;
+	}
+	/* 10,000 idle client connections: no record buffers while idle. Read-ahead: one
+	 * read() per record. */
+	SSL_CTX_set_mode(tls_ctx, SSL_MODE_RELEASE_BUFFERS);
+	SSL_CTX_set_read_ahead(tls_ctx, 1);
+	SSL_CTX_set_session_cache_mode(tls_ctx, SSL_SESS_CACHE_OFF);
+	if (opt.tls_ca) {
+		if (SSL_CTX_load_verify_locations(tls_ctx, opt.tls_ca, NULL) != 1 ||
+		    X509_VERIFY_PARAM_set1_ip_asc(SSL_CTX_get0_param(tls_ctx), opt.host) != 1) {
+			fprintf(stderr, "loadgen: cannot use --tls-ca %s for %s\n", opt.tls_ca, opt.host);
+			return -1;
+		}
+		SSL_CTX_set_verify(tls_ctx, SSL_VERIFY_PEER, NULL);
+	} else {
+		SSL_CTX_set_verify(tls_ctx, SSL_VERIFY_NONE, NULL);
+	}
+	return 0;
+}
+
+static int tls_start(struct conn *c)
+{
+	c->ssl = SSL_new(tls_ctx);
+	if (!c->ssl || !SSL_set_fd(c->ssl, c->fd))
+		return -1;
+	SSL_set_connect_state(c->ssl);
+	return 0;
+}
+
+/* One step of the handshake: 1 done, 0 waiting (epoll interest set), -1 failed. */
+static int tls_step(struct conn *c, uint32_t idx)
+{
+	int r = SSL_do_handshake(c->ssl);
+	if (r == 1) {
+		struct epoll_event ev = {.events = EPOLLIN, .data.u32 = idx};
+		epoll_ctl(epfd, EPOLL_CTL_MOD, c->fd, &ev);
+		return 1;
+	}
+	int e = SSL_get_error(c->ssl, r);
+	if (e == SSL_ERROR_WANT_READ || e == SSL_ERROR_WANT_WRITE) {
+		struct epoll_event ev = {.events = e == SSL_ERROR_WANT_READ ? EPOLLIN : EPOLLOUT, .data.u32 = idx};
+		epoll_ctl(epfd, EPOLL_CTL_MOD, c->fd, &ev);
+		return 0;
+	}
+	unsigned long err = ERR_get_error();
+	char buf[200];
+	ERR_error_string_n(err, buf, sizeof buf);
+	note_error("TLS handshake failed: %s", buf, strlen(buf));
+	ERR_clear_error();
+	return -1;
+}
+
+static ssize_t tls_send(struct conn *c, const void *p, size_t n)
+{
+	int w = SSL_write(c->ssl, p, (int)n);
+	if (w > 0)
+		return w;
+	int e = SSL_get_error(c->ssl, w);
+	ERR_clear_error();
+	errno = e == SSL_ERROR_WANT_READ || e == SSL_ERROR_WANT_WRITE ? EAGAIN : EPIPE;
+	return -1;
+}
+
+/* Like recv(): bytes, 0 at the end of the stream (close_notify or EOF), -1 with errno. */
+static ssize_t tls_recv(struct conn *c, void *p, size_t n)
+{
+	int r = SSL_read(c->ssl, p, (int)n);
+	if (r > 0)
+		return r;
+	int e = SSL_get_error(c->ssl, r);
+	if (e == SSL_ERROR_WANT_READ || e == SSL_ERROR_WANT_WRITE) {
+		errno = EAGAIN;
+		return -1;
+	}
+	ERR_clear_error();
+	if (e == SSL_ERROR_ZERO_RETURN)
+		return 0;
+	errno = e == SSL_ERROR_SYSCALL && errno ? errno : ECONNRESET;
+	return -1;
+}
+
+static int tls_pending(struct conn *c)
+{
+	return SSL_has_pending(c->ssl);
+}
+
+static void tls_close(struct conn *c, int clean)
+{
+	if (clean && SSL_shutdown(c->ssl) < 0)
+		ERR_clear_error();
+	SSL_free(c->ssl);
+	c->ssl = NULL;
+}
+#else
+static int tls_setup(void)
+{
+	fprintf(stderr, "loadgen: built without OpenSSL (pkg-config openssl): no --tls\n");
+	return -1;
+}
+static int tls_start(struct conn *c) { (void)c; return -1; }
+static int tls_step(struct conn *c, uint32_t idx) { (void)c; (void)idx; return -1; }
+static ssize_t tls_send(struct conn *c, const void *p, size_t n) { (void)c; (void)p; (void)n; return -1; }
+static ssize_t tls_recv(struct conn *c, void *p, size_t n) { (void)c; (void)p; (void)n; return -1; }
+static int tls_pending(struct conn *c) { (void)c; return 0; }
+static void tls_close(struct conn *c, int clean) { (void)c; (void)clean; }
+#endif
+
 static int open_conn(int i, struct sockaddr_in *dst)
 {
 	int fd = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
@@ -268,6 +399,8 @@ static void close_conn(struct conn *c, int lost)
 {
 	if (c->state == 2)
 		return;
+	if (c->ssl)
+		tls_close(c, !lost);
 	epoll_ctl(epfd, EPOLL_CTL_DEL, c->fd, NULL);
 	close(c->fd);
 	c->state = 2;
@@ -291,7 +424,7 @@ static int send_requests(struct conn *c, uint32_t n, uint64_t t)
 	if (!n)
 		return 0;
 	size_t len = (size_t)n * (opt.request_len + 1);
-	ssize_t w = send(c->fd, wbuf, len, MSG_NOSIGNAL);
+	ssize_t w = c->ssl ? tls_send(c, wbuf, len) : send(c->fd, wbuf, len, MSG_NOSIGNAL);
 	if (w != (ssize_t)len) {
 		/* The socket buffer of a fresh loopback connection always takes depth small
 		 * requests; a short write means something is badly wrong. */
@@ -353,9 +486,9 @@ static void on_line(struct conn *c, const char *l, size_t n, uint64_t t)
 		note_error("invalid answer: %s", l, n);
 }
 
-static void on_readable(struct conn *c)
+static void on_readable_once(struct conn *c)
 {
-	ssize_t r = recv(c->fd, rbuf, sizeof rbuf, 0);
+	ssize_t r = c->ssl ? tls_recv(c, rbuf, sizeof rbuf) : recv(c->fd, rbuf, sizeof rbuf, 0);
 	if (r <= 0) {
 		if (r < 0 && (errno == EAGAIN || errno == EINTR))
 			return;
@@ -405,8 +538,17 @@ static void on_readable(struct conn *c)
 		memcpy(c->partial, p, rest);
 		c->partial_len = (uint32_t)rest;
 	}
-	if (!stopping && !opt.hold && c->inflight < before)
+	if (!stopping && !opt.hold && !opt.cycles && c->inflight < before)
 		send_requests(c, before - c->inflight, t);
+}
+
+/* With TLS, read-ahead may leave whole records in OpenSSL that the socket (level-
+ * triggered epoll) will never report again: read until none is left. */
+static void on_readable(struct conn *c)
+{
+	do
+		on_readable_once(c);
+	while (c->state == 1 && c->ssl && tls_pending(c));
 }
 
 static void on_signal(int sig)
@@ -434,7 +576,139 @@ static void usage(FILE *f)
 		"                    SIGINT/SIGTERM or --seconds\n"
 		"  --no-ping         with --hold: do not send the one request per connection\n"
 		"  --drain S         time allowed for owed answers after the stop (2)\n"
-		"  --max-connecting N  connects in progress at once (512)\n");
+		"  --max-connecting N  connects in progress at once (512)\n"
+		"  --tls             speak TLS (a full handshake per connection)\n"
+		"  --tls-ca FILE     with --tls: verify the server's certificate against FILE\n"
+		"                    (and its IP address); default: no verification\n"
+		"  --handshakes      cycles instead of requests: each connection connects,\n"
+		"                    (handshakes,) sends one request, reads the answer, closes,\n"
+		"                    starts over; --requests counts cycles\n");
+}
+
+/* ---- --handshakes: connect, (handshake,) one request, close, and again ---- */
+static struct sockaddr_in *cycle_dst;
+
+static void start_cycle(int i)
+{
+	if (stopping || (opt.requests && cycles_started >= opt.requests))
+		return;
+	struct conn *c = &conns[i];
+	int e = open_conn(i, cycle_dst);
+	if (e < 0) {
+		note_error("connect: %s", strerror(-e), strlen(strerror(-e)));
+		return;
+	}
+	c->inflight = c->head = 0;
+	cycles_started++;
+}
+
+/* The connection is up (and through its handshake): its one request. */
+static void cycle_up(struct conn *c, uint32_t idx, uint64_t t)
+{
+	if (!c->ssl) {
+		struct epoll_event ev = {.events = EPOLLIN, .data.u32 = idx};
+		epoll_ctl(epfd, EPOLL_CTL_MOD, c->fd, &ev);
+	}
+	c->state = 1;
+	send_requests(c, 1, t);
+}
+
+/* The connect finished: the request goes now, or the handshake starts. Returns 1 when
+ * the handshake should be stepped. */
+static int cycle_connected(struct conn *c, uint32_t idx, uint64_t t)
+{
+	int err = 0;
+	socklen_t el = sizeof err;
+	getsockopt(c->fd, SOL_SOCKET, SO_ERROR, &err, &el);
+	if (err) {
+		note_error("connect: %s", strerror(err), strlen(strerror(err)));
+		close_conn(c, 1);
+		return 0;
+	}
+	connected++;
+	if (!opt.tls) {
+		cycle_up(c, idx, t);
+		return 0;
+	}
+	if (tls_start(c) < 0) {
+		note_error("cannot start TLS%s", "", 0);
+		close_conn(c, 1);
+		return 0;
+	}
+	c->state = 3;
+	return 1;
+}
+
+static void cycle_event(uint32_t idx, uint64_t t)
+{
+	struct conn *c = &conns[idx];
+	if (c->state == 0 && !cycle_connected(c, idx, t))
+		return;
+	if (c->state == 3) {
+		int h = tls_step(c, idx);
+		if (h < 0)
+			close_conn(c, 1);
+		else if (h)
+			cycle_up(c, idx, t);
+		return;
+	}
+	if (c->state == 1) {
+		on_readable(c);
+		if (c->state == 1 && c->inflight == 0) {
+			close_conn(c, 0);
+			cycles_done++;
+			start_cycle((int)idx);
+		}
+	}
+}
+
+static int run_cycles(struct sockaddr_in *dst)
+{
+	cycle_dst = dst;
+	struct epoll_event evs[512];
+	struct cpu_sample cpu0 = cpu_sample(opt.server_pid);
+	uint64_t t0 = now_ns(), t_end = 0;
+	uint64_t deadline = t0 + (uint64_t)(opt.seconds * 1e9);
+	long long done_at_end = 0;
+	for (int i = 0; i < opt.conns; i++)
+		start_cycle(i);
+	while (!stop_signal) {
+		int n = epoll_wait(epfd, evs, 512, 100);
+		uint64_t t = now_ns();
+		for (int k = 0; k < n; k++)
+			cycle_event(evs[k].data.u32, t);
+		if (!stopping && t >= deadline)
+			stopping = 1;
+		if (stopping && !t_end) {
+			t_end = t;
+			done_at_end = cycles_done;
+		}
+		int live = 0;
+		for (int i = 0; i < opt.conns; i++)
+			live += conns[i].state != 2;
+		if (!live || (t_end && t > t_end + (uint64_t)(opt.drain_seconds * 1e9)))
+			break;
+	}
+	if (!t_end) {
+		t_end = now_ns();
+		done_at_end = cycles_done;
+	}
+	struct cpu_sample cpu1 = cpu_sample(opt.server_pid);
+	long long unfinished = cycles_started - cycles_done;
+	double el = (double)(t_end - t0) / 1e9;
+	printf("conns=%d mode=handshakes tls=%d request=%s seconds=%.3f cycles=%lld hs_per_s=%.0f "
+	       "p50_us=%.1f p99_us=%.1f errors=%lld unfinished=%lld lost=%lld",
+	       opt.conns, opt.tls, opt.request, el, cycles_done, (double)done_at_end / el,
+	       hist_quantile_us(0.50), hist_quantile_us(0.99), errors, unfinished, lost_conns);
+	if (opt.server_pid && cpu0.ok && cpu1.ok) {
+		double cpu_ns = (double)(cpu1.run_ns - cpu0.run_ns);
+		printf(" server_cpu_s=%.3f server_cpu_pct=%.1f server_cpu_ns_per_hs=%.0f", cpu_ns / 1e9,
+		       100.0 * cpu_ns / 1e9 / el, cycles_done ? cpu_ns / (double)cycles_done : 0.0);
+	}
+	printf("\n");
+	if (first_error[0])
+		fprintf(stderr, "loadgen: first error: %s\n", first_error);
+	return (errors || unfinished || lost_conns || cycles_done == 0) ? 1 : 0;
 }
 
 int main(int argc, char **argv)
@@ -445,6 +719,7 @@ int main(int argc, char **argv)
 		{"requests", 1, 0, 'n'}, {"addrs", 1, 0, 'a'}, {"expect", 0, 0, 'e'},
 		{"echo", 0, 0, 'E'}, {"server-pid", 1, 0, 'P'}, {"hold", 0, 0, 'h'},
 		{"no-ping", 0, 0, 'N'}, {"drain", 1, 0, 'D'}, {"max-connecting", 1, 0, 'm'},
+		{"tls", 0, 0, 'T'}, {"tls-ca", 1, 0, 'A'}, {"handshakes", 0, 0, 'Y'},
 		{"help", 0, 0, '?'}, {0, 0, 0, 0}};
 	int ch, want_expect = 0;
 	while ((ch = getopt_long(argc, argv, "", lopts, NULL)) != -1) {
@@ -464,6 +739,9 @@ int main(int argc, char **argv)
 		case 'N': opt.ping = 0; break;
 		case 'D': opt.drain_seconds = atof(optarg); break;
 		case 'm': opt.max_pending_connects = atoi(optarg); break;
+		case 'T': opt.tls = 1; break;
+		case 'A': opt.tls_ca = optarg; break;
+		case 'Y': opt.cycles = 1; break;
 		default:
 			if (optind > 0 && strcmp(argv[optind - 1], "--help") == 0) {
 				usage(stdout);
@@ -475,7 +753,7 @@ int main(int argc, char **argv)
 	}
 	if (optind != argc || opt.conns < 1 || opt.depth < 1 || opt.depth > 65536 || opt.addrs < 1 ||
 	    opt.addrs > 254 || opt.port < 1 || opt.port > 65535 || opt.seconds <= 0 || opt.requests < 0 ||
-	    opt.max_pending_connects < 1) {
+	    opt.max_pending_connects < 1 || (opt.tls_ca && !opt.tls) || (opt.cycles && (opt.hold || opt.echo))) {
 		usage(stderr);
 		return 2;
 	}
@@ -531,6 +809,10 @@ int main(int argc, char **argv)
 		perror("epoll_create1");
 		return 2;
 	}
+	if (opt.tls && tls_setup() < 0)
+		return 2;
+	if (opt.cycles)
+		return run_cycles(&dst);
 
 	/* Phase 1: connect everyone, at most max_pending_connects in progress at once. */
 	struct epoll_event evs[512];
@@ -554,6 +836,23 @@ int main(int argc, char **argv)
 		int n = epoll_wait(epfd, evs, 512, 1000);
 		for (int k = 0; k < n; k++) {
 			struct conn *c = &conns[evs[k].data.u32];
+			if (c->state == 1) { /* up already: what the server sent (TLS 1.3 tickets) */
+				on_readable(c);
+				continue;
+			}
+			if (c->state == 3) {
+				int h = tls_step(c, evs[k].data.u32);
+				if (h < 0) {
+					fprintf(stderr, "loadgen: %s\n", first_error);
+					return 2;
+				}
+				if (h) {
+					c->state = 1;
+					pending--;
+					connected++;
+				}
+				continue;
+			}
 			int err = 0;
 			socklen_t el = sizeof err;
 			getsockopt(c->fd, SOL_SOCKET, SO_ERROR, &err, &el);
@@ -563,6 +862,20 @@ int main(int argc, char **argv)
 			}
 			struct epoll_event ev = {.events = EPOLLIN, .data.u32 = evs[k].data.u32};
 			epoll_ctl(epfd, EPOLL_CTL_MOD, c->fd, &ev);
+			if (opt.tls) {
+				if (tls_start(c) < 0) {
+					fprintf(stderr, "loadgen: cannot start TLS\n");
+					return 2;
+				}
+				c->state = 3;
+				int h = tls_step(c, evs[k].data.u32);
+				if (h < 0) {
+					fprintf(stderr, "loadgen: %s\n", first_error);
+					return 2;
+				}
+				if (!h)
+					continue;
+			}
 			c->state = 1;
 			pending--;
 			connected++;
