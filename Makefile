@@ -100,13 +100,11 @@ FUZZ_SECONDS ?= 20
 
 BENCH_SRCS := $(wildcard t/bench/*.c)
 # The libevent / libuv comparison servers are skipped where pkg-config does not find the library;
-# so are the TLS ones without OpenSSL (libssl-dev) or libevent_openssl, and loadgen loses --tls.
-BENCH_HAVE_SSL := $(shell pkg-config --exists openssl 2>/dev/null && echo y)
+# so is libevent's TLS one without libevent_openssl.
 BENCH_SKIP := $(if $(shell pkg-config --exists libevent 2>/dev/null && echo y),,server_libevent) \
 	$(if $(shell pkg-config --exists libuv 2>/dev/null && echo y),,server_libuv) \
 	$(if $(shell pkg-config --exists libcurl 2>/dev/null && echo y),,bench_http) \
-	$(if $(BENCH_HAVE_SSL),,server_raw_tls) \
-	$(if $(shell pkg-config --exists libevent_openssl openssl 2>/dev/null && echo y),,server_libevent_tls)
+	$(if $(shell pkg-config --exists libevent_openssl 2>/dev/null && echo y),,server_libevent_tls)
 BENCH_BINS := $(filter-out $(addprefix $(BUILD)/bench/,$(BENCH_SKIP)),$(BENCH_SRCS:t/bench/%.c=$(BUILD)/bench/%))
 
 DEPS_STAMP := $(BUILD)/.deps-ok

@@ -36,10 +36,8 @@
 #include <time.h>
 #include <unistd.h>
 
-#if LOADGEN_TLS
 #include <openssl/err.h>
 #include <openssl/ssl.h>
-#endif
 
 #ifndef IP_BIND_ADDRESS_NO_PORT
 #define IP_BIND_ADDRESS_NO_PORT 24
@@ -58,7 +56,7 @@ struct conn {
 	uint32_t partial_len;
 	char *partial;      /* allocated only when an answer line is split across reads */
 	uint64_t *ts;       /* depth entries, sliced from one big array */
-	struct ssl_st *ssl; /* with --tls */
+	SSL *ssl;           /* with --tls */
 };
 
 static struct {
@@ -247,7 +245,6 @@ static void set_nodelay(int fd)
 }
 
 /* ---- TLS (client side) ---- */
-#if LOADGEN_TLS
 static SSL_CTX *tls_ctx;
 
 static int tls_setup(void)
@@ -348,19 +345,6 @@ static void tls_close(struct conn *c, int clean)
 	SSL_free(c->ssl);
 	c->ssl = NULL;
 }
-#else
-static int tls_setup(void)
-{
-	fprintf(stderr, "loadgen: built without OpenSSL (pkg-config openssl): no --tls\n");
-	return -1;
-}
-static int tls_start(struct conn *c) { (void)c; return -1; }
-static int tls_step(struct conn *c, uint32_t idx) { (void)c; (void)idx; return -1; }
-static ssize_t tls_send(struct conn *c, const void *p, size_t n) { (void)c; (void)p; (void)n; return -1; }
-static ssize_t tls_recv(struct conn *c, void *p, size_t n) { (void)c; (void)p; (void)n; return -1; }
-static int tls_pending(struct conn *c) { (void)c; return 0; }
-static void tls_close(struct conn *c, int clean) { (void)c; (void)clean; }
-#endif
 
 static int open_conn(int i, struct sockaddr_in *dst)
 {
