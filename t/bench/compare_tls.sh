@@ -250,7 +250,7 @@ case " $PARTS " in *" mem "*)
 				>"$TMP/hold.out" 2>"$TMP/hold.err" &
 			lg=$!
 			i=0
-			while ! grep -q '^ready' "$TMP/hold.out" && kill -0 "$lg" 2>/dev/null && [ $i -lt 1200 ]; do
+			while ! grep -q '^ready' "$TMP/hold.out" && kill -0 "$lg" 2>/dev/null && [ $i -lt 3600 ]; do
 				sleep 0.1
 				i=$((i + 1))
 			done
