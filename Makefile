@@ -207,7 +207,8 @@ $(CHECK_ALL): $(BUILD)/obj/t/check_all.o $(T_OBJS) $(NOTIF_LIB) $(STATIC)
 # The layer check first (tools/check_layers.sh: no file includes or calls a layer above
 # its own), then interop (t/interop/run.sh: Twisted and our notification pair in all four
 # combinations, and the three TLS pairs with a throwaway certificate; exit 77 = skipped,
-# python3-twisted missing), so that Check's summary
+# python3-twisted missing; before it t/interop/apps.sh, the notification programs' own
+# edge cases), so that Check's summary
 # stays the last line; both must pass.
 # The Twisted peer and redis-server are installed like the other packages when we can
 # (root); otherwise deps.sh prints the apt-get line and those tests report themselves
@@ -217,6 +218,7 @@ check test: all fuzz-replay
 	@sh tools/check_readme.sh $(BUILD) $(CC)
 	@sh tools/deps.sh python3-twisted python3-openssl python3-service-identity 2>&1 | sed 's/^/interop: /' || true
 	@sh tools/deps.sh redis-server 2>&1 | sed 's/^/redis: /' || true
+	@BUILD=$(BUILD) sh t/interop/apps.sh
 	@BUILD=$(BUILD) sh t/interop/run.sh twisted ours ours twisted ours ours twisted twisted \
 	  twisted-tls ours-tls ours-tls twisted-tls ours-tls ours-tls; \
 	  irc=$$?; $(PLANETS_TEST); prc=$$?; $(CHECK_ALL); crc=$$?; \

@@ -180,12 +180,21 @@ int main(int argc, char **argv)
         }
     }
 
-    if (backend) { /* checked before any fork, so that one message is printed */
+    /* Without --backend, REACTOR_BACKEND chooses, as in every other program
+     * (reactor_new). Checked before any fork, so that one message is printed. */
+    const char *env_backend = getenv("REACTOR_BACKEND");
+    const char *chosen = backend ? backend : (env_backend && *env_backend ? env_backend : NULL);
+    if (chosen) {
         const char *const *b = reactor_backends();
-        while (*b && strcmp(*b, backend) != 0)
+        while (*b && strcmp(*b, chosen) != 0)
             b++;
-        if (!*b)
-            usage_error("--backend: '%s' is not available here", backend);
+        if (!*b) {
+            if (backend)
+                usage_error("--backend: '%s' is not available here", backend);
+            fprintf(stderr, "notif-server: REACTOR_BACKEND: '%s' is not available here\n",
+                    chosen);
+            return 2;
+        }
     }
 
     char **ads = NULL;
@@ -236,9 +245,9 @@ int main(int argc, char **argv)
         children[nchildren++] = pid;
     }
 
-    reactor *r = reactor_new_with_backend(backend);
+    reactor *r = backend ? reactor_new_with_backend(backend) : reactor_new();
     if (!r) {
-        fprintf(stderr, "notif-server: cannot use backend '%s': %s\n", backend ? backend : "default",
+        fprintf(stderr, "notif-server: cannot use backend '%s': %s\n", chosen ? chosen : "default",
                 errno == EINVAL ? "unknown backend" : strerror(errno));
         return 2;
     }

@@ -233,7 +233,9 @@ TWISTC_API int reactor_shutdown_release(reactor *r);
  * of deliveries may run it once. Installs a handler for signo (self-pipe); the previous
  * disposition is restored by reactor_free(). */
 TWISTC_API int reactor_on_signal(reactor *r, int signo, reactor_fn fn, void *data);
-/* SIGINT and SIGTERM stop the reactor gracefully. Only when asked for. */
+/* SIGINT and SIGTERM stop the reactor gracefully. Only when asked for. A SIGINT that
+ * is ignored when this is called (inherited as ignored: a background job, nohup) is left
+ * ignored, as Twisted does; SIGTERM is always taken. */
 TWISTC_API int reactor_stop_on_signals(reactor *r);
 
 /* The one thread-safe entry: queues fn(r, data) to run on the reactor thread, in FIFO

@@ -117,7 +117,14 @@ static void stop_on_signal(reactor *r, void *data)
 
 int reactor_stop_on_signals(reactor *r)
 {
-    int rc = reactor_on_signal(r, SIGINT, stop_on_signal, NULL);
+    if (!r)
+        return -EINVAL;
+    /* A SIGINT ignored when we started (a background job of a shell, nohup) stays
+     * ignored, as in Twisted: whoever started us asked for it. */
+    struct sigaction cur;
+    int rc = 0;
+    if (sigaction(SIGINT, NULL, &cur) < 0 || cur.sa_handler != SIG_IGN || r->sig_owned[SIGINT])
+        rc = reactor_on_signal(r, SIGINT, stop_on_signal, NULL);
     return rc ? rc : reactor_on_signal(r, SIGTERM, stop_on_signal, NULL);
 }
 

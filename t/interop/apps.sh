@@ -1,0 +1,98 @@
+#!/bin/sh
+# The notification programs' own edge cases, run by `make check` after the interop pairs:
+#   - notif-server honours REACTOR_BACKEND when --backend is not given (like reactor_new),
+#     and refuses an unknown name, from the environment or from --backend;
+#   - notif-client exits 0 when the server resets the connection after `quit` (every
+#     answer was printed).
+# The client cases need /usr/bin/python3 (plain sockets, no Twisted) for the misbehaving
+# server; without it they are skipped, with the reason. Every wait is bounded.
+set -u
+cd "$(dirname "$0")/../.." || exit 1
+BUILD=${BUILD:-build}
+PY=${INTEROP_PYTHON:-/usr/bin/python3}
+TMP=$(mktemp -d "${TMPDIR:-/tmp}/apps.XXXXXX") || exit 1
+PIDS=
+cleanup() {
+	for p in $PIDS; do kill "$p" 2>/dev/null; done
+	rm -rf "$TMP"
+}
+trap cleanup EXIT INT TERM
+fails=0
+pass() { echo "PASS: apps: $1"; }
+fail() { echo "FAIL: apps: $1"; fails=$((fails + 1)); }
+
+# Waits (bounded, 10 s) until file $1 holds a line matching $2.
+wait_for() {
+	i=0
+	while [ $i -lt 100 ]; do
+		grep -q "$2" "$1" 2>/dev/null && return 0
+		sleep 0.1
+		i=$((i + 1))
+	done
+	return 1
+}
+
+# 1. REACTOR_BACKEND chooses the server's backend (the trace names it on every poll).
+for be in poll select; do
+	REACTOR_BACKEND=$be "$BUILD/bin/notif-server" --port 0 --trace >"$TMP/out" 2>"$TMP/err" &
+	pid=$!
+	PIDS="$PIDS $pid"
+	if wait_for "$TMP/out" '^listening on' && wait_for "$TMP/err" 'phase=poll'; then
+		if grep 'phase=poll' "$TMP/err" | grep -qv "backend=$be "; then
+			fail "REACTOR_BACKEND=$be: another backend was used"
+		else
+			pass "REACTOR_BACKEND=$be is used without --backend"
+		fi
+	else
+		fail "REACTOR_BACKEND=$be: the server did not start"
+	fi
+	kill "$pid" 2>/dev/null
+	wait "$pid" 2>/dev/null
+done
+
+# 2. Unknown names are errors (exit 2, one message), from the environment or the option.
+REACTOR_BACKEND=bogus timeout 10 "$BUILD/bin/notif-server" --port 0 >"$TMP/out" 2>"$TMP/err"
+rc=$?
+if [ $rc -eq 2 ] && grep -q "REACTOR_BACKEND: 'bogus' is not available" "$TMP/err"; then
+	pass "REACTOR_BACKEND=bogus is refused"
+else
+	fail "REACTOR_BACKEND=bogus: exit $rc, stderr: $(cat "$TMP/err")"
+fi
+timeout 10 "$BUILD/bin/notif-server" --port 0 --backend bogus >"$TMP/out" 2>"$TMP/err"
+rc=$?
+if [ $rc -eq 2 ] && grep -q "'bogus' is not available" "$TMP/err"; then
+	pass "--backend bogus is refused"
+else
+	fail "--backend bogus: exit $rc, stderr: $(cat "$TMP/err")"
+fi
+
+# 3. The client against a server that resets after quit.
+if [ -x "$PY" ]; then
+	"$PY" t/interop/fake_notif_server.py >"$TMP/port" 2>"$TMP/srv_err" &
+	pid=$!
+	PIDS="$PIDS $pid"
+	if wait_for "$TMP/port" '^port '; then
+		port=$(sed -n 's/^port //p' "$TMP/port")
+		timeout 10 "$BUILD/bin/notif-client" --port "$port" >"$TMP/cout" 2>"$TMP/cerr"
+		rc=$?
+		printf '7\nan ad\n' >"$TMP/want"
+		if [ $rc -eq 0 ]; then
+			pass "notif-client exits 0 when the server resets after quit"
+		else
+			fail "notif-client: exit $rc after a reset following quit: $(cat "$TMP/cerr")"
+		fi
+		if cmp -s "$TMP/want" "$TMP/cout"; then
+			pass "notif-client prints the answers"
+		else
+			fail "notif-client output differs: $(od -c "$TMP/cout" | head -3)"
+		fi
+	else
+		fail "the fake server did not start: $(cat "$TMP/srv_err")"
+	fi
+	wait "$pid" 2>/dev/null
+else
+	echo "SKIP: apps: notif-client edge cases need $PY (not found)"
+fi
+
+echo "apps: $fails failed"
+[ $fails -eq 0 ]
