@@ -3,7 +3,9 @@
 #   - notif-server honours REACTOR_BACKEND when --backend is not given (like reactor_new),
 #     and refuses an unknown name, from the environment or from --backend;
 #   - notif-client exits 0 when the server resets the connection after `quit` (every
-#     answer was printed).
+#     answer was printed);
+#   - kv-client, the key-value client pattern shown in docs/protocols.md, against
+#     kv-server.
 # The client cases need /usr/bin/python3 (plain sockets, no Twisted) for the misbehaving
 # server; without it they are skipped, with the reason. Every wait is bounded.
 set -u
@@ -93,6 +95,34 @@ if [ -x "$PY" ]; then
 else
 	echo "SKIP: apps: notif-client edge cases need $PY (not found)"
 fi
+
+# 4. The key-value pair of docs/protocols.md: the client pattern runs as documented.
+"$BUILD/bin/kv-server" 0 >"$TMP/kvout" 2>"$TMP/kverr" &
+pid=$!
+PIDS="$PIDS $pid"
+if wait_for "$TMP/kvout" '^listening on'; then
+	port=$(sed -n 's/^listening on 127.0.0.1://p' "$TMP/kvout")
+	out=$(timeout 10 "$BUILD/bin/kv-client" "$port" "set a 1" "set b two words" "get a" \
+		"get b" "get c" "bogus" 2>&1)
+	rc=$?
+	want=$(printf 'OK\nOK\n1\ntwo words\n(nil)\nerror: unknown command')
+	if [ $rc -eq 0 ] && [ "$out" = "$want" ]; then
+		pass "kv-client against kv-server"
+	else
+		fail "kv-client: exit $rc, output: $out"
+	fi
+	timeout 10 "$BUILD/bin/kv-client" 1 "get a" >/dev/null 2>"$TMP/kcerr"
+	rc=$?
+	if [ $rc -eq 1 ] && grep -q "refused" "$TMP/kcerr"; then
+		pass "kv-client reports a refused connection"
+	else
+		fail "kv-client to a closed port: exit $rc, $(cat "$TMP/kcerr")"
+	fi
+else
+	fail "kv-server did not start: $(cat "$TMP/kverr")"
+fi
+kill "$pid" 2>/dev/null
+wait "$pid" 2>/dev/null
 
 echo "apps: $fails failed"
 [ $fails -eq 0 ]
