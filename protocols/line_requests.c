@@ -2,6 +2,7 @@
 #include <twistc/line_requests.h>
 
 #include <errno.h>
+#include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -97,14 +98,43 @@ deferred *line_requests_send(line_requests *rq, const char *line, size_t len, in
     return line_requests_expect(rq, tag);
 }
 
-static deferred_result copy_line(const char *line, size_t len)
+/* An answer string carries its length in a header just before it, so that a line with
+ * NUL bytes can be given back whole; answer_free recognises such strings. */
+struct answer_hdr {
+    size_t len;
+};
+
+static void answer_free(void *s)
 {
-    char *s = malloc(len + 1);
-    if (!s)
+    if (s)
+        free((char *)s - sizeof(struct answer_hdr));
+}
+
+deferred_result line_requests_answer_copy(const char *line, size_t len)
+{
+    char *b = len < SIZE_MAX - sizeof(struct answer_hdr) - 1
+                  ? malloc(sizeof(struct answer_hdr) + len + 1)
+                  : NULL;
+    if (!b)
         return deferred_error(ENOMEM, "out of memory");
-    memcpy(s, line, len);
+    struct answer_hdr h = {len};
+    memcpy(b, &h, sizeof h);
+    char *s = b + sizeof h;
+    if (len)
+        memcpy(s, line, len);
     s[len] = '\0';
-    return deferred_str(s, free);
+    return deferred_str(s, answer_free);
+}
+
+size_t line_requests_answer_len(const deferred_result *r)
+{
+    if (!r || r->kind != DEFERRED_STR || !r->u.s)
+        return 0;
+    if (r->free_fn != answer_free)
+        return strlen(r->u.s);
+    struct answer_hdr h;
+    memcpy(&h, r->u.s - sizeof h, sizeof h);
+    return h.len;
 }
 
 int line_requests_line_received(line_requests *rq, const char *line, size_t len)
@@ -113,7 +143,8 @@ int line_requests_line_received(line_requests *rq, const char *line, size_t len)
     if (!rq->n || (ops->is_answer && !ops->is_answer(rq, line, len)))
         return ops->other_line ? ops->other_line(rq, line, len) : 0;
     struct line_requests_slot s = pop(rq);
-    deferred_result r = ops->answer ? ops->answer(rq, s.tag, line, len) : copy_line(line, len);
+    deferred_result r =
+        ops->answer ? ops->answer(rq, s.tag, line, len) : line_requests_answer_copy(line, len);
     deferred_callback(s.d, r); /* cancelled: swallowed (A15), the answer is dropped */
     deferred_unref(s.d);
     return 0;

@@ -21,8 +21,8 @@
  * Behaviour:
  *   - Answers are matched to requests by order. With no ops, every line is an answer
  *     while a request is pending and its Deferred fires with a DEFERRED_STR copy of it
- *     (owned by the result, NUL-terminated; the line may hold NUL bytes: the copy keeps
- *     them, the length is the line's).
+ *     (owned by the result, NUL-terminated; NUL bytes in the line are kept and
+ *     line_requests_answer_len gives the whole length).
  *   - ops->is_answer decides which lines are answers; ops->answer turns an answer into
  *     the request's result (a failure for an error answer); ops->other_line gets every
  *     line that answers nothing (not an answer, or no request pending).
@@ -104,6 +104,13 @@ TWISTC_API void line_requests_connection_lost(line_requests *rq, const protocol_
 /* Fails the requests pending now with f (taken; NULL gives an ECONNABORTED failure).
  * The FIFO stays usable. */
 TWISTC_API void line_requests_fail_all(line_requests *rq, deferred_failure *f);
+/* A DEFERRED_STR copy of an answer line, NUL-terminated, NUL bytes inside kept (what the
+ * default answer gives; for your ops->answer too), whose full length
+ * line_requests_answer_len gives back. ENOMEM failure if out of memory. */
+TWISTC_API deferred_result line_requests_answer_copy(const char *line, size_t len);
+/* The length of such a copy, NUL bytes included; strlen for any other DEFERRED_STR; 0 for
+ * other kinds. */
+TWISTC_API size_t line_requests_answer_len(const deferred_result *r);
 /* Requests sent and not answered yet (cancelled ones included, until their answer). */
 TWISTC_API size_t line_requests_pending(const line_requests *rq);
 

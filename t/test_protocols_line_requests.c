@@ -239,7 +239,7 @@ static deferred_result nul_rec(deferred_result r, void *arg)
     (void)arg;
     ck_assert_int_eq(r.kind, DEFERRED_STR);
     ck_assert(memcmp(r.u.s, "a\0b", 4) == 0);
-    nul_len = 3;
+    nul_len = line_requests_answer_len(&r);
     deferred_result_clear(&r);
     return deferred_none();
 }
@@ -253,6 +253,15 @@ START_TEST(test_nul_in_answer)
     deferred_unref(d);
     ck_assert_int_eq(memory_transport_receive(mt, "a\0b\n", 4), 0);
     ck_assert_uint_eq(nul_len, 3);
+    /* other strings: strlen; other kinds: 0 */
+    deferred_result lit = deferred_str("abc", NULL);
+    ck_assert_uint_eq(line_requests_answer_len(&lit), 3);
+    deferred_result i = deferred_int(3);
+    ck_assert_uint_eq(line_requests_answer_len(&i), 0);
+    deferred_result e = line_requests_answer_copy("", 0);
+    ck_assert_uint_eq(line_requests_answer_len(&e), 0);
+    ck_assert_str_eq(e.u.s, "");
+    deferred_result_clear(&e);
     close_all();
 }
 END_TEST
