@@ -23,6 +23,7 @@
 
 #include <twistc/coro.h>
 #include <twistc/deferred.h>
+#include <twistc/line_requests.h>
 #include "apps/notif/notif_client.h"
 #include <twistc/reactor.h>
 #include <twistc/tls.h>
@@ -75,7 +76,10 @@ static deferred_result ask(notif_client *c, const char *kind, int labelled)
         deferred_result ad = coro_await_take(notif_classified(c));
         if (deferred_result_is_failure(&ad))
             return fail("classified?", ad);
-        printf("%s%s\n", labelled ? "classified: " : "", ad.u.s);
+        /* the whole line: an ad may hold a NUL byte */
+        fputs(labelled ? "classified: " : "", stdout);
+        fwrite(ad.u.s, 1, line_requests_answer_len(&ad), stdout);
+        putchar('\n');
         deferred_result_clear(&ad);
     }
     fflush(stdout);

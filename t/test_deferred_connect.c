@@ -230,6 +230,26 @@ START_TEST(test_refused)
 }
 END_TEST
 
+#ifdef __linux__
+/* Linux refuses a TCP connect to the loopback broadcast address at once, without
+ * sending anything: the "unreachable" outcome. */
+START_TEST(test_unreachable)
+{
+    reactor *r = th_reactor(_i);
+    struct up u = {0};
+    protocol_init(&u.base, &up_ops);
+    struct got g;
+    watch(reactor_connect_protocol(r, "127.255.255.255", 9, &u.base, WAIT), &g);
+    iterate_until_fired(r, &g);
+    ck_assert_int_eq(g.failed, 1);
+    ck_assert_int_eq(g.code, ENETUNREACH);
+    ck_assert_int_eq(g.kind, PROTOCOL_CONNECT_UNREACHABLE);
+    ck_assert_int_eq(u.made + u.lost, 0);
+    reactor_free(r);
+}
+END_TEST
+#endif
+
 START_TEST(test_dns_failure)
 {
     reactor *r = th_reactor(_i);
@@ -426,6 +446,9 @@ Suite *suite_deferred_connect(void)
     tcase_add_loop_test(tc, test_connected_fires_with_protocol, 0, n);
     tcase_add_loop_test(tc, test_connected_over_tls, 0, n);
     tcase_add_loop_test(tc, test_refused, 0, n);
+#ifdef __linux__
+    tcase_add_loop_test(tc, test_unreachable, 0, n);
+#endif
     tcase_add_loop_test(tc, test_dns_failure, 0, n);
     tcase_add_loop_test(tc, test_timeout, 0, n);
     tcase_add_loop_test(tc, test_cancel, 0, n);

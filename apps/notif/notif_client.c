@@ -12,6 +12,7 @@
 #include <string.h>
 
 #include <twistc/line_receiver.h>
+#include <twistc/line_requests.h>
 #include <twistc/tls.h>
 #include <twistc/transport.h>
 
@@ -19,11 +20,6 @@
 
 enum { REQ_RANDOM, REQ_CLASSIFIED };
 enum { ST_NEW, ST_CONNECTING, ST_CONNECTED, ST_CLOSED };
-
-struct req {
-    deferred *d;
-    int kind;
-};
 
 struct notif_client {
     line_receiver lr; /* first: &c->lr.base is the protocol */
@@ -34,8 +30,7 @@ struct notif_client {
     unsigned refs;
     int state;
     int user_freed;
-    struct req *q; /* pending requests, a ring */
-    size_t qh, qn, qcap;
+    line_requests rq; /* pending requests: the FIFO of Deferreds */
     deferred **w; /* wait_notif Deferreds, a ring */
     size_t wh, wn, wcap;
     deferred *quit_d;
@@ -71,7 +66,6 @@ static void client_release(notif_client *c)
 {
     if (--c->refs)
         return;
-    free(c->q);
     free(c->w);
     free(c->server_error);
     free(c);
@@ -146,13 +140,31 @@ bad:
                           (int)(len > 60 ? 60 : len), line);
 }
 
-static int client_line(line_receiver *lr, const char *line, size_t len)
+/* line_requests' ops: notifications are never answers; an "error:" answer fails its
+ * request; the other lines answer nothing (no request pending). */
+static int rq_is_answer(line_requests *rq, const char *line, size_t len)
 {
-    notif_client *c = (notif_client *)lr;
-    if (len && line[len - 1] == '\r')
-        len--;
-    if (len == 0)
-        return 0;
+    return !(len >= 7 && memcmp(line, "notif: ", 7) == 0);
+}
+
+static deferred_result rq_answer(line_requests *rq, int kind, const char *line, size_t len)
+{
+    notif_client *c = rq->data;
+    deferred_result r;
+    if (len >= 6 && memcmp(line, "error:", 6) == 0)
+        r = deferred_error(NOTIF_ESERVER, "%.*s", (int)len, line);
+    else if (kind == REQ_RANDOM)
+        r = parse_random(line, len);
+    else
+        r = line_requests_answer_copy(line, len); /* NUL bytes kept: answer_len */
+    if (c->trace)
+        trace_text(c, "answer=\"%.*s\" -> fires the oldest pending Deferred", line, len);
+    return r;
+}
+
+static int rq_other(line_requests *rq, const char *line, size_t len)
+{
+    notif_client *c = rq->data;
     if (len >= 7 && memcmp(line, "notif: ", 7) == 0) {
         if (len == 13 && memcmp(line + 7, "random", 6) == 0)
             dispatch_notif(c, REQ_RANDOM);
@@ -161,38 +173,28 @@ static int client_line(line_receiver *lr, const char *line, size_t len)
         /* another kind of notification: a newer server; ignore it */
         return 0;
     }
-    int is_error = len >= 6 && memcmp(line, "error:", 6) == 0;
-    if (!c->qn) {
-        /* nothing was asked: "error: server full" on connect, or a stray line */
-        if (is_error)
-            set_error(c, line, len);
-        if (c->trace)
-            trace_text(c, "unexpected line=\"%.*s\" (no request pending)", line, len);
-        return 0;
-    }
-    struct req rq = c->q[c->qh];
-    c->qh = (c->qh + 1) % c->qcap;
-    c->qn--;
-    deferred_result r;
-    if (is_error)
-        r = deferred_error(NOTIF_ESERVER, "%.*s", (int)len, line);
-    else if (rq.kind == REQ_RANDOM)
-        r = parse_random(line, len);
-    else {
-        char *s = malloc(len + 1);
-        if (s) {
-            memcpy(s, line, len);
-            s[len] = '\0';
-            r = deferred_str(s, free);
-        } else {
-            r = deferred_error(ENOMEM, "out of memory");
-        }
-    }
+    /* nothing was asked: "error: server full" on connect, or a stray line */
+    if (len >= 6 && memcmp(line, "error:", 6) == 0)
+        set_error(c, line, len);
     if (c->trace)
-        trace_text(c, "answer=\"%.*s\" -> fires the oldest pending Deferred", line, len);
-    deferred_callback(rq.d, r); /* the user's callbacks run here */
-    deferred_unref(rq.d);
+        trace_text(c, "unexpected line=\"%.*s\" (no request pending)", line, len);
     return 0;
+}
+
+static const line_requests_ops client_rq_ops = {
+    .is_answer = rq_is_answer,
+    .answer = rq_answer,
+    .other_line = rq_other,
+};
+
+static int client_line(line_receiver *lr, const char *line, size_t len)
+{
+    notif_client *c = (notif_client *)lr;
+    if (len && line[len - 1] == '\r')
+        len--;
+    if (len == 0)
+        return 0;
+    return line_requests_line_received(&c->rq, line, len); /* the user's callbacks run here */
 }
 
 static int client_exceeded(line_receiver *lr, const char *data, size_t len)
@@ -257,14 +259,8 @@ static void client_lost(protocol *p, const protocol_reason *reason)
     c->state = ST_CLOSED;
     line_receiver_clear_line_buffer(&c->lr);
     deferred_failure *f = lost_failure(c, reason);
-    /* Pop before firing: the user's errbacks may call us (they get ENOTCONN now). */
-    while (c->qn) {
-        deferred *d = c->q[c->qh].d;
-        c->qh = (c->qh + 1) % c->qcap;
-        c->qn--;
-        deferred_errback(d, deferred_failure_ref(f));
-        deferred_unref(d);
-    }
+    /* Taken off before firing: the user's errbacks may call us (they get ENOTCONN now). */
+    line_requests_fail_all(&c->rq, deferred_failure_ref(f));
     while (c->wn) {
         deferred *d = c->w[c->wh];
         c->wh = (c->wh + 1) % c->wcap;
@@ -298,6 +294,7 @@ notif_client *notif_client_new(void)
         return NULL;
     line_receiver_init(&c->lr, &client_lr_ops);
     c->lr.base.ops = &client_ops; /* client_data feeds the LineReceiver itself */
+    line_requests_init(&c->rq, &c->lr, &client_rq_ops, c);
     c->refs = 1; /* the user's */
     c->state = ST_NEW;
     return c;
@@ -450,26 +447,17 @@ static deferred *request(notif_client *c, int kind, const char *line, size_t len
         return failed(EINVAL, "no client");
     if (c->state != ST_CONNECTED || transport_disconnecting(c->lr.base.transport))
         return failed(ENOTCONN, "not connected to the notification server");
-    if (grow_ring((void **)&c->q, sizeof *c->q, &c->qh, c->qn, &c->qcap) < 0)
-        return failed(ENOMEM, "out of memory");
-    deferred *d = deferred_new();
-    if (!d)
-        return failed(ENOMEM, "out of memory");
-    int rc = send_line(c, line, len);
-    if (rc < 0) {
-        deferred_errback_new(d, -rc, "cannot send the request");
-        return d;
-    }
-    c->q[(c->qh + c->qn) % c->qcap] = (struct req){.d = d, .kind = kind};
-    c->qn++;
-    return deferred_ref(d); /* ours stays in the queue */
+    if (c->r && (c->trace = reactor_trace_file(c->r)) != NULL)
+        trace_text(c, "send=\"%.*s\" (transport_write: sent at the end of this iteration)",
+                   line, len);
+    return line_requests_send(&c->rq, line, len, kind); /* "\n" added: the delimiter */
 }
 
-deferred *notif_random(notif_client *c) { return request(c, REQ_RANDOM, "random?\n", 8); }
+deferred *notif_random(notif_client *c) { return request(c, REQ_RANDOM, "random?", 7); }
 
 deferred *notif_classified(notif_client *c)
 {
-    return request(c, REQ_CLASSIFIED, "classified?\n", 12);
+    return request(c, REQ_CLASSIFIED, "classified?", 11);
 }
 
 int notif_notify(notif_client *c) { return c ? send_line(c, "notify\n", 7) : -EINVAL; }
@@ -528,7 +516,10 @@ void notif_set_classified_available(notif_client *c, notif_available_fn fn, void
 }
 
 int notif_client_connected(const notif_client *c) { return c && c->state == ST_CONNECTED; }
-size_t notif_client_pending(const notif_client *c) { return c ? c->qn : 0; }
+size_t notif_client_pending(const notif_client *c)
+{
+    return c ? line_requests_pending(&c->rq) : 0;
+}
 unsigned long notif_client_notifications(const notif_client *c) { return c ? c->notifs : 0; }
 unsigned long notif_client_dropped_notifications(const notif_client *c)
 {

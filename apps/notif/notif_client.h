@@ -13,7 +13,8 @@
  *     notif_set_random_available(c, on_new_random, ctx);
  *
  * Answers are matched to requests by order: the pending requests are a FIFO of Deferreds
- * (the talk's single `self.d` breaks as soon as two requests are in flight). A line that
+ * (the talk's single `self.d` breaks as soon as two requests are in flight), the
+ * library's <twistc/line_requests.h>. A line that
  * starts with "notif: " is a notification, never an answer: it goes to the oldest
  * notif_wait_notif() Deferred if there is one, else to the *_available callback, else it
  * is dropped. An "error: ..." answer fails that request's Deferred with NOTIF_ESERVER and
@@ -75,7 +76,8 @@ TWISTC_API void notif_client_free(notif_client *c);
 /* The client in a connect result (NULL if r is not one). */
 TWISTC_API notif_client *notif_client_from_result(const deferred_result *r);
 
-/* Requests. random: DEFERRED_INT; classified: DEFERRED_STR (malloc'd, owned by the
+/* Requests. random: DEFERRED_INT; classified: DEFERRED_STR (a NUL byte in the ad is
+ * kept: line_requests_answer_len gives its whole length; malloc'd, owned by the
  * result). NULL+ENOMEM only when even a failed Deferred cannot be made. */
 TWISTC_API deferred *notif_random(notif_client *c);
 TWISTC_API deferred *notif_classified(notif_client *c);

@@ -3,7 +3,7 @@
 #   - notif-server honours REACTOR_BACKEND when --backend is not given (like reactor_new),
 #     and refuses an unknown name, from the environment or from --backend;
 #   - notif-client exits 0 when the server resets the connection after `quit` (every
-#     answer was printed);
+#     answer was printed), and prints an answer holding a NUL byte whole;
 #   - kv-client, the key-value client pattern shown in docs/protocols.md, against
 #     kv-server.
 # The client cases need /usr/bin/python3 (plain sockets, no Twisted) for the misbehaving
@@ -68,7 +68,7 @@ else
 	fail "--backend bogus: exit $rc, stderr: $(cat "$TMP/err")"
 fi
 
-# 3. The client against a server that resets after quit.
+# 3. The client against a server that resets after quit and sends a NUL in an answer.
 if [ -x "$PY" ]; then
 	"$PY" t/interop/fake_notif_server.py >"$TMP/port" 2>"$TMP/srv_err" &
 	pid=$!
@@ -77,14 +77,14 @@ if [ -x "$PY" ]; then
 		port=$(sed -n 's/^port //p' "$TMP/port")
 		timeout 10 "$BUILD/bin/notif-client" --port "$port" >"$TMP/cout" 2>"$TMP/cerr"
 		rc=$?
-		printf '7\nan ad\n' >"$TMP/want"
+		printf '7\nad with a \000 inside\n' >"$TMP/want"
 		if [ $rc -eq 0 ]; then
 			pass "notif-client exits 0 when the server resets after quit"
 		else
 			fail "notif-client: exit $rc after a reset following quit: $(cat "$TMP/cerr")"
 		fi
 		if cmp -s "$TMP/want" "$TMP/cout"; then
-			pass "notif-client prints the answers"
+			pass "notif-client prints the answers, one with a NUL byte, whole"
 		else
 			fail "notif-client output differs: $(od -c "$TMP/cout" | head -3)"
 		fi

@@ -3,7 +3,8 @@
 
     python3 t/interop/fake_notif_server.py
 
-Prints "port N", serves one connection: "random?" -> "7", "classified?" -> "an ad", "quit" -> closes with a reset (SO_LINGER 0) instead of a clean close.
+Prints "port N", serves one connection: "random?" -> "7", "classified?" -> an ad with a
+NUL byte inside, "quit" -> closes with a reset (SO_LINGER 0) instead of a clean close.
 Exits after that connection, or after 10 seconds.
 """
 import socket
@@ -28,7 +29,7 @@ while True:
         if line == b"random?":
             conn.sendall(b"7\n")
         elif line == b"classified?":
-            conn.sendall(b"an ad\n")
+            conn.sendall(b"ad with a \x00 inside\n")
         elif line == b"quit":
             conn.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
             conn.close()
