@@ -5,11 +5,14 @@
  *                [--max-clients N] [--backend NAME] [--workers N] [--trace]
  *                [--tls-cert FILE --tls-key FILE]
  *                [--idle-timeout SECONDS]
+ *                [--redis redis://HOST[:PORT][/DB] [--redis-channel NAME]]
  *
  * Prints "listening on ADDR:PORT" once ready (useful with --port 0). SIGINT/SIGTERM stop
  * it gracefully: every answer owed is sent and every connection closed, then one summary
  * line. --workers N forks N processes that share the port (SO_REUSEPORT), one reactor
- * each; the first one forwards SIGINT/SIGTERM to the others and waits for them. */
+ * each; the first one forwards SIGINT/SIGTERM to the others and waits for them.
+ * --redis shares the events with every other instance on the same Redis channel
+ * (docs/scaling.md); Redis being away is reported on stderr, once per outage. */
 #include <arpa/inet.h>
 #include <errno.h>
 #include <getopt.h>
@@ -25,6 +28,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include "apps/notif/notif_redis.h"
 #include "apps/notif/notif_server.h"
 #include <twistc/reactor.h>
 #include <twistc/tls.h>
@@ -34,7 +38,8 @@ static const char usage_text[] =
     "usage: notif-server [options]\n"
     "  --port N           TCP port (default 6789; 0 picks a free one)\n"
     "  --bind ADDR        address to listen on (default 127.0.0.1)\n"
-    "  --interval SECONDS time between published events, fractions allowed (default 1)\n"
+    "  --interval SECONDS time between published events, fractions allowed (default 1;\n"
+    "                     0: none of its own, only events relayed from Redis)\n"
     "  --ads FILE         classified ads, one per line (default: built-in list)\n"
     "  --max-clients N    refuse connections beyond N with \"error: server full\" (0: no limit)\n"
     "  --backend NAME     reactor backend: epoll, poll, select, kqueue\n"
@@ -42,7 +47,9 @@ static const char usage_text[] =
     "  --idle-timeout S   close a connection that sent nothing for S seconds (default: never)\n"
     "  --trace            print the reactor's trace (one line per loop phase) on stderr\n"
     "  --tls-cert FILE    serve over TLS only, with this certificate chain (PEM)\n"
-    "  --tls-key FILE     ... and this private key (PEM); both or neither\n";
+    "  --tls-key FILE     ... and this private key (PEM); both or neither\n"
+    "  --redis URL        share events with other instances: redis://HOST[:PORT][/DB]\n"
+    "  --redis-channel NAME  the pub/sub channel (default " NOTIF_REDIS_DEFAULT_CHANNEL ")\n";
 
 static void usage_error(const char *fmt, const char *arg)
 {
@@ -115,6 +122,22 @@ static void on_stop_signal(reactor *r, void *data)
     reactor_stop(r);
 }
 
+/* Redis link changes: one line when it comes up, one when it goes (not one per retry). */
+static void redis_link(notif_redis *nr, int up, const char *why, void *data)
+{
+    static int reported_down = 0, was_up = 0;
+    if (up) {
+        fprintf(stderr, "notif-server: redis: connected to %s%s\n", (const char *)data,
+                was_up || reported_down ? " again" : "");
+        was_up = 1;
+        reported_down = 0;
+    } else if (!reported_down) {
+        fprintf(stderr, "notif-server: redis: %s: %s; serving local events only, retrying\n",
+                (const char *)data, why ? why : "unavailable");
+        reported_down = 1;
+    }
+}
+
 int main(int argc, char **argv)
 {
     const char *bind_addr = "127.0.0.1", *ads_file = NULL, *backend = NULL;
@@ -122,6 +145,7 @@ int main(int argc, char **argv)
     long port = NOTIF_DEFAULT_PORT, max_clients = 0, workers = 1;
     double interval = NOTIF_DEFAULT_INTERVAL, idle_timeout = 0;
     int trace = 0;
+    const char *redis_url = NULL, *redis_channel = NULL;
     static const struct option opts[] = {
         {"port", required_argument, NULL, 'p'},     {"bind", required_argument, NULL, 'b'},
         {"interval", required_argument, NULL, 'i'}, {"ads", required_argument, NULL, 'a'},
@@ -130,6 +154,7 @@ int main(int argc, char **argv)
         {"trace", no_argument, NULL, 't'},          {"help", no_argument, NULL, 'h'},
         {"tls-cert", required_argument, NULL, 'C'}, {"tls-key", required_argument, NULL, 'K'},
         {"idle-timeout", required_argument, NULL, 'T'},
+        {"redis", required_argument, NULL, 'R'},    {"redis-channel", required_argument, NULL, 'H'},
         {NULL, 0, NULL, 0},
     };
     int ch;
@@ -141,8 +166,8 @@ int main(int argc, char **argv)
         case 'i': {
             char *end;
             interval = strtod(optarg, &end);
-            if (end == optarg || *end || !isfinite(interval) || interval <= 0 || interval > 86400)
-                usage_error("--interval: expected seconds > 0 (e.g. 0.3), got '%s'", optarg);
+            if (end == optarg || *end || !isfinite(interval) || interval < 0 || interval > 86400)
+                usage_error("--interval: expected seconds >= 0 (e.g. 0.3), got '%s'", optarg);
             break;
         }
         case 'T': {
@@ -159,6 +184,8 @@ int main(int argc, char **argv)
         case 't': trace = 1; break;
         case 'C': tls_cert = optarg; break;
         case 'K': tls_key = optarg; break;
+        case 'R': redis_url = optarg; break;
+        case 'H': redis_channel = optarg; break;
         case 'h': fputs(usage_text, stdout); return 0;
         default:
             if (optopt)
@@ -179,6 +206,15 @@ int main(int argc, char **argv)
             return 1;
         }
     }
+
+    notif_redis_config rcfg = {.channel = redis_channel};
+    char redis_host[256];
+    if (redis_url && redis_parse_url(redis_url, &rcfg.redis, redis_host, sizeof redis_host) < 0)
+        usage_error("--redis: expected redis://HOST[:PORT][/DB], got '%s'", redis_url);
+    if (redis_channel && (!*redis_channel || strchr(redis_channel, ' ')))
+        usage_error("--redis-channel: expected a name without spaces, got '%s'", redis_channel);
+    if (redis_channel && !redis_url)
+        usage_error("--redis-channel needs --redis%s", "");
 
     /* Without --backend, REACTOR_BACKEND chooses, as in every other program
      * (reactor_new). Checked before any fork, so that one message is printed. */
@@ -254,7 +290,7 @@ int main(int argc, char **argv)
     if (trace)
         reactor_set_trace(r, stderr);
     notif_server_config cfg = {
-        .interval = interval,
+        .interval = interval > 0 ? interval : -1, /* 0: no timer of its own */
         .max_clients = (size_t)max_clients,
         .ads = (const char *const *)ads,
         .n_ads = n_ads,
@@ -280,6 +316,15 @@ int main(int argc, char **argv)
         return 1;
     }
     notif_server_stop_on_shutdown(s, 5.0);
+    notif_redis *nr = NULL;
+    if (redis_url) {
+        nr = notif_redis_new(r, s, &rcfg);
+        if (!nr) {
+            fprintf(stderr, "notif-server: --redis: %s\n", strerror(errno));
+            return 1;
+        }
+        notif_redis_on_link(nr, redis_link, (void *)redis_url);
+    }
     if (worker == 0 && nchildren > 0) {
         reactor_on_signal(r, SIGINT, on_stop_signal, NULL);
         reactor_on_signal(r, SIGTERM, on_stop_signal, NULL);
@@ -300,6 +345,16 @@ int main(int argc, char **argv)
     else
         printf("notif-server: stopped: %s\n", line);
     fflush(stdout);
+    if (nr) {
+        notif_redis_stats rs = notif_redis_get_stats(nr);
+        printf("notif-server: redis: published=%llu publish_failed=%llu received=%llu "
+               "bad_messages=%llu links=%lu drops=%lu\n",
+               (unsigned long long)rs.published, (unsigned long long)rs.publish_failed,
+               (unsigned long long)rs.received, (unsigned long long)rs.bad_messages, rs.links,
+               rs.drops);
+        fflush(stdout);
+    }
+    notif_redis_free(nr);
     listener_free(l);
     notif_server_free(s);
     reactor_free(r);

@@ -22,8 +22,9 @@
  *   - A client owns up to two connections to one server: one for commands and, from the
  *     first redis_subscribe(), one in subscribe mode (a Redis connection that subscribed
  *     can run no other command). They go up and down together: "the link".
- *   - Timeouts on reactor timers: the link is up once Redis answered a PING on each
- *     connection, within connect_timeout; while up, an idle link is PINGed every
+ *   - Timeouts on reactor timers: the link is up once Redis answered a PING on the
+ *     command connection and confirmed every subscription, within connect_timeout (so a
+ *     message published after the link is up reaches this client); while up, an idle link is PINGed every
  *     ping_interval, and a command (or PING) left unanswered for command_timeout drops
  *     the link. That is how a Redis that stalls (SIGSTOP, a hung host) is noticed: TCP
  *     alone would wait for ever.

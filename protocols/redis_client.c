@@ -64,7 +64,7 @@ struct redis_client {
 
 static void link_down(redis_client *rc, const char *why);
 static void start_connect(redis_client *rc);
-static redisAsyncContext *new_context(redis_client *rc, char *err, size_t errlen);
+static redisAsyncContext *new_context(redis_client *rc, int ping, char *err, size_t errlen);
 
 /* ---- Replies -> results ------------------------------------------------------------ */
 
@@ -340,10 +340,18 @@ static void on_sub_reply(redisAsyncContext *ac, void *reply, void *privdata)
     redisReply *rep = reply;
     if (!rep || ac != rc->subc || rc->free_asked || rep->type != REDIS_REPLY_ARRAY ||
         rep->elements != 3)
-        return; /* the context going away, or the "subscribe" confirmation */
+        return; /* the context going away */
     const redisReply *kind = rep->element[0], *msg = rep->element[2];
-    if (kind->type != REDIS_REPLY_STRING || strcasecmp(kind->str, "message") != 0 ||
-        msg->type != REDIS_REPLY_STRING)
+    if (kind->type != REDIS_REPLY_STRING)
+        return;
+    if (strcasecmp(kind->str, "subscribe") == 0) {
+        /* While connecting, the confirmations are the subscriber connection's hello:
+         * once up, every message published after is ours. */
+        if (rc->state == ST_CONNECTING && --rc->hello_wait == 0)
+            link_up(rc);
+        return;
+    }
+    if (strcasecmp(kind->str, "message") != 0 || msg->type != REDIS_REPLY_STRING)
         return;
     user_enter(rc);
     s->fn(rc, s->channel, msg->str, msg->len, s->data);
@@ -379,14 +387,15 @@ int redis_subscribe(redis_client *rc, const char *channel, redis_message_fn fn, 
         /* The subscriber connection joins the link now (its hello PING is watched like
          * any command); in WAITING the next connect makes it. */
         char err[160];
-        rc->subc = new_context(rc, err, sizeof err);
+        rc->subc = new_context(rc, rc->state == ST_UP, err, sizeof err);
         if (!rc->subc) {
             link_down(rc, err);
             return 0;
         }
     }
-    if (rc->subc)
-        send_subscribe(rc, s);
+    /* while connecting, its confirmation is awaited like a hello */
+    if (rc->subc && send_subscribe(rc, s) == 0 && rc->state == ST_CONNECTING)
+        rc->hello_wait++;
     return 0;
 }
 
@@ -563,7 +572,9 @@ static void on_disconnect(const redisAsyncContext *ac, int status)
                                      : "connection lost");
 }
 
-static redisAsyncContext *new_context(redis_client *rc, char *err, size_t errlen)
+/* A context connecting to the server. ping: its hello is a PING (the command
+ * connection; the subscriber connection's are the subscription confirmations). */
+static redisAsyncContext *new_context(redis_client *rc, int ping, char *err, size_t errlen)
 {
     redisAsyncContext *ac = redisAsyncConnect(rc->host, rc->cfg.port);
     if (!ac) {
@@ -586,8 +597,10 @@ static redisAsyncContext *new_context(redis_client *rc, char *err, size_t errlen
     redisAsyncSetDisconnectCallback(ac, on_disconnect);
     if (rc->cfg.db > 0)
         redisAsyncCommand(ac, NULL, NULL, "SELECT %d", rc->cfg.db);
-    send_ping(rc, ac, 1);
-    rc->hello_wait++;
+    if (ping) {
+        send_ping(rc, ac, 1);
+        rc->hello_wait++;
+    }
     return ac;
 }
 
@@ -596,12 +609,14 @@ static void start_connect(redis_client *rc)
     char err[160];
     rc->state = ST_CONNECTING;
     rc->hello_wait = 0;
-    rc->cmd = new_context(rc, err, sizeof err);
+    rc->cmd = new_context(rc, 1, err, sizeof err);
     if (rc->cmd && rc->subs) {
-        rc->subc = new_context(rc, err, sizeof err);
+        rc->subc = new_context(rc, 0, err, sizeof err);
         if (rc->subc)
-            for (struct sub *s = rc->subs; s; s = s->next)
-                send_subscribe(rc, s);
+            for (struct sub *s = rc->subs; s; s = s->next) {
+                if (send_subscribe(rc, s) == 0)
+                    rc->hello_wait++;
+            }
     }
     if (!rc->cmd || (rc->subs && !rc->subc)) {
         link_down(rc, err);

@@ -110,6 +110,13 @@ struct notif_server {
     void (*done)(void *data);
     void *done_data;
     notif_server_stats st;
+    /* An ad set from outside (another instance's, through Redis): answered by
+     * classified? while use_ext, until this server picks one of its own again. */
+    char *ext_ad;
+    size_t ext_len;
+    int use_ext;
+    notif_event_hook hook; /* told of every event this server produces */
+    void *hook_data;
 };
 
 static const char *const builtin_ads[] = {
@@ -357,11 +364,13 @@ static NOINLINE int answer_other(struct notif_conn *c, const struct notif_cmd *c
     } else {
         switch (cmd->id) {
         case CMD_CLASSIFIED: {
+            char *ad = s->use_ext ? s->ext_ad : s->ads[s->ad_cur];
+            size_t ad_len = s->use_ext ? s->ext_len : s->ad_len[s->ad_cur];
             struct iovec iov[2] = {
-                {.iov_base = s->ads[s->ad_cur], .iov_len = s->ad_len[s->ad_cur]},
+                {.iov_base = ad, .iov_len = ad_len},
                 {.iov_base = "\n", .iov_len = 1},
             };
-            rc = conn_writev(c, iov, 2, s->ad_len[s->ad_cur] + 1);
+            rc = conn_writev(c, iov, 2, ad_len + 1);
             break;
         }
         case CMD_NOTIFY:
@@ -663,18 +672,14 @@ static const factory_ops server_factory_ops = {
 
 factory *notif_server_factory(notif_server *s) { return s ? &s->f : NULL; }
 
-int notif_server_publish(notif_server *s, notif_event ev)
+/* One notification line to every subscriber. */
+static int notify_all(notif_server *s, notif_event ev)
 {
     static const char m_random[] = "notif: random\n";
     static const char m_classified[] = "notif: classified\n";
-    if (!s)
-        return -EINVAL;
-    s->st.events++;
     const char *msg = m_random;
     size_t len = sizeof m_random - 1;
     if (ev == NOTIF_EVENT_CLASSIFIED) {
-        if (s->n_ads > 1) /* a new ad: any other one */
-            s->ad_cur = (s->ad_cur + 1 + next_rand(s) % (s->n_ads - 1)) % s->n_ads;
         msg = m_classified;
         len = sizeof m_classified - 1;
     }
@@ -692,6 +697,71 @@ int notif_server_publish(notif_server *s, notif_event ev)
         }
     }
     return n;
+}
+
+int notif_server_publish(notif_server *s, notif_event ev)
+{
+    if (!s)
+        return -EINVAL;
+    s->st.events++;
+    if (ev == NOTIF_EVENT_CLASSIFIED) {
+        if (s->n_ads > 1) /* a new ad: any other one */
+            s->ad_cur = (s->ad_cur + 1 + next_rand(s) % (s->n_ads - 1)) % s->n_ads;
+        s->use_ext = 0;
+    }
+    int n = notify_all(s, ev);
+    if (s->hook)
+        s->hook(s, ev, ev == NOTIF_EVENT_CLASSIFIED ? s->ads[s->ad_cur] : NULL,
+                ev == NOTIF_EVENT_CLASSIFIED ? s->ad_len[s->ad_cur] : 0, s->hook_data);
+    return n;
+}
+
+void notif_server_set_event_hook(notif_server *s, notif_event_hook hook, void *data)
+{
+    if (s) {
+        s->hook = hook;
+        s->hook_data = data;
+    }
+}
+
+int notif_server_set_classified(notif_server *s, const char *ad, size_t len)
+{
+    if (!s)
+        return -EINVAL;
+    if (notif_ad_check(ad, len))
+        return -EINVAL;
+    char *copy = malloc(len + 1);
+    if (!copy)
+        return -ENOMEM;
+    memcpy(copy, ad, len);
+    copy[len] = '\0';
+    free(s->ext_ad);
+    s->ext_ad = copy;
+    s->ext_len = len;
+    s->use_ext = 1;
+    return 0;
+}
+
+int notif_server_deliver(notif_server *s, notif_event ev, const char *ad, size_t len)
+{
+    if (!s || (ev != NOTIF_EVENT_RANDOM && ev != NOTIF_EVENT_CLASSIFIED))
+        return -EINVAL;
+    if (ev == NOTIF_EVENT_CLASSIFIED) {
+        int rc = notif_server_set_classified(s, ad, len);
+        if (rc < 0)
+            return rc;
+    }
+    s->st.events++;
+    return notify_all(s, ev);
+}
+
+const char *notif_server_classified(const notif_server *s, size_t *len)
+{
+    if (!s)
+        return NULL;
+    if (len)
+        *len = s->use_ext ? s->ext_len : s->ad_len[s->ad_cur];
+    return s->use_ext ? s->ext_ad : s->ads[s->ad_cur];
 }
 
 /* ---- Shutdown ----------------------------------------------------------------------- */
@@ -893,6 +963,7 @@ void notif_server_free(notif_server *s)
         reactor_remove_trigger(s->r, s->trigger);
     HASH_CLEAR(hh, s->cmd_table);
     free_ads(s);
+    free(s->ext_ad);
     free(s);
 }
 

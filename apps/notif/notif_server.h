@@ -109,6 +109,25 @@ TWISTC_API int notif_server_start(notif_server *s);
  * number of subscribers notified. */
 TWISTC_API int notif_server_publish(notif_server *s, notif_event ev);
 
+/* ---- Events across instances (notif_redis.h uses these) ----------------------------- */
+
+/* Told of every event this server produces (its timer, notif_server_publish), after its
+ * own subscribers were notified: ad is the new ad (len bytes, not NUL-terminated for
+ * the hook's purposes) for CLASSIFIED, NULL for RANDOM. */
+typedef void (*notif_event_hook)(notif_server *s, notif_event ev, const char *ad, size_t len,
+                                 void *data);
+/* Sets (or with NULL removes) the hook. */
+TWISTC_API void notif_server_set_event_hook(notif_server *s, notif_event_hook hook, void *data);
+/* An event produced elsewhere: for CLASSIFIED, `ad` becomes the answer to classified?
+ * (copied; checked with notif_ad_check: -EINVAL); then every subscriber is notified. The
+ * hook is not called. Returns the number of subscribers notified, or -errno. */
+TWISTC_API int notif_server_deliver(notif_server *s, notif_event ev, const char *ad, size_t len);
+/* Makes `ad` the answer to classified? without notifying anyone (-EINVAL, -ENOMEM). */
+TWISTC_API int notif_server_set_classified(notif_server *s, const char *ad, size_t len);
+/* The ad classified? answers now (len bytes into *len if not NULL). Borrowed: valid until
+ * the next event. */
+TWISTC_API const char *notif_server_classified(const notif_server *s, size_t *len);
+
 /* Graceful stop: no more events; every connection is answered for the lines it sent
  * (already read), flushed and closed; connections still open after `grace` seconds
  * (<= 0: 5 s) are aborted. done(data) runs (once, from the loop or at once) when no
