@@ -220,7 +220,7 @@ check test: all fuzz-replay
 	@sh tools/deps.sh redis-server 2>&1 | sed 's/^/redis: /' || true
 	@BUILD=$(BUILD) sh t/interop/apps.sh
 	@BUILD=$(BUILD) sh t/interop/run.sh twisted ours ours twisted ours ours twisted twisted \
-	  twisted-tls ours-tls ours-tls twisted-tls ours-tls ours-tls; \
+	  twisted-tls ours-tls ours-tls twisted-tls ours-tls ours-tls relay twisted; \
 	  irc=$$?; $(PLANETS_TEST); prc=$$?; $(CHECK_ALL); crc=$$?; \
 	  if [ $$irc -ne 0 ] && [ $$irc -ne 77 ]; then exit 1; fi; [ $$prc -eq 0 ] || exit 1; exit $$crc
 

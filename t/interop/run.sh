@@ -6,7 +6,8 @@
 #
 # SERVER is one of: twisted (t/interop/twisted_server.py), ours ($BUILD/bin/notif-server),
 # twisted-tls / ours-tls (the same over TLS, with a certificate made here),
-# raw, libevent, libuv ($BUILD/bench/server_*), or a command line (used as given).
+# relay (t/interop/relay_server.sh: our server relaying, through a redis-server, the
+# events another instance produces), raw, libevent, libuv ($BUILD/bench/server_*), or a command line (used as given).
 # CLIENT is one of: twisted (t/interop/twisted_client.py), ours ($BUILD/bin/notif-client),
 # twisted-tls / ours-tls (TLS, verifying the server against the CA made here),
 # or a command line. BUILD defaults to "build".
@@ -66,6 +67,7 @@ server_cmd() {
 	twisted-tls) echo "$PY t/interop/twisted_server.py $TLS_SERVER_ARGS" ;;
 	ours) echo "$BUILD/bin/notif-server" ;;
 	ours-tls) echo "$BUILD/bin/notif-server $TLS_SERVER_ARGS" ;;
+	relay) echo "sh t/interop/relay_server.sh" ;;
 	raw) echo "$BUILD/bench/server_raw" ;;
 	libevent) echo "$BUILD/bench/server_libevent" ;;
 	libuv) echo "$BUILD/bench/server_libuv" ;;
@@ -139,6 +141,11 @@ while [ $# -gt 0 ]; do
 	esac
 	if { [ "${sname%-tls}" = twisted ] || [ "${cname%-tls}" = twisted ]; } && ! twisted_ok; then
 		echo "SKIP: python3-twisted not available ($PY cannot import twisted; apt-get install python3-twisted) [$pair]"
+		skipped=$((skipped + 1))
+		continue
+	fi
+	if [ "$sname" = relay ] && ! command -v redis-server >/dev/null 2>&1; then
+		echo "SKIP: redis-server not installed (sh tools/deps.sh redis-server) [$pair]"
 		skipped=$((skipped + 1))
 		continue
 	fi
