@@ -262,6 +262,9 @@ bench: lib $(BENCH_BINS)
 $(BUILD)/bench/%: t/bench/%.c $(wildcard t/bench/*.h) $(STATIC) | $(HDR_LINKS)
 	@mkdir -p $(@D)
 	$(Q)$(call say,LD,$@)$(CC) $(ALL_CFLAGS) -o $@ $< $(STATIC) $(LDLIBS_BASE) -lm $(BENCH_LIBS_$*)
+# bench_fanout holds a notification server itself (its no-Redis baseline).
+$(BUILD)/bench/bench_fanout: $(NOTIF_LIB)
+BENCH_LIBS_bench_fanout = $(NOTIF_LIB) $(STATIC) $(HIREDIS_LIBS)
 # Comparison servers link libevent / libuv; they are built only where those are installed.
 BENCH_LIBS_server_libevent = $(shell pkg-config --libs libevent 2>/dev/null)
 BENCH_LIBS_server_libuv    = $(shell pkg-config --libs libuv 2>/dev/null)
