@@ -25,6 +25,9 @@
  *     use the handle after reactor_free() (in connection_lost, say), take a reference with
  *     reactor_timer_hold() and drop it with reactor_timer_release(); after the release the
  *     handle is gone like freed memory.
+ *   - reactor_etimer: the caller's memory, embedded in the caller's struct; the reactor
+ *     points at it while it is active. Free it only when it is not active (see
+ *     "Embedded timers" below).
  *   - reactor_trigger: owned by the reactor; valid until it ran or was removed.
  *   - The `data` pointers given with callbacks are the caller's; the reactor never frees
  *     them.
@@ -166,8 +169,82 @@ TWISTC_API double reactor_timer_time(const reactor_timer *t);
  * past reactor_free(). NULL for NULL or a handle whose memory already serves another call. */
 TWISTC_API reactor_timer *reactor_timer_hold(reactor_timer *t);
 TWISTC_API void reactor_timer_release(reactor_timer *t);
-/* Number of pending (not cancelled) calls. */
+/* Number of pending (not cancelled) calls made with call_later/call_every (embedded
+ * timers are not counted). */
 TWISTC_API size_t reactor_pending_timers(const reactor *r);
+
+/* ---- Embedded timers (libev's ev_timer, libuv's uv_timer_t) ---------------------- */
+
+/* A timer that lives inside your own struct: no allocation, no handle, 40 bytes on
+ * 64-bit. It is the cheapest way to run code later, and the one for a timer per
+ * connection: an idle timeout pushed back on every request (reactor_etimer_again) is a
+ * store or two, a stop is one O(log n) heap removal. reactor_call_later() is built on it.
+ *
+ *   struct conn { ...; reactor_etimer idle; };
+ *   static void idle_expired(reactor *r, reactor_etimer *t) {
+ *       struct conn *c = (struct conn *)((char *)t - offsetof(struct conn, idle)); ... }
+ *   reactor_etimer_init(&c->idle, idle_expired);
+ *   reactor_etimer_start(r, &c->idle, 30, 30);   // fires 30 s after the last again()
+ *   reactor_etimer_again(r, &c->idle);           // on every request
+ *   reactor_etimer_stop(r, &c->idle);            // before freeing c
+ *
+ * Time: deadlines count from reactor_now(), the loop's cached time (read once per
+ * iteration after its poll, and once per timer pass), not from a fresh clock reading:
+ * that is what makes a start or again cheap. So "after" seconds count from the moment
+ * the loop learned of the event being handled, like libev's ev_now. Outside an iteration
+ * reactor_now() reads the clock. Otherwise the statements of reactor_call_later() hold:
+ * never early, timers due at the same moment run in the order they were started (a
+ * start or again of a timer already pending keeps its place among them, as
+ * reactor_timer_reset does), and a timer started while timers run waits for the next
+ * iteration.
+ *
+ * Ownership: the struct is the caller's; the reactor only points at it while it is
+ * active. It may be freed (or reused for anything else) whenever it is not active:
+ * never started, stopped, or a one-shot timer whose function has begun (its function
+ * may free it, or the struct around it, unless it started it again). A repeating timer
+ * stays active in its function: stop it first. reactor_free() stops every timer still
+ * active (it writes into them), so free them after reactor_free(), or stop them before.
+ * Freeing an active timer is a bug: the reactor would later read and write the freed
+ * memory. AddressSanitizer reports it at the latest at reactor_free(); reactor_etimer_stop()
+ * on a struct that is not where the reactor expects it returns -EINVAL.
+ * One reactor per timer: pass the same reactor to every call while it is active. */
+typedef struct reactor_etimer reactor_etimer;
+typedef void (*reactor_etimer_fn)(reactor *r, reactor_etimer *t);
+
+/* The fields are private; the struct is public so you can embed it. */
+struct reactor_etimer {
+    int64_t when;         /* deadline, ns on the reactor's clock */
+    int64_t repeat;       /* ns; 0: one-shot */
+    reactor_etimer_fn fn;
+    uint64_t seq;         /* scheduling order: breaks ties between equal deadlines */
+    uint32_t slot;        /* index in the reactor's heap or due list, while active */
+    uint8_t state;        /* 0: not active */
+};
+
+/* The time embedded timers count from, in seconds on the reactor's clock (see above). */
+TWISTC_API double reactor_now(reactor *r);
+/* Sets t up, not active, to call fn. Also fine on a timer that is not active. */
+TWISTC_API void reactor_etimer_init(reactor_etimer *t, reactor_etimer_fn fn);
+/* Makes t active: fn(r, t) runs `after` seconds from reactor_now() (after >= 0), then,
+ * if repeat > 0, every `repeat` seconds (drift-free on the grid of deadlines; points
+ * missed after a stall are skipped, as reactor_call_every does). A repeating timer is
+ * re-armed before its function runs, so the function may stop it or start it anew.
+ * Already active: moved (a restart). -EINVAL (bad r, t or seconds: repeat is 0 or
+ * >= 1e-6), -ENOMEM (t left as it was). */
+TWISTC_API int reactor_etimer_start(reactor *r, reactor_etimer *t, double after, double repeat);
+/* libev's ev_timer_again: restarts t at `repeat` seconds from reactor_now() (active or
+ * not). The idle-timeout reset: cheap when the deadline moves later (it only stores the
+ * new deadline; the heap entry is moved when it reaches the top). -EINVAL when t has no
+ * repeat, -ENOMEM. */
+TWISTC_API int reactor_etimer_again(reactor *r, reactor_etimer *t);
+/* Makes t not active (its function does not run). 0, also when it was not active;
+ * -EINVAL when t is active but not in r (another reactor, or a corrupted struct). */
+TWISTC_API int reactor_etimer_stop(reactor *r, reactor_etimer *t);
+/* 1 while active (started and its function not yet begun; a repeating timer until
+ * stopped). */
+TWISTC_API int reactor_etimer_active(const reactor_etimer *t);
+/* When it runs next, in seconds on the reactor's clock (meaningful while active). */
+TWISTC_API double reactor_etimer_time(const reactor_etimer *t);
 
 /* ---- Idle timeouts --------------------------------------------------------------- */
 

@@ -63,42 +63,39 @@ static inline reactor__ns reactor__ns_add(reactor__ns a, reactor__ns b)
     return x < -REACTOR__NS_MAX ? -REACTOR__NS_MAX : x;
 }
 
-/* Where a pending timer waits. IN_COMPACT is a mark used only inside heap_compact. */
-enum { REACTOR__IN_NONE, REACTOR__IN_HEAP, REACTOR__IN_DUE, REACTOR__IN_COMPACT };
+/* Where an embedded timer is (reactor_etimer.state): not pending, waiting in the heap
+ * (slot = its index there), or collected to run in this pass (slot = its index in r->due). */
+enum { REACTOR__ET_IDLE = 0, REACTOR__ET_HEAP, REACTOR__ET_DUE };
 
+/* A call made with reactor_call_later / reactor_call_every: an embedded timer the reactor
+ * owns, plus what the handle API needs (Twisted's IDelayedCall). Type-stable and
+ * generation-checked: see timers.c. */
 struct reactor_timer {
-    /* What firing reads comes first: timers.c prefetches the start of a timer that may
-     * fire next. */
-    reactor__ns when; /* the deadline, absolute time on the reactor's clock */
-    reactor__ns hwhen; /* deadline of its live heap entry: `when`, or earlier after a move
-                       * to a later time (the entry is put back when it reaches the root) */
+    reactor_etimer et; /* first: the heap sees only this; et.fn is timers.c's call_fire */
     union {
         reactor_fn fn;
         struct reactor_timer *next_free; /* while on the reactor's free list */
     };
     void *data;
     /* Repeating calls only (reactor_call_every); interval == 0 for a one-shot call.
-     * Deadlines are base + k * interval, in whole nanoseconds: exact, no drift. */
+     * Deadlines are base + k * interval, in whole nanoseconds: exact, no drift (the
+     * base is the deadline that just ran, or the one reset/delay moved it to). */
     reactor__ns interval;
-    unsigned refs;    /* the reactor's (while pending or running) + reactor_timer_hold()s */
-    unsigned entries; /* heap entries (live or stale) and due-list slots pointing here:
-                       * the struct is freed only when both counts are 0 */
-    unsigned char state, where;
-    unsigned char wide; /* handles carry 19 generation bits (else 3): see timers.c */
-    uint32_t gen;       /* which use of this struct the handle names: see timers.c */
-    uint64_t seq;     /* scheduling order: breaks ties between equal `when` */
     reactor *r;       /* NULL once the reactor was freed (a held handle can outlive it) */
     const char *name;
-    reactor__ns base; /* repeating calls: the grid's origin, moved by reset/delay */
+    unsigned refs;    /* the reactor's (while pending or running) + reactor_timer_hold()s */
+    uint32_t gen;     /* which use of this struct the handle names: see timers.c */
+    unsigned char state; /* REACTOR__T_* */
+    unsigned char wide;  /* handles carry 19 generation bits (else 3): see timers.c */
 };
 
 /* A heap slot carries the deadline next to the pointer, so sifting compares without
  * touching the timers themselves (the seq tie-break reads the timer only on equal
- * deadlines). An entry may be stale (timers.c says when). 16 bytes: the 4 children of
- * a node share one 64-byte cache line. */
+ * deadlines). The deadline may be earlier than the timer's (a lazy move to a later time,
+ * timers.c), never later. 16 bytes: the 4 children of a node share one 64-byte line. */
 typedef struct reactor__heap_entry {
     reactor__ns when;
-    reactor_timer *t;
+    reactor_etimer *t;
 } reactor__heap_entry;
 
 struct reactor_trigger {
@@ -152,11 +149,10 @@ struct reactor {
     reactor__heap_entry *heap; /* logical slot 0 is the root (see timers.c for layout) */
     void *heap_mem;            /* the allocation heap points into */
     size_t heap_n, heap_cap;
-    size_t heap_live;       /* timers waiting in the heap: heap_n - heap_live are stale */
-    reactor_timer **due;    /* timers collected in this pass, run after collection */
+    reactor_etimer **due;   /* timers collected in this pass (NULL: stopped since) */
     size_t due_n, due_cap;
     uint64_t next_seq;
-    size_t pending;         /* scheduled, not yet run or cancelled */
+    size_t pending;         /* calls (call_later/every) not yet run or cancelled */
     reactor_timer *free_timers; /* recycled timer structs: no malloc per call_later */
     reactor_timer *retired_timers; /* used up all their generations: freed with r */
     /* reactor__now_activity: the clock read once per iteration after its poll */

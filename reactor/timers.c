@@ -1,39 +1,39 @@
-/* Timers: a 4-ary min-heap of {when, timer*} ordered by (when, seq), with lazy removal.
+/* Timers: a 4-ary min-heap of {deadline, timer*} ordered by (deadline, seq), each timer
+ * knowing its slot, under two APIs: embedded timers (reactor_etimer, the caller's memory)
+ * and calls (reactor_call_later & co: a reactor-owned etimer with a generation-checked
+ * handle).
  *
- * - seq is a counter taken at scheduling time: two calls due at the same moment run in
- *   the order they were scheduled (Twisted's task.Clock is FIFO; its real reactor is not).
+ * - seq is a counter taken when a timer becomes pending: two timers due at the same
+ *   moment run in the order they were scheduled (Twisted's task.Clock is FIFO; its real
+ *   reactor is not). A move of a pending timer (reset, delay, start/again while active)
+ *   keeps its seq, so it keeps its place among timers due at its new time.
  * - 4-ary rather than binary (libev's choice): half the depth, and the heap array is laid
  *   out so the four children of a node fill exactly one 64-byte cache line. At a million
  *   timers the heap and the timers are far bigger than the caches, so cache misses and
  *   mispredicted branches are what costs: the smallest of four children is found without
  *   branches, the next level's lines and the next timers to fire are prefetched.
- * - Lazy removal (Twisted's reactor, semantics D6). Timers do not know their heap slot:
- *   keeping a back-index costs a store into a random timer for every entry a sift moves
- *   (a cache miss each at a million timers: ~8 per schedule+fire). Instead an entry is
- *   *live* when its timer is still waiting in the heap
- *   (where == IN_HEAP) and the entry's deadline is the timer's `hwhen`; any other entry is
- *   stale and is dropped when it reaches the root. So:
- *     cancel     O(1): the timer's entry goes stale;
- *     later      O(1): (reset/delay to a time >= hwhen) only `when` changes; when the
- *                early entry reaches the root it is put back at `when` (Twisted's
- *                delayed_time);
- *     sooner     O(log n): a new entry is pushed, the old one goes stale;
- *     re-arm     of a repeating call that still has stale entries (it was moved sooner):
- *                O(n), they are compacted away first, because its new seq would change
- *                how they compare and break the heap's order (Twisted's own move to an
- *                earlier time is O(n) every time: list.index).
- *   The root is always kept live and at its timer's real deadline (settle_top), so
- *   reactor.c reads the next deadline straight from heap[0] and the poll timeout is
- *   exact. Stale entries are bounded as in Twisted: when more than 50 and more than half
- *   of the heap are stale, the heap is compacted in O(n).
- * - A timer struct is freed only when no heap entry or due-list slot points at it
- *   (`entries`) and nobody holds it (`refs`), so a stale entry never points at a struct
- *   that was recycled for another call.
+ * - Every timer knows its slot (libev's ev_active, libuv's heap node): a stop is an
+ *   O(log n) removal right away, never a stale entry left for later. It has to be: an
+ *   embedded timer may be freed by its owner as soon as it is stopped. Each entry a sift
+ *   moves costs a store into its timer.
+ * - Moves to a later time are lazy (libev's "be smart about timeouts", done by the heap):
+ *   the entry keeps its earlier deadline and only the timer's `when` changes, one store;
+ *   when the entry reaches the root it goes down to the real deadline (settle_top). An
+ *   idle timeout pushed back on every request therefore moves in the heap at most once
+ *   per timeout period. An entry's deadline is never later than its timer's, so nothing
+ *   runs early, and the root is always kept at its timer's real deadline, so reactor.c
+ *   reads the next deadline straight from heap[0] and the poll timeout is exact. A move
+ *   sooner is an in-place sift up.
  * - Running is collect-then-run (libuv's uv__run_timers): every due timer is first moved
  *   to the `due` list, then they run in order. A timer scheduled while they run goes into
  *   the heap, so it waits for the next iteration (after one poll: timers cannot starve
- *   I/O, D3). A timer cancelled or moved by an earlier one of the same pass is no longer
- *   IN_DUE when its turn comes, so it does not run.
+ *   I/O, D3). A timer stopped or moved by an earlier one of the same pass leaves a NULL in
+ *   its due slot (it knows the slot), so it does not run, and may be freed at once.
+ * - A one-shot timer is not active once its function begins; the reactor does not touch
+ *   it after calling it (the function may free it). A repeating embedded timer is re-armed
+ *   before its function runs (libev), for the same reason.
+ *
+ * Calls (reactor_timer, the handle API):
  * - Timer structs are recycled through a free list: scheduling does not call malloc once
  *   the reactor has warmed up. A struct, once allocated, stays a timer struct until the
  *   reactor is freed (type-stable memory), so any old handle still points at a timer.
@@ -52,18 +52,20 @@
  *   handle is never dereferenced as such, only converted back to an integer (the integer-
  *   pointer mapping is implementation-defined in C11; every supported compiler keeps the
  *   bits).
- * - Repeating calls (reactor_call_every) are the same struct with interval != 0: after
- *   their function returns they go back into the heap at the next grid point with a new
- *   seq (so never twice in one pass: the pass's list was collected before). */
+ * - A struct goes back to the free list when nobody holds it (`refs`: the reactor's while
+ *   the call is pending or running, plus reactor_timer_hold()s). No heap entry or due slot
+ *   outlives the call, so none can point at a reused struct.
+ * - Repeating calls (reactor_call_every) have interval != 0: after their function returns
+ *   they go back into the heap at the next grid point with a new seq (so never twice in
+ *   one pass: the pass's list was collected before). */
 #include "reactor/reactor_internal.h"
 
 #include <errno.h>
 #include <math.h> /* isfinite: a macro, no libm needed */
+#include <stddef.h>
 #include <stdlib.h>
 #include <string.h>
 
-#define COMPACT_MIN 50       /* Twisted's threshold of cancelled calls before compacting */
-#define PREFETCH 16          /* heap_compact: timers loaded this many entries ahead */
 #define D 4                  /* children per node */
 /* Logical slot i lives at heap_mem[i + PAD]: with a 64-byte aligned allocation, the
  * children 4i+1..4i+4 then start at byte 64(i+1), one cache line. */
@@ -72,11 +74,6 @@
 static inline int entry_less(const reactor__heap_entry *a, const reactor__heap_entry *b)
 {
     return a->when < b->when || (a->when == b->when && a->t->seq < b->t->seq);
-}
-
-static inline int entry_live(const reactor__heap_entry *e)
-{
-    return e->t->where == REACTOR__IN_HEAP && e->when == e->t->hwhen;
 }
 
 /* Which of the four children k[0..3] is smallest (0..3), and its deadline in *wm. Which
@@ -110,19 +107,28 @@ static size_t min_tail(const reactor__heap_entry *h, size_t n, size_t c)
     return m;
 }
 
-static void sift_up(reactor__heap_entry *h, size_t i, reactor__heap_entry e)
+/* Places e at slot i and tells its timer. */
+static inline void put(reactor__heap_entry *h, size_t i, reactor__heap_entry e)
+{
+    h[i] = e;
+    e.t->slot = (uint32_t)i;
+}
+
+/* Both sifts return the slot where e ended. */
+static size_t sift_up(reactor__heap_entry *h, size_t i, reactor__heap_entry e)
 {
     while (i > 0) {
         size_t parent = (i - 1) / D;
         if (!entry_less(&e, &h[parent]))
             break;
-        h[i] = h[parent];
+        put(h, i, h[parent]);
         i = parent;
     }
-    h[i] = e;
+    put(h, i, e);
+    return i;
 }
 
-static void sift_down(reactor__heap_entry *h, size_t n, size_t i, reactor__heap_entry e)
+static size_t sift_down(reactor__heap_entry *h, size_t n, size_t i, reactor__heap_entry e)
 {
     size_t c, m;
     while ((c = D * i + 1) + D <= n) {
@@ -143,20 +149,25 @@ static void sift_down(reactor__heap_entry *h, size_t n, size_t i, reactor__heap_
         m = min4(k, &wm);
         if (wm > e.when || (wm == e.when && !entry_less(&k[m], &e)))
             goto done;
-        h[i] = k[m];
+        put(h, i, k[m]);
         i = c + m;
     }
     if (c < n && entry_less(&h[m = min_tail(h, n, c)], &e)) {
-        h[i] = h[m];
+        put(h, i, h[m]);
         i = m;
     }
 done:
-    h[i] = e;
+    put(h, i, e);
+    return i;
 }
 
+/* Grows by half, not double: the slack of the heap array counts in the memory per
+ * pending timer (16 bytes * cap / n: 16-24 here, 16-32 with doubling). */
 static int heap_grow(reactor *r)
 {
-    size_t cap = r->heap_cap ? r->heap_cap * 2 : 64;
+    size_t cap = r->heap_cap ? r->heap_cap + r->heap_cap / 2 : 64;
+    if (cap > UINT32_MAX)
+        return -ENOMEM; /* slots are 32-bit */
     void *mem;
     if (posix_memalign(&mem, 64, (cap + PAD) * sizeof(reactor__heap_entry)) != 0)
         return -ENOMEM;
@@ -170,33 +181,161 @@ static int heap_grow(reactor *r)
     return 0;
 }
 
-/* Adds an entry for t at `when`; the caller updates t's state. */
-static int heap_push(reactor *r, reactor_timer *t, reactor__ns when)
+/* Keeps the root at its timer's real deadline: an entry left early by a lazy move to a
+ * later time goes down to that time (and the next root is looked at in turn). */
+static void settle_top(reactor *r)
 {
-    if (r->heap_n == r->heap_cap && heap_grow(r) < 0)
-        return -ENOMEM;
-    t->entries++;
-    sift_up(r->heap, r->heap_n++, (reactor__heap_entry){when, t});
-    return 0;
+    reactor__heap_entry *h = r->heap;
+    while (r->heap_n > 0 && h[0].when != h[0].t->when)
+        sift_down(h, r->heap_n, 0, (reactor__heap_entry){h[0].t->when, h[0].t});
 }
 
-/* Removes the root entry (its timer's `entries` is the caller's business). */
-static void heap_pop(reactor *r)
+/* Takes the entry at slot i out of the heap (its timer's state is the caller's). */
+static void heap_remove(reactor *r, size_t i)
 {
     reactor__heap_entry *h = r->heap;
     size_t n = --r->heap_n;
-    if (n == 0)
-        return;
-    sift_down(h, n, 0, h[n]);
+    if (i == n)
+        return; /* the last slot (the root if n == 0): nothing moves */
+    reactor__heap_entry e = h[n];
+    size_t at = i > 0 && entry_less(&e, &h[(i - 1) / D]) ? sift_up(h, i, e)
+                                                         : sift_down(h, n, i, e);
+    if (i == 0 || at == 0) /* a new root: maybe an entry left early by a lazy move */
+        settle_top(r);
+}
+
+/* Removes the root (collection). */
+static inline void heap_pop(reactor *r)
+{
+    heap_remove(r, 0);
     /* One of the root's children becomes the root at the next pop, and its timer is read
      * then (settle_top, then to run it): a random place in memory, so start loading the
      * four candidates now, a whole pop ahead. */
-    if (n > D) {
+    reactor__heap_entry *h = r->heap;
+    if (r->heap_n > D) {
         __builtin_prefetch(h[1].t);
         __builtin_prefetch(h[2].t);
         __builtin_prefetch(h[3].t);
         __builtin_prefetch(h[4].t);
     }
+}
+
+/* ---- Embedded timers --------------------------------------------------------------- */
+
+/* Makes t pending at `when`, or moves it there if it already is. A timer that was not
+ * pending gets a new seq when fresh_seq says so (a start; a call keeps its own). */
+static int et_set(reactor *r, reactor_etimer *t, reactor__ns when, int fresh_seq)
+{
+    if (t->state == REACTOR__ET_HEAP) {
+        if (when >= t->when) { /* later: lazy, one store (the entry is not even read) */
+            t->when = when;
+            if (t->slot == 0)
+                settle_top(r);
+            return 0;
+        }
+        reactor__heap_entry *h = r->heap;
+        t->when = when;
+        if (when >= h[t->slot].when) /* still not before its entry's deadline */
+            return 0;
+        sift_up(h, t->slot, (reactor__heap_entry){when, t}); /* root: at its real time */
+        return 0;
+    }
+    if (r->heap_n == r->heap_cap && heap_grow(r) < 0)
+        return -ENOMEM;
+    if (t->state == REACTOR__ET_DUE)
+        r->due[t->slot] = NULL; /* moved before its turn in this pass: it waits */
+    else if (fresh_seq)
+        t->seq = r->next_seq++;
+    t->when = when;
+    t->state = REACTOR__ET_HEAP;
+    sift_up(r->heap, r->heap_n++, (reactor__heap_entry){when, t});
+    return 0;
+}
+
+/* Makes t not pending. */
+static inline void et_remove(reactor *r, reactor_etimer *t)
+{
+    if (t->state == REACTOR__ET_HEAP)
+        heap_remove(r, t->slot);
+    else if (t->state == REACTOR__ET_DUE)
+        r->due[t->slot] = NULL;
+    t->state = REACTOR__ET_IDLE;
+}
+
+/* The first point of t's grid (t->when + k * interval) strictly later than now: on time,
+ * the deadline after the one that ran (drift-free); after a stall the missed points are
+ * skipped rather than run in a burst (libevent's event_persist_closure, libev's
+ * ev_at += repeat). Strictly later, so reactor_advance's "run until nothing is due"
+ * cannot run it twice for one moment. */
+static reactor__ns next_grid_point(reactor__ns base, reactor__ns interval, reactor__ns now)
+{
+    reactor__ns next = REACTOR__NS_MAX + 1;
+    if (now >= base) /* whole ns: the grid point is exact, no drift ever */
+        next = base + ((now - base) / interval + 1) * interval;
+    if (next > REACTOR__NS_MAX) /* (or ~73 years of fake time): start the grid afresh */
+        next = reactor__ns_add(now, interval);
+    return next;
+}
+
+static int bad_delay(double s)
+{
+    return !(s >= 0) || !isfinite(s); /* also refuses NaN */
+}
+
+double reactor_now(reactor *r)
+{
+    return r ? reactor__s_from_ns(reactor__now_activity(r)) : 0;
+}
+
+void reactor_etimer_init(reactor_etimer *t, reactor_etimer_fn fn)
+{
+    if (t)
+        *t = (reactor_etimer){.fn = fn};
+}
+
+/* A repeating interval shorter than 1 us would only mean "every iteration": refused as a
+ * likely unit mistake (seconds, not microseconds). */
+#define MIN_INTERVAL 1e-6
+
+int reactor_etimer_start(reactor *r, reactor_etimer *t, double after, double repeat)
+{
+    if (!r || !t || !t->fn || bad_delay(after) || bad_delay(repeat) ||
+        (repeat != 0 && repeat < MIN_INTERVAL))
+        return -EINVAL;
+    reactor__ns when = reactor__ns_add(reactor__now_activity(r), reactor__ns_from_s(after));
+    int rc = et_set(r, t, when, 1);
+    if (rc == 0)
+        t->repeat = reactor__ns_from_s(repeat);
+    return rc;
+}
+
+int reactor_etimer_again(reactor *r, reactor_etimer *t)
+{
+    if (!r || !t || !t->fn || t->repeat <= 0)
+        return -EINVAL;
+    return et_set(r, t, reactor__ns_add(reactor__now_activity(r), t->repeat), 1);
+}
+
+int reactor_etimer_stop(reactor *r, reactor_etimer *t)
+{
+    if (!r || !t)
+        return -EINVAL;
+    if (t->state == REACTOR__ET_HEAP ? t->slot >= r->heap_n || r->heap[t->slot].t != t
+        : t->state == REACTOR__ET_DUE ? t->slot >= r->due_n || r->due[t->slot] != t
+                                      : 0)
+        return -EINVAL; /* not where r keeps it: another reactor's, or corrupted */
+    et_remove(r, t);
+    return 0;
+}
+
+int reactor_etimer_active(const reactor_etimer *t)
+{
+    return t && t->state != REACTOR__ET_IDLE;
+}
+
+double reactor_etimer_time(const reactor_etimer *t)
+{
+    return t ? reactor__s_from_ns(t->when) : 0;
 }
 
 /* ---- Generation-checked handles (see the header comment) ---- */
@@ -285,103 +424,39 @@ static void timer_free(reactor *r, reactor_timer *t)
     }
 }
 
-/* Frees t once nothing points at it any more. */
-static inline void timer_maybe_free(reactor *r, reactor_timer *t)
+/* ---- Calls (the handle API) -------------------------------------------------------- */
+
+static void call_fire(reactor *r, reactor_etimer *et);
+
+static inline reactor_timer *call_of(reactor_etimer *et)
 {
-    if (t->refs == 0 && t->entries == 0)
+    return (reactor_timer *)((char *)et - offsetof(reactor_timer, et));
+}
+
+/* Frees t once nobody holds it (the reactor's reference is dropped when the call ran or
+ * was cancelled). */
+static void timer_unref(reactor *r, reactor_timer *t)
+{
+    if (--t->refs == 0)
         timer_free(r, t);
 }
 
-/* Drops one reference (the reactor's, when the call ran or was cancelled). */
-static void timer_unref(reactor *r, reactor_timer *t)
-{
-    t->refs--;
-    timer_maybe_free(r, t);
-}
-
-/* Drops one heap entry or due-list slot pointing at t. */
-static void timer_drop_entry(reactor *r, reactor_timer *t)
-{
-    t->entries--;
-    timer_maybe_free(r, t);
-}
-
-/* Keeps the root live and at its timer's real deadline: stale entries are dropped, an
- * entry left early by a lazy move to a later time goes down to that time. */
-static void settle_top(reactor *r)
-{
-    while (r->heap_n > 0) {
-        reactor__heap_entry e = r->heap[0];
-        reactor_timer *t = e.t;
-        if (!entry_live(&e)) {
-            heap_pop(r);
-            timer_drop_entry(r, t);
-        } else if (e.when != t->when) {
-            t->hwhen = t->when;
-            sift_down(r->heap, r->heap_n, 0, (reactor__heap_entry){t->when, t});
-        } else {
-            return;
-        }
-    }
-}
-
-/* Drops every stale entry and rebuilds the heap (Floyd's O(n) heapify). A timer with
- * two live-looking entries (moved sooner, later and back to the same time) keeps one. */
-static void heap_compact(reactor *r)
-{
-    reactor__heap_entry *h = r->heap;
-    size_t k = 0, n = r->heap_n;
-    /* Both passes read or write the timer of every entry: random places in memory at a
-     * million timers. Each loads the timer PREFETCH entries ahead, so the waits overlap
-     * (a cancel of a random pending timer pays for its share of these passes). */
-    for (size_t i = 0; i < n; i++) {
-        if (i + PREFETCH < n)
-            __builtin_prefetch(h[i + PREFETCH].t, 1);
-        reactor_timer *t = h[i].t;
-        if (entry_live(&h[i])) {
-            t->where = REACTOR__IN_COMPACT; /* its other entries now look stale */
-            h[k++] = h[i];
-        } else {
-            timer_drop_entry(r, t);
-        }
-    }
-    r->heap_n = k;
-    for (size_t i = 0; i < k; i++) {
-        if (i + PREFETCH < k)
-            __builtin_prefetch(h[i + PREFETCH].t, 1);
-        h[i].t->where = REACTOR__IN_HEAP;
-    }
-    for (size_t i = k > 1 ? (k - 2) / D + 1 : 0; i-- > 0;)
-        sift_down(h, k, i, h[i]);
-}
-
-static inline void maybe_compact(reactor *r)
-{
-    size_t stale = r->heap_n - r->heap_live;
-    if (stale > COMPACT_MIN && stale > r->heap_n / 2)
-        heap_compact(r);
-}
-
-/* Shared by call_later (interval 0), call_every and call_at; inlined into each. `now` is
- * the repeating grid's origin. */
-static inline reactor_timer *timer_new(reactor *r, reactor__ns now, reactor__ns when,
-                                       reactor_fn fn, void *data, const char *name,
-                                       reactor__ns interval)
+/* Shared by call_later (interval 0), call_every and call_at; inlined into each. */
+static inline reactor_timer *timer_new(reactor *r, reactor__ns when, reactor_fn fn, void *data,
+                                       const char *name, reactor__ns interval)
 {
     reactor_timer *t = timer_alloc(r);
     if (!t)
         return NULL; /* errno is ENOMEM */
-    *t = (reactor_timer){.when = when, .hwhen = when, .fn = fn, .data = data, .refs = 1,
-                         .state = REACTOR__T_PENDING, .where = REACTOR__IN_HEAP,
-                         .wide = t->wide, .gen = t->gen, .seq = r->next_seq++, .r = r,
-                         .name = name ? name : "?", .interval = interval, .base = now};
-    if (heap_push(r, t, when) < 0) {
+    *t = (reactor_timer){.et = {.fn = call_fire}, .fn = fn, .data = data, .refs = 1,
+                         .state = REACTOR__T_PENDING, .wide = t->wide, .gen = t->gen,
+                         .r = r, .name = name ? name : "?", .interval = interval};
+    if (et_set(r, &t->et, when, 1) < 0) {
         t->state = REACTOR__T_CANCELLED;
         timer_free(r, t);
         errno = ENOMEM;
         return NULL;
     }
-    r->heap_live++;
     r->pending++;
     return handle_of(t);
 }
@@ -389,24 +464,19 @@ static inline reactor_timer *timer_new(reactor *r, reactor__ns now, reactor__ns 
 reactor_timer *reactor_call_later_named(reactor *r, double delay, reactor_fn fn, void *data,
                                         const char *name)
 {
-    if (!r || !fn || !(delay >= 0) || !isfinite(delay)) { /* also refuses NaN */
+    if (!r || !fn || bad_delay(delay)) {
         errno = EINVAL;
         return NULL;
     }
     reactor__ns now = reactor__now_fresh(r);
-    return timer_new(r, now, reactor__ns_add(now, reactor__ns_from_s(delay)), fn, data, name, 0);
+    return timer_new(r, reactor__ns_add(now, reactor__ns_from_s(delay)), fn, data, name, 0);
 }
 
 reactor_timer *reactor__call_at(reactor *r, reactor__ns when, reactor_fn fn, void *data,
                                 const char *name)
 {
-    return timer_new(r, when, when, fn, data, name, 0);
+    return timer_new(r, when, fn, data, name, 0);
 }
-
-/* A repeating call runs at most once per iteration (missed grid points are skipped), so
- * an interval shorter than 1 us would only mean "every iteration": refused as a likely
- * unit mistake (seconds, not microseconds). */
-#define MIN_INTERVAL 1e-6
 
 reactor_timer *reactor_call_every_named(reactor *r, double interval, reactor_fn fn, void *data,
                                         const char *name)
@@ -416,7 +486,7 @@ reactor_timer *reactor_call_every_named(reactor *r, double interval, reactor_fn 
         return NULL;
     }
     reactor__ns ns = reactor__ns_from_s(interval), now = reactor__now_fresh(r);
-    return timer_new(r, now, reactor__ns_add(now, ns), fn, data, name, ns);
+    return timer_new(r, reactor__ns_add(now, ns), fn, data, name, ns);
 }
 
 /* 0 and *tp = the struct when the handle's call is still pending. */
@@ -441,41 +511,11 @@ int reactor_timer_cancel(reactor_timer *h)
     if (rc)
         return rc;
     reactor *r = t->r;
-    if (t->where == REACTOR__IN_HEAP)
-        r->heap_live--; /* its entry is stale from now on */
-    t->where = REACTOR__IN_NONE; /* a due-list slot is skipped too */
+    et_remove(r, &t->et); /* out of the heap or the due list now */
     t->state = REACTOR__T_CANCELLED;
     r->pending--;
-    int top = r->heap_n > 0 && r->heap[0].t == t;
-    timer_unref(r, t); /* the handle is gone now unless the caller holds it */
-    if (top)
-        settle_top(r);
-    maybe_compact(r);
-    return 0;
-}
-
-/* Moves a pending timer to `when`, keeping its seq: among calls due at that time it
- * keeps its original order (what task.Clock's stable re-sort gives). */
-static int timer_move(reactor_timer *t, reactor__ns when)
-{
-    reactor *r = t->r;
-    if (t->where == REACTOR__IN_HEAP && when >= t->hwhen) {
-        t->when = when; /* later: its entry is put back when it reaches the root */
-        if (r->heap[0].t == t)
-            settle_top(r);
-    } else {
-        /* Sooner, or not in the heap (collected for this pass, or its own function is
-         * running): a new entry; an older one goes stale. */
-        int rc = heap_push(r, t, when);
-        if (rc < 0)
-            return rc;
-        if (t->where != REACTOR__IN_HEAP)
-            r->heap_live++;
-        t->where = REACTOR__IN_HEAP;
-        t->when = t->hwhen = when;
-        maybe_compact(r);
-    }
-    t->base = when; /* a repeating call's grid restarts at its new deadline */
+    timer_unref(r, t); /* the handle is gone now unless the caller holds it (or the
+                          call's own function is running: run_repeating holds it) */
     return 0;
 }
 
@@ -485,10 +525,12 @@ int reactor_timer_reset(reactor_timer *h, double seconds)
     int rc = timer_check(h, &t);
     if (rc)
         return rc;
-    if (!(seconds >= 0) || !isfinite(seconds))
+    if (bad_delay(seconds))
         return -EINVAL;
     reactor__ns now = reactor__now_fresh(t->r);
-    return timer_move(t, reactor__ns_add(now, reactor__ns_from_s(seconds)));
+    /* Keeps its seq: among calls due at that time it keeps its original order (what
+     * task.Clock's stable re-sort gives). A repeating call's grid restarts there. */
+    return et_set(t->r, &t->et, reactor__ns_add(now, reactor__ns_from_s(seconds)), 0);
 }
 
 int reactor_timer_delay(reactor_timer *h, double seconds)
@@ -497,9 +539,9 @@ int reactor_timer_delay(reactor_timer *h, double seconds)
     int rc = timer_check(h, &t);
     if (rc)
         return rc;
-    if (!(seconds >= 0) || !isfinite(seconds))
+    if (bad_delay(seconds))
         return -EINVAL;
-    return timer_move(t, reactor__ns_add(t->when, reactor__ns_from_s(seconds)));
+    return et_set(t->r, &t->et, reactor__ns_add(t->et.when, reactor__ns_from_s(seconds)), 0);
 }
 
 int reactor_timer_active(const reactor_timer *h)
@@ -511,7 +553,7 @@ int reactor_timer_active(const reactor_timer *h)
 double reactor_timer_time(const reactor_timer *h)
 {
     const reactor_timer *t = timer_of(h);
-    return t ? reactor__s_from_ns(t->when) : 0;
+    return t ? reactor__s_from_ns(t->et.when) : 0;
 }
 
 reactor_timer *reactor_timer_hold(reactor_timer *h)
@@ -527,47 +569,16 @@ void reactor_timer_release(reactor_timer *h)
 {
     /* Given back to malloc, not the free list: the reactor may be gone already (a held
      * handle is the holder's until this call, like malloc'd memory). While the reactor
-     * lives and a stale entry still points at t, the heap frees it later. */
+     * lives the call is over (else the reactor's own reference would remain), so nothing
+     * in the heap points at it. */
     reactor_timer *t = timer_of(h);
-    if (t && t->refs > 0 && --t->refs == 0 && t->entries == 0)
+    if (t && t->refs > 0 && --t->refs == 0)
         free(t);
 }
 
 size_t reactor_pending_timers(const reactor *r)
 {
     return r ? r->pending : 0;
-}
-
-/* Next deadline of a repeating call that just ran: the first grid point base + k *
- * interval strictly later than now. On time, that is the deadline after the one that
- * ran (drift-free); after a stall the missed points are skipped rather than run in a
- * burst (libevent's event_persist_closure, libev's ev_at += repeat). Strictly later, so
- * reactor_advance's "run until nothing is due" cannot run it twice for one moment. */
-static int timer_rearm(reactor *r, reactor_timer *t)
-{
-    reactor__ns now = reactor__now_fresh(r); /* the function may have taken a while */
-    reactor__ns next;
-    if (now >= t->base) { /* whole ns: the grid point is exact, no drift ever */
-        next = t->base + ((now - t->base) / t->interval + 1) * t->interval;
-    } else { /* (a grid in the future cannot happen; if it did:) */
-        next = REACTOR__NS_MAX + 1;
-    }
-    if (next > REACTOR__NS_MAX) { /* or ~73 years of fake time: start the grid afresh */
-        t->base = now;
-        next = reactor__ns_add(now, t->interval);
-    }
-    /* Stale entries of its own (left by a move sooner) would compare differently under
-     * the new seq and break the heap's order: drop them first (O(n), rare). */
-    if (t->entries > 0)
-        heap_compact(r);
-    t->seq = r->next_seq++; /* scheduled now: after calls already due at that time */
-    int rc = heap_push(r, t, next);
-    if (rc < 0)
-        return rc;
-    t->when = t->hwhen = next;
-    t->where = REACTOR__IN_HEAP;
-    r->heap_live++;
-    return 0;
 }
 
 /* A repeating call stays PENDING while its function runs (cancel from inside is
@@ -577,8 +588,12 @@ static void run_repeating(reactor *r, reactor_timer *t)
     t->refs++;
     REACTOR__TRACE(r, "timer cb=%s (repeating)", t->name);
     t->fn(r, t->data);
-    /* Still active and not moved by reset/delay from inside: back on the grid. */
-    if (t->state == REACTOR__T_PENDING && t->where == REACTOR__IN_NONE && timer_rearm(r, t) < 0) {
+    /* Still active and not moved by reset/delay from inside: back on the grid, after
+     * calls already due at that time (a new seq). The function may have taken a while:
+     * the grid is measured against a fresh clock reading. */
+    if (t->state == REACTOR__T_PENDING && t->et.state == REACTOR__ET_IDLE &&
+        et_set(r, &t->et,
+               next_grid_point(t->et.when, t->interval, reactor__now_fresh(r)), 1) < 0) {
         t->state = REACTOR__T_CANCELLED; /* out of memory: it stops as if cancelled */
         r->pending--;
         t->refs--; /* the reactor's reference; never the last, the run's is still here */
@@ -586,48 +601,65 @@ static void run_repeating(reactor *r, reactor_timer *t)
     timer_unref(r, t);
 }
 
+/* The function of every call's embedded timer. */
+static void call_fire(reactor *r, reactor_etimer *et)
+{
+    reactor_timer *t = call_of(et);
+    if (t->interval != 0) { /* repeating: the one extra branch a one-shot pays */
+        run_repeating(r, t);
+        return;
+    }
+    t->state = REACTOR__T_CALLED; /* before fn: cancel() from inside says -EALREADY */
+    r->pending--;
+    REACTOR__TRACE(r, "timer cb=%s", t->name);
+    t->fn(r, t->data);
+    timer_unref(r, t); /* the handle was valid during its own call; now it goes */
+}
+
+/* ---- Running ---------------------------------------------------------------------- */
+
 size_t reactor__run_timers(reactor *r)
 {
-    /* Phase 1: collect. Everything due now leaves the heap, in (when, seq) order; the
-     * root's entry becomes the due-list slot (`entries` unchanged). */
+    /* Timers started by the functions below count from the moment this pass began (the
+     * loop's reading at the start of the iteration), as libev's ev_now: one clock
+     * reading per pass, not one per start. */
+    if (r->in_iteration && !r->fake_clock) {
+        r->act_now = r->now;
+        r->act_iter = r->iter;
+    }
+    /* Phase 1: collect. Everything due now leaves the heap, in (when, seq) order. */
     r->due_n = 0;
     while (r->heap_n > 0 && r->heap[0].when <= r->now) {
         if (r->due_n == r->due_cap) {
             size_t cap = r->due_cap ? r->due_cap * 2 : 64;
-            reactor_timer **d = realloc(r->due, cap * sizeof *d);
+            reactor_etimer **d = realloc(r->due, cap * sizeof *d);
             if (!d)
                 break; /* the rest stays in the heap for the next pass */
             r->due = d;
             r->due_cap = cap;
         }
-        reactor_timer *t = r->heap[0].t; /* live: settle_top keeps it so */
+        reactor_etimer *t = r->heap[0].t; /* at its real deadline: settle_top keeps it so */
         heap_pop(r);
-        r->heap_live--;
-        t->where = REACTOR__IN_DUE;
+        t->state = REACTOR__ET_DUE;
+        t->slot = (uint32_t)r->due_n;
         r->due[r->due_n++] = t;
-        settle_top(r);
     }
-    /* Phase 2: run. A timer an earlier one cancelled or moved is no longer IN_DUE. */
+    /* Phase 2: run. A timer an earlier one stopped or moved left a NULL. */
     size_t ran = 0;
     for (size_t i = 0; i < r->due_n; i++) {
-        reactor_timer *t = r->due[i];
-        t->entries--; /* its slot; the reactor's reference keeps it alive if pending */
-        if (t->where != REACTOR__IN_DUE) {
-            timer_maybe_free(r, t);
+        reactor_etimer *t = r->due[i];
+        if (!t)
             continue;
-        }
-        t->where = REACTOR__IN_NONE;
-        if (t->interval != 0) { /* repeating: the one extra branch a one-shot pays */
-            run_repeating(r, t);
-            ran++;
-            continue;
-        }
-        t->state = REACTOR__T_CALLED; /* before fn: cancel() from inside says -EALREADY */
-        r->pending--;
-        REACTOR__TRACE(r, "timer cb=%s", t->name);
-        t->fn(r, t->data);
-        timer_unref(r, t); /* the handle was valid during its own call; now it goes */
+        if (i + 1 < r->due_n && r->due[i + 1])
+            __builtin_prefetch(r->due[i + 1]);
+        t->state = REACTOR__ET_IDLE;
+        if (t->repeat > 0 &&
+            et_set(r, t, next_grid_point(t->when, t->repeat, r->now), 1) < 0)
+            t->repeat = 0; /* out of memory: this run is its last */
+        if (t->fn != call_fire)
+            REACTOR__TRACE(r, "timer cb=etimer");
         ran++;
+        t->fn(r, t); /* may free t: not touched after */
     }
     r->due_n = 0;
     return ran;
@@ -641,21 +673,29 @@ int reactor__timer_timeout_ms(const reactor *r)
     return reactor__ceil_ms(r->heap[0].when - r->now);
 }
 
+/* Forgets one timer that is still pending at reactor_free(). */
+static void forget(reactor_etimer *et)
+{
+    et->state = REACTOR__ET_IDLE;
+    if (et->fn != call_fire)
+        return; /* embedded: the caller's; now not active */
+    /* A call is cancelled without running. A handle the user holds survives with
+     * r == NULL (it then reports itself cancelled). */
+    reactor_timer *t = call_of(et);
+    t->state = REACTOR__T_CANCELLED;
+    t->r = NULL;
+    if (--t->refs == 0)
+        free(t);
+}
+
 void reactor__timers_free(reactor *r)
 {
-    /* Pending calls are cancelled without running. A handle the user holds survives
-     * with r == NULL (it then reports itself cancelled). */
-    for (size_t i = 0; i < r->heap_n; i++) {
-        reactor_timer *t = r->heap[i].t;
-        if (t->where == REACTOR__IN_HEAP) {
-            t->state = REACTOR__T_CANCELLED;
-            t->where = REACTOR__IN_NONE;
-            t->refs--;
-        }
-        t->r = NULL;
-        timer_drop_entry(NULL, t);
-    }
-    r->heap_n = r->heap_live = 0;
+    for (size_t i = 0; i < r->heap_n; i++)
+        forget(r->heap[i].t);
+    for (size_t i = 0; i < r->due_n; i++) /* (only when freed from inside a pass) */
+        if (r->due[i])
+            forget(r->due[i]);
+    r->heap_n = r->due_n = 0;
     r->pending = 0;
     free(r->heap_mem);
     free(r->due);
