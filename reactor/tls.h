@@ -13,6 +13,9 @@
  *     once: many small writes make one record, not one record each.
  *   - transport_pending(), the water marks and the hard cap count the plaintext not yet
  *     encrypted plus the ciphertext not yet sent.
+ *   - TCP_NODELAY is on (each step is already one record and one send; Nagle would hold
+ *     a server's first answer 40 ms behind the TLS 1.3 session tickets' delayed ACK).
+ *     transport_set_nodelay(t, 0) turns it off.
  *   - lose_connection: flush, send close_notify, wait for the peer's close_notify (or its
  *     FIN) at most the context's close timeout (default 5 s), then close: PROTOCOL_DONE.
  *     Data arriving meanwhile is dropped. abort_connection sends nothing more.

@@ -5,6 +5,8 @@
 #define _GNU_SOURCE
 #include <check.h>
 #include <errno.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
 #include <openssl/ssl.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -94,8 +96,21 @@ static int both_lost(struct bed *b)
 
 /* ---- A round trip ------------------------------------------------------------------- */
 
+/* TLS connections get TCP_NODELAY (tls_layer.c: Nagle + the peer's delayed ACK of the
+ * session tickets cost a server 40 ms per new connection). */
+static int nodelay_checked;
+static void check_nodelay(struct tp *p)
+{
+    int v = 0;
+    socklen_t len = sizeof v;
+    ck_assert_int_eq(getsockopt(transport_fd(p->base.transport), IPPROTO_TCP, TCP_NODELAY, &v, &len), 0);
+    ck_assert_int_ne(v, 0);
+    nodelay_checked++;
+}
+
 static void write_hello(struct tp *p)
 {
+    check_nodelay(p);
     /* before the handshake: kept, sent after it; many small writes, one callback */
     const char *s = "hello over tls\n";
     for (size_t i = 0; s[i]; i++)
@@ -158,8 +173,11 @@ START_TEST(test_echo_roundtrip)
     want_alpn = "x/1";
     b.x.cli.on_made = write_hello;
     b.x.cli.on_data = got_echo;
+    b.x.srv.on_made = check_nodelay;
+    nodelay_checked = 0;
     bed_connect(&b, "127.0.0.1", certs.ca);
     ck_assert(both_lost(&b));
+    ck_assert_int_eq(nodelay_checked, 2); /* client and server */
     ck_assert_int_eq(b.x.cli.read_lost, 1);
     /* the 15 one-byte writes of one callback became one record */
     ck_assert_int_eq(app_records, 1);

@@ -18,9 +18,11 @@
 # What is measured (PARTS, default "rps hs mem"; add "cg" for callgrind):
 #   rps  requests/s and server CPU per request at SCENARIOS ("1/1 50/16": connections /
 #        requests in flight each), one TLS handshake per connection before the clock starts;
-#   hs   full handshakes per second and server CPU per handshake: HS_CONNS (8) connections
-#        each connect, handshake, send one request, read the answer, send close_notify,
-#        close, and start over (loadgen --handshakes; no session resumption);
+#   hs   full handshakes per second and server CPU per handshake: for each N in HS_CONNS
+#        ("1 8"), N connections each connect, handshake, send one request, read the
+#        answer, send close_notify, close, and start over (loadgen --handshakes; no
+#        session resumption). 1 connection shows the latency of one cycle (a delayed
+#        ACK or a missed wake-up costs 40 ms there), 8 the throughput;
 #   mem  bytes per idle TLS connection: a FRESH server per measurement, one warm-up
 #        connection of 100 requests, VmRSS; then IDLE_CONNS (10,000) connections held
 #        open, each through its handshake and one answered request (loadgen --hold),
@@ -32,7 +34,8 @@
 # (0); each of $RUNS (5) runs measures every server once, in turn, for $SECONDS_PER_RUN
 # (3); the tables give medians and the median of each run's own ratio ("same-run").
 #
-# Environment: RUNS, SECONDS_PER_RUN, SCENARIOS, HS_CONNS, IDLE_CONNS, MEM_RUNS, PARTS,
+# Environment: RUNS, SECONDS_PER_RUN, SCENARIOS, HS_CONNS, HS_CG_CONNS (8: the callgrind
+# handshake count's connections), IDLE_CONNS, MEM_RUNS, PARTS,
 # KEY, VERIFY (0: loadgen does not verify the server; 1: against the CA, with the IP
 # checked), BUILD (build), PIN (1), OUT (keep the raw result lines in this file).
 set -u
@@ -41,7 +44,7 @@ BUILD=${BUILD:-build}
 RUNS=${RUNS:-5}
 SECONDS_PER_RUN=${SECONDS_PER_RUN:-3}
 SCENARIOS=${SCENARIOS:-"1/1 50/16"}
-HS_CONNS=${HS_CONNS:-8}
+HS_CONNS=${HS_CONNS:-"1 8"}
 IDLE_CONNS=${IDLE_CONNS:-10000}
 MEM_RUNS=${MEM_RUNS:-3}
 PARTS=${PARTS:-"rps hs mem"}
@@ -189,6 +192,7 @@ stop() { # pid
 }
 
 status=0
+LOAD_START=$(cut -d' ' -f1-3 /proc/loadavg 2>/dev/null)
 : >"$TMP/running"
 case " $PARTS " in
 *" rps "* | *" hs "*)
@@ -232,7 +236,9 @@ case " $PARTS " in *" rps "*)
 	done ;;
 esac
 case " $PARTS " in *" hs "*)
-	measure hs "$HS_CONNS/hs" --conns "$HS_CONNS" --handshakes ;;
+	for n in $HS_CONNS; do
+		measure hs "$n/hs" --conns "$n" --handshakes
+	done ;;
 esac
 while IFS='	' read -r name port pid; do stop "$pid"; done <"$TMP/running"
 
@@ -274,8 +280,15 @@ case " $PARTS " in *" mem "*)
 	echo "compare_tls: mem done" >&2 ;;
 esac
 
-"$PY" - "$RESULTS" <<'EOF'
+LOAD_END=$(cut -d' ' -f1-3 /proc/loadavg 2>/dev/null)
+"$PY" - "$RESULTS" "$LOAD_START" "$LOAD_END" "$(nproc)" <<'EOF'
 import sys, statistics
+print("compare_tls: every ratio is (this server) / (server_raw_tls, the hand-written OpenSSL-over-epoll")
+print("server) measured in the same run. Higher is better for req/s and handshakes/s, lower for CPU and")
+print("bytes. 'x raw (medians)': median of this server / median of raw; 'same-run x raw': median of the")
+print("per-run ratios (steadier when the machine's load changes between runs). Load average at start /")
+print("end: %s / %s on %s CPUs (wall-clock rates are only comparable on a quiet machine)." % (sys.argv[2], sys.argv[3], sys.argv[4]))
+print()
 rows = [dict(kv.split("=", 1) for kv in line.split() if "=" in kv) for line in open(sys.argv[1])]
 servers, scen = [], []
 for d in rows:
@@ -347,7 +360,7 @@ case " $PARTS " in *" cg "*)
 	# shellcheck disable=SC2086
 	LOADGEN_ARGS="$LG_TLS" SERVER_ARGS="$TLS_ARGS" sh t/bench/callgrind.sh $cg_args || status=1
 	# shellcheck disable=SC2086
-	LOADGEN_ARGS="$LG_TLS --handshakes" SERVER_ARGS="$TLS_ARGS" SCENARIOS=${HS_CONNS}/1 \
+	LOADGEN_ARGS="$LG_TLS --handshakes" SERVER_ARGS="$TLS_ARGS" SCENARIOS=${HS_CG_CONNS:-8}/1 \
 		N1_1=${HS_N1:-200} N2_1=${HS_N2:-1000} UNIT=handshake sh t/bench/callgrind.sh $cg_args || status=1 ;;
 esac
 exit $status
