@@ -218,6 +218,7 @@ check test: all fuzz-replay
 	@sh tools/check_readme.sh $(BUILD) $(CC)
 	@sh tools/deps.sh python3-twisted python3-openssl python3-service-identity 2>&1 | sed 's/^/interop: /' || true
 	@sh tools/deps.sh redis-server 2>&1 | sed 's/^/redis: /' || true
+	@sh tools/deps.sh python3-aiosmtpd 2>&1 | sed 's/^/smtp: /' || true
 	@BUILD=$(BUILD) sh t/interop/apps.sh
 	@BUILD=$(BUILD) sh t/interop/run.sh twisted ours ours twisted ours ours twisted twisted \
 	  twisted-tls ours-tls ours-tls twisted-tls ours-tls ours-tls relay twisted; \
