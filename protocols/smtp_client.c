@@ -746,16 +746,8 @@ static void cancel(deferred *d, void *arg)
 
 /* ---- smtp_send ------------------------------------------------------------------------- */
 
-static deferred *fail_now(int err, const char *fmt, ...) DEFERRED__PRINTF(2, 3);
-static deferred *fail_now(int err, const char *fmt, ...)
-{
-    char msg[300];
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(msg, sizeof msg, fmt, ap);
-    va_end(ap);
-    return deferred_fail(deferred_failure_new(err, "%s", msg));
-}
+/* An already-failed Deferred for a bad argument (deferred_failure_new formats). */
+#define fail_now(err, ...) deferred_fail(deferred_failure_new((err), __VA_ARGS__))
 
 /* An address we can put between < and > on a command line. */
 static int bad_address(const char *a)
