@@ -45,6 +45,7 @@ enum { EXT_STARTTLS = 1, EXT_AUTH_PLAIN = 2, EXT_AUTH_LOGIN = 4, EXT_8BITMIME = 
 
 typedef struct smtp_sess {
     line_receiver lr; /* first: &lr.base is the protocol */
+    line_receiver_ops ops; /* sess_ops with this send's max_line */
     reactor *r;
     deferred *d;  /* the user's, NULL once fired */
     deferred *cd; /* the connect Deferred while connecting */
@@ -863,13 +864,15 @@ deferred *smtp_send(reactor *r, const char *host, int port, const char *from,
     smtp_sess *s = calloc(1, sizeof *s);
     if (!s)
         return fail_now(ENOMEM, "out of memory");
-    line_receiver_init(&s->lr, &sess_ops);
     s->r = r;
     s->port = port;
     s->state = ST_CONNECTING;
     char err[300] = "";
     int rc = fill_options(s, o, err, sizeof err);
-    if (rc == 0 && (rc = line_receiver_set_max_length(&s->lr, s->o.max_line)) == 0) {
+    s->ops = sess_ops;
+    s->ops.max_length = s->o.max_line;
+    line_receiver_init(&s->lr, &s->ops);
+    if (rc == 0) {
         smtp_reply_init(&s->rp, s->o.max_reply);
         s->host = strdup(host);
         s->from = strdup(from);
