@@ -5,7 +5,8 @@
 #   - notif-client exits 0 when the server resets the connection after `quit` (every
 #     answer was printed), and prints an answer holding a NUL byte whole;
 #   - kv-client, the key-value client pattern shown in docs/protocols.md, against
-#     kv-server.
+#     kv-server;
+#   - smtp-send against aiosmtpd, in clear and with STARTTLS.
 # The client cases need /usr/bin/python3 (plain sockets, no Twisted) for the misbehaving
 # server; without it they are skipped, with the reason. Every wait is bounded.
 set -u
@@ -123,6 +124,48 @@ else
 fi
 kill "$pid" 2>/dev/null
 wait "$pid" 2>/dev/null
+
+# 5. smtp-send against aiosmtpd (t/smtp_peer.py): delivered in clear and over STARTTLS
+#    (exit 0, a refused recipient printed with the server's words), all refused (exit 1,
+#    the server's words on one line).
+. t/interop/make_certs.sh
+if [ -x "$PY" ] && "$PY" -c 'import aiosmtpd' >/dev/null 2>&1 && make_certs; then
+	# stdin not a pipe: the peer runs until cleanup kills it.
+	"$PY" t/smtp_peer.py --tls-cert "$TMP/server.pem" --tls-key "$TMP/server.key" \
+		--refuse reject@y.org --out "$TMP/smtp.json" </dev/null >"$TMP/smtpport" 2>"$TMP/smtperr" &
+	PIDS="$PIDS $!"
+	if wait_for "$TMP/smtpport" '^PORT'; then
+		port=$(sed -n 's/^PORT //p' "$TMP/smtpport")
+		for mode in clear starttls; do
+			opts=
+			[ $mode = starttls ] && opts="--starttls --cafile $TMP/ca.pem"
+			out=$(printf 'Subject: %s\n\n.dot\n' "$mode" | timeout 20 "$BUILD/bin/smtp-send" \
+				--host 127.0.0.1 --port "$port" --from me@x.org --to ann@y.org \
+				--to reject@y.org $opts 2>&1)
+			rc=$?
+			tls=false
+			[ $mode = starttls ] && tls=true
+			if [ $rc -eq 0 ] && [ "$out" = "refused reject@y.org: 550 5.1.1 no such user here" ] &&
+				grep "Subject: $mode" "$TMP/smtp.json" | grep -q "\"tls\": $tls"; then
+				pass "smtp-send delivers to aiosmtpd ($mode)"
+			else
+				fail "smtp-send ($mode): exit $rc, output: $out"
+			fi
+		done
+		out=$(printf 'x\n' | timeout 20 "$BUILD/bin/smtp-send" --host 127.0.0.1 --port "$port" \
+			--from me@x.org --to reject@y.org 2>&1)
+		rc=$?
+		if [ $rc -eq 1 ] && [ "$out" = "smtp-send: RCPT TO <reject@y.org>: 550 5.1.1 no such user here (every recipient was refused)" ]; then
+			pass "smtp-send: every recipient refused"
+		else
+			fail "smtp-send, all refused: exit $rc, output: $out"
+		fi
+	else
+		fail "t/smtp_peer.py did not start: $(cat "$TMP/smtperr")"
+	fi
+else
+	echo "SKIP: apps: smtp-send needs $PY with aiosmtpd (python3-aiosmtpd) and openssl"
+fi
 
 echo "apps: $fails failed"
 [ $fails -eq 0 ]
