@@ -617,8 +617,10 @@ static void on_reply(smtp_sess *s)
         command(s, ST_QUIT, s->o.timeout_greeting, "QUIT");
         return;
     }
-    case ST_QUIT:
-        sess_close(s, 0 /* the server closes too: no need to wait */);
+    case ST_QUIT: /* 221 (or anything): done, close after our output like the server */
+        disarm(s);
+        s->state = ST_CLOSED;
+        transport_lose_connection(sess_transport(s));
         return;
     default:
         return;

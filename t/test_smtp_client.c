@@ -535,6 +535,22 @@ static int fake_start(reactor *r, struct fake *fk, const char *const *script, si
     fake_start((r), (fk), (const char *const[]){__VA_ARGS__},              \
                sizeof((const char *const[]){__VA_ARGS__}) / sizeof(const char *))
 
+/* The fake's connections all ended (before fk goes out of scope). */
+static void fake_wait_closed(reactor *r, struct fake *fk)
+{
+    for (int k = 0; k < 1000 && fk->tf.lost < fk->tf.made; k++)
+        reactor_iterate(r, 0.05);
+    ck_assert_int_eq(fk->tf.lost, fk->tf.made);
+}
+
+/* Iterates until the fake received `what`. */
+static void fake_wait_got(reactor *r, struct fake *fk, const char *what)
+{
+    for (int k = 0; k < 1000 && !strstr(fk->got, what); k++)
+        reactor_iterate(r, 0.05);
+    ASSERT_HAS(fk->got, what);
+}
+
 START_TEST(test_helo_fallback_multiline)
 {
     reactor *r = th_reactor(_i);
@@ -551,25 +567,14 @@ START_TEST(test_helo_fallback_multiline)
     ASSERT_HAS(fk.got, "EHLO client.test\r\nHELO client.test\r\nMAIL FROM:<sender@x.org>\r\n"
                        "RCPT TO:<ann@y.org>\r\nDATA\r\nhi\r\n.\r\n");
     deferred_result_clear(&s.r);
+    /* After the result: QUIT, the 221, and the client closes by itself. */
+    fake_wait_got(r, &fk, ".\r\nQUIT\r\n");
+    fake_wait_closed(r, &fk);
+    ck_assert_int_eq(fk.tf.last_lost_kind, PROTOCOL_DONE);
+    listener_free(fk.l);
     reactor_free(r);
 }
 END_TEST
-
-/* The fake's connections all ended (before fk goes out of scope). */
-static void fake_wait_closed(reactor *r, struct fake *fk)
-{
-    for (int k = 0; k < 1000 && fk->tf.lost < fk->tf.made; k++)
-        reactor_iterate(r, 0.05);
-    ck_assert_int_eq(fk->tf.lost, fk->tf.made);
-}
-
-/* Iterates until the fake received `what`. */
-static void fake_wait_got(reactor *r, struct fake *fk, const char *what)
-{
-    for (int k = 0; k < 1000 && !strstr(fk->got, what); k++)
-        reactor_iterate(r, 0.05);
-    ASSERT_HAS(fk->got, what);
-}
 
 /* Each step's refusal fails with the step, the code and the server's words; hostile
  * servers (garbage, a 1 MB line, a changed code, early close, a stall) fail cleanly. */
