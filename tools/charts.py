@@ -132,12 +132,30 @@ def timer_peers():
         return
 
 
+def timer_memory():
+    """bench_timer_peers' second table: | memory | pending | twistc | ... | libev | ..."""
+    path = os.path.join(RESULTS, "timer_peers.txt")
+    if not os.path.exists(path):
+        return print("charts: skipped timer_memory (no %s)" % path)
+    for t in tables(path):
+        head = t[0]
+        if head[:2] != ["memory", "pending"]:
+            continue
+        peers = head[2:]
+        groups = ["%s pending" % r[1] for r in t[1:]]
+        rows = [[num(r[2 + i]) for i in range(len(peers))] for r in t[1:]]
+        bars("timer_memory", "Timers: bytes per pending 30 s timer (heap growth / N + per-timer storage)",
+             "bytes per pending timer", groups, peers, rows)
+        return
+
+
 def main():
     if not shutil.which("gnuplot"):
         sys.exit("charts: gnuplot not found (Debian: gnuplot-nox; tools/deps.sh gnuplot-nox)")
     os.makedirs(CHARTS, exist_ok=True)
     notif_instructions()
     timer_peers()
+    timer_memory()
 
 
 if __name__ == "__main__":

@@ -11,17 +11,27 @@
  *   reset   N connections, each with a 30 s timeout pending; one op = a random connection's
  *           timeout pushed back to 30 s from now (Twisted's TimeoutMixin.resetTimeout), a
  *           non-blocking loop iteration every 256 ops (the cached clocks move as in a
- *           server). Peers: reactor_timer_reset (twistc; it reads the clock at each call,
- *           so that a delay counts from the moment of the call), reactor_idle_touch
- *           (twistc-idle, the lazily re-armed idle timeout of transport_set_timeout; the
- *           touches run inside the loop, as a server's reads do, so the clock is read
- *           once per iteration), ev_timer_again, uv_timer_start, libevent's event_add on
+ *           server). libev: ev_timer_again; libuv: uv_timer_start; libevent: event_add on
  *           a common timeout (its O(1) way for equal durations).
- *   cancel  N pending at random deadlines in [100 s, 200 s); one op = cancelling one, in
+ *   cancel  N pending at random deadlines in [100 s, 200 s); one op = stopping one, in
  *           random order, until none is left.
+ * The twistc rows:
+ *   twistc       embedded timers, the API that matches libev's ev_timer: reactor_etimer in
+ *                the caller's array, reactor_etimer_start / _again / _stop. Its resets run
+ *                inside the loop, 256 per iteration, as a server's reads do: they count
+ *                from the loop's cached time, like ev_timer_again (outside an iteration
+ *                reactor_now() reads the clock, so that nothing fires early).
+ *   twistc-call  the handle API (Twisted's callLater): reactor_call_later,
+ *                reactor_timer_reset (reads the clock at each call: a delay counts from
+ *                the moment of the call), reactor_timer_cancel; reactor-owned structs.
+ *   twistc-idle  reset only: reactor_idle_touch, the lazily re-armed idle timeout of
+ *                transport_set_timeout (touches inside the loop too).
  * Memory: bytes per pending timer = growth of the malloc heap (mallinfo2) while N timers
- * are scheduled, divided by N, plus the storage the user keeps per timer: the embedded
- * watcher for libev/libuv/libevent (event_assign), the 8-byte handle for twistc.
+ * are scheduled, divided by N (the heap array with its growth slack, and for twistc-call
+ * the reactor-owned structs), plus the storage the user keeps per timer: the embedded
+ * struct for twistc (reactor_etimer), libev (ev_timer), libuv (uv_timer_t) and libevent
+ * (struct event, event_assign), the 8-byte handle for twistc-call, the pointer to the
+ * reactor_idle for twistc-idle.
  *
  * Each peer gets the same random delays and the same random order. The table gives the
  * median of the runs and the ratio to libev. Peers not installed at build time are left
@@ -711,7 +721,10 @@ int main(int argc, char **argv)
     for (size_t p = 0; p < NPEERS; p++)
         if (!strcmp(peers[p].name, "libev"))
             iev = (int)p;
-    printf("CPU ns per operation, median of %d interleaved runs\n\n", runs);
+    printf("CPU ns per operation (CLOCK_PROCESS_CPUTIME_ID), median of %d interleaved runs; "
+           "twistc = embedded timers (reactor_etimer), twistc-call = reactor_call_later and "
+           "its handle, twistc-idle = reactor_idle_touch\n\n",
+           runs);
     printf("| workload | pending |");
     for (size_t p = 0; p < NPEERS; p++)
         printf(" %s |", peers[p].name);
