@@ -176,8 +176,10 @@ $(BUILD)/bin/%: $(BUILD)/obj/apps/%.o $(NOTIF_LIB) $(STATIC)
 # a blocking GET (OpenSSL for https). Those libraries are linked into these apps only,
 # never into libtwistc. pkg-config runs in the recipes, after deps.sh installed them.
 $(BUILD)/obj/apps/lib/%.o: ALL_CFLAGS += $$(pkg-config --cflags libxml-2.0 openssl)
-APP_OBJS_planets := $(BUILD)/obj/apps/lib/planets_common.o
-APP_OBJS_planets-blocking := $(APP_OBJS_planets) $(BUILD)/obj/apps/lib/planets_fetch.o
+# planets --mail-to (docs/mail-lesson.md) adds a blocking SMTP sender and the latency probe.
+APP_OBJS_planets := $(BUILD)/obj/apps/lib/planets_common.o $(BUILD)/obj/apps/lib/blocking_smtp.o \
+	$(BUILD)/obj/apps/lib/planets_probe.o
+APP_OBJS_planets-blocking := $(BUILD)/obj/apps/lib/planets_common.o $(BUILD)/obj/apps/lib/planets_fetch.o
 APP_OBJS_planets-threads := $(APP_OBJS_planets-blocking)
 APP_LIBS_planets = $$(pkg-config --libs libxml-2.0)
 APP_LIBS_planets-blocking = $$(pkg-config --libs libxml-2.0 openssl)

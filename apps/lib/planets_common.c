@@ -18,14 +18,52 @@ const char *const planets_default_urls[4] = {
     "http://gstreamer.freedesktop.org/planet/",
 };
 
+const char *const planets_smtp_mode_names[3] = {"blocking", "thread", "async"};
+
 static void usage(const char *prog, unsigned accept, const char *why)
 {
     if (why)
         fprintf(stderr, "%s: %s\n", prog, why);
-    fprintf(stderr, "usage: %s%s%s [--xpath EXPR] [--cafile FILE] [--timeline FILE] [URL...]\n",
+    fprintf(stderr, "usage: %s%s%s [--xpath EXPR] [--cafile FILE] [--timeline FILE]%s [URL...]\n",
             prog, accept & PLANETS_OPT_FIXED ? " [--fixed]" : "",
-            accept & PLANETS_OPT_CORO ? " [--coro]" : "");
+            accept & PLANETS_OPT_CORO ? " [--coro]" : "",
+            accept & PLANETS_OPT_MAIL ? "\n       [--mail-to ADDR [--mail-from ADDR] [--smtp HOST[:PORT]]"
+                                        " [--smtp-mode blocking|thread|async]] [--latency FILE]"
+                                      : "");
     exit(why ? 2 : 0);
+}
+
+/* HOST, HOST:PORT, [V6], [V6]:PORT into o->smtp_host / o->smtp_port. */
+static int parse_host_port(const char *s, struct planets_opts *o)
+{
+    const char *host = s, *end, *colon;
+    if (*s == '[') {
+        host = s + 1;
+        end = strchr(s, ']');
+        if (!end)
+            return -1;
+        colon = end[1] == ':' ? end + 1 : NULL;
+        if (!colon && end[1])
+            return -1;
+    } else {
+        colon = strrchr(s, ':');
+        if (colon && strchr(s, ':') != colon)
+            return -1; /* a bare IPv6 address: ambiguous, ask for brackets */
+        end = colon ? colon : s + strlen(s);
+    }
+    size_t n = (size_t)(end - host);
+    if (n == 0 || n >= sizeof o->smtp_host)
+        return -1;
+    memcpy(o->smtp_host, host, n);
+    o->smtp_host[n] = '\0';
+    if (colon) {
+        char *e;
+        long port = strtol(colon + 1, &e, 10);
+        if (e == colon + 1 || *e || port < 1 || port > 65535)
+            return -1;
+        o->smtp_port = (int)port;
+    }
+    return 0;
 }
 
 void planets_parse_args(int argc, char **argv, unsigned accept, struct planets_opts *o)
@@ -34,11 +72,19 @@ void planets_parse_args(int argc, char **argv, unsigned accept, struct planets_o
         {"xpath", required_argument, NULL, 'x'},  {"cafile", required_argument, NULL, 'c'},
         {"timeline", required_argument, NULL, 't'}, {"fixed", no_argument, NULL, 'f'},
         {"coro", no_argument, NULL, 'C'},         {"help", no_argument, NULL, 'h'},
+        {"mail-to", required_argument, NULL, 'M'}, {"mail-from", required_argument, NULL, 'F'},
+        {"smtp", required_argument, NULL, 'S'},   {"smtp-mode", required_argument, NULL, 'm'},
+        {"latency", required_argument, NULL, 'L'},
         {NULL, 0, NULL, 0},
     };
     const char *prog = strrchr(argv[0], '/') ? strrchr(argv[0], '/') + 1 : argv[0];
     memset(o, 0, sizeof *o);
     o->xpath = "//h3";
+    o->mail_from = "notifier@localhost";
+    strcpy(o->smtp_host, "localhost");
+    o->smtp_port = 25;
+    o->smtp_mode = PLANETS_SMTP_ASYNC;
+    const char *smtp = NULL;
     planets_now(); /* time 0 is now, set before any thread runs */
     opterr = 0;
     int ch;
@@ -52,9 +98,34 @@ void planets_parse_args(int argc, char **argv, unsigned accept, struct planets_o
         case 'C': if (!(accept & PLANETS_OPT_CORO)) usage(prog, accept, "unknown option --coro");
                   o->coro = 1; break;
         case 'h': usage(prog, accept, NULL); break;
+        case 'M': case 'F': case 'S': case 'm': case 'L':
+            if (!(accept & PLANETS_OPT_MAIL)) {
+                char why[80];
+                snprintf(why, sizeof why, "unknown option %s", argv[optind - 1]);
+                usage(prog, accept, why);
+            }
+            if (ch == 'M') o->mail_to = optarg;
+            if (ch == 'F') o->mail_from = optarg;
+            if (ch == 'S') smtp = optarg;
+            if (ch == 'L') o->latency = optarg;
+            if (ch == 'm') {
+                int i = 0;
+                while (i < 3 && strcmp(optarg, planets_smtp_mode_names[i]) != 0)
+                    i++;
+                if (i == 3)
+                    usage(prog, accept, "--smtp-mode: expected blocking, thread or async");
+                o->smtp_mode = (enum planets_smtp_mode)i;
+            }
+            break;
         default: usage(prog, accept, optopt ? "an option needs a value" : "unknown option");
         }
     }
+    if (smtp && parse_host_port(smtp, o) < 0)
+        usage(prog, accept, "--smtp: expected HOST, HOST:PORT or [IPv6]:PORT");
+    if (o->mail_to && (strpbrk(o->mail_to, "<>\r\n ") || !*o->mail_to))
+        usage(prog, accept, "--mail-to: not a mail address");
+    if (strpbrk(o->mail_from, "<>\r\n ") || !*o->mail_from)
+        usage(prog, accept, "--mail-from: not a mail address");
     xmlInitParser(); /* once, before any thread parses (libxml2's rule) */
     xmlXPathCompExprPtr comp = xmlXPathCompile((const xmlChar *)o->xpath);
     if (!comp) {

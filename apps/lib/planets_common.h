@@ -13,13 +13,29 @@
 /* The slide's four planets, fetched when no URL is given. */
 extern const char *const planets_default_urls[4];
 
-enum { PLANETS_OPT_FIXED = 1u << 0, PLANETS_OPT_CORO = 1u << 1 };
+enum { PLANETS_OPT_FIXED = 1u << 0, PLANETS_OPT_CORO = 1u << 1, PLANETS_OPT_MAIL = 1u << 2 };
+
+/* How `planets --mail-to` sends each title (docs/mail-lesson.md). */
+enum planets_smtp_mode {
+    PLANETS_SMTP_BLOCKING, /* blocking_smtp_send inside the callback: the slide's code */
+    PLANETS_SMTP_THREAD,   /* the same through defer_to_thread */
+    PLANETS_SMTP_ASYNC,    /* smtp_send, the asynchronous client */
+};
+extern const char *const planets_smtp_mode_names[3]; /* "blocking", "thread", "async" */
 
 struct planets_opts {
     const char *xpath;    /* --xpath EXPR, default "//h3" */
     const char *cafile;   /* --cafile FILE: CA certificates for https, default the system's */
     const char *timeline; /* --timeline FILE: write when each page was asked for and got */
     int fixed, coro;      /* --fixed (planets-threads), --coro (planets) */
+    /* planets only (PLANETS_OPT_MAIL): mail each title as it arrives */
+    const char *mail_to;   /* --mail-to ADDR: NULL, no mail */
+    const char *mail_from; /* --mail-from ADDR, default "notifier@localhost" */
+    char smtp_host[256];   /* --smtp HOST[:PORT], default localhost:25 */
+    int smtp_port;
+    enum planets_smtp_mode smtp_mode; /* --smtp-mode blocking|thread|async, default async */
+    const char *latency;   /* --latency FILE: run the probe (planets_probe.h), append its
+                            * series there */
     const char *const *urls;
     int nurls;
 };
@@ -51,6 +67,8 @@ struct planets_span {
     const char *url;
     char worker[32]; /* "main", "thread-2", "reactor": no spaces */
     double asked, got, printed;
+    double mail_start, mail_end; /* planets --mail-to: title handed to SMTP, mail accepted
+                                  * or failed (0: no mail) */
 };
 /* Writes the spans to path ("-" or NULL: nothing), one line each:
  *     PROGRAM WORKER URL ASKED GOT PRINTED
