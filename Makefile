@@ -228,7 +228,10 @@ check test: all fuzz-replay
 	  if [ $$irc -ne 0 ] && [ $$irc -ne 77 ]; then exit 1; fi; [ $$prc -eq 0 ] || exit 1; exit $$crc
 
 # The planets programs against planet-server (t/planets/run.py, docs/planets.md).
+# Then the mail lesson (t/planets/mail.py, docs/mail-lesson.md): planets --mail-to in its
+# three --smtp-mode's against t/smtp_peer.py (python3-aiosmtpd).
 PLANETS_TEST = if command -v python3 >/dev/null; then BUILD=$(BUILD) python3 t/planets/run.py; \
+	  p1=$$?; BUILD=$(BUILD) python3 t/planets/mail.py && [ $$p1 -eq 0 ]; \
 	  else echo "planets: SKIP (no python3 to drive the test)"; fi
 
 # The slide's racy planets-threads under ThreadSanitizer: the race must be reported (in
@@ -245,9 +248,24 @@ planets-lesson: apps
 	$(MAKE) tsan-planets TSAN_REPORT=$(abspath $(BUILD))/planets-tsan.txt
 	BUILD=$(BUILD) python3 t/planets/lesson.py --tsan-report $(BUILD)/planets-tsan.txt
 
+# docs/mail-lesson.md's table, slow-callback report and docs/mail-lesson-latency.svg,
+# measured again (t/planets/mail_lesson.py; about a minute; gnuplot, python3-aiosmtpd).
+.PHONY: mail-lesson
+mail-lesson: apps
+	@sh tools/deps.sh gnuplot-nox python3-aiosmtpd
+	BUILD=$(BUILD) python3 t/planets/mail_lesson.py
+
 asan:
 	$(MAKE) BUILD=build-asan SAN=asan OPT="-O1 -g" tests
 	ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1 build-asan/t/check_all
+	$(MAKE) asan-mail-lesson
+
+# planets --mail-to (its worker threads, pinger thread, chained Deferreds) under ASan.
+.PHONY: asan-mail-lesson
+asan-mail-lesson:
+	$(MAKE) BUILD=build-asan SAN=asan OPT="-O1 -g" build-asan/bin/planets build-asan/bin/planet-server
+	ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1 \
+	  BUILD=build-asan python3 t/planets/mail.py
 
 # Thread tests (suites tagged "threads") under ThreadSanitizer.
 tsan:
@@ -256,10 +274,13 @@ tsan:
 	$(MAKE) tsan-planets
 
 # CK_FORK=no: one process, so valgrind sees every test (forked children give false leaks).
-valgrind: tests
+# Then planets --mail-to under valgrind (t/planets/mail.py, its timing bounds not asserted).
+valgrind: tests $(BUILD)/bin/planets $(BUILD)/bin/planet-server
 	@command -v valgrind >/dev/null || sh tools/deps.sh valgrind
 	CK_FORK=no TWISTC_UNDER_VALGRIND=1 valgrind -q --leak-check=full --errors-for-leak-kinds=definite,indirect \
 	  --show-leak-kinds=definite,indirect --error-exitcode=99 $(CHECK_ALL)
+	PLANETS_WRAPPER="valgrind -q --leak-check=full --errors-for-leak-kinds=definite,indirect \
+	  --show-leak-kinds=definite,indirect --error-exitcode=99" BUILD=$(BUILD) python3 t/planets/mail.py
 
 bench: lib $(BENCH_BINS)
 $(BUILD)/bench/%: t/bench/%.c $(wildcard t/bench/*.h) $(STATIC) | $(HDR_LINKS)
