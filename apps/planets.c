@@ -29,6 +29,7 @@
 #include <twistc/deferred.h>
 #include <twistc/http.h>
 #include <twistc/reactor.h>
+#include <twistc/smtp.h>
 #include <twistc/thread_pool.h>
 
 #include "lib/blocking_smtp.h"
@@ -133,6 +134,18 @@ static deferred_result mail_title_thread(struct planets_span *s, char *msg, size
     return deferred_continue_with(d); /* the page's chain waits for the mail */
 }
 
+/* --smtp-mode async: the asynchronous client. The exchange is one more connection on
+ * the reactor; its replies arrive as events like the pages' bytes. */
+static deferred_result mail_title_async(struct planets_span *s, const char *msg, size_t len)
+{
+    const char *to[] = {o.mail_to};
+    smtp_options so = {.timeout = SMTP_TIMEOUT};
+    deferred *d = smtp_send(r, o.smtp_host, o.smtp_port, o.mail_from, to, 1, msg, len, &so);
+    if (!d)
+        return deferred_error(errno, "smtp_send failed");
+    return deferred_continue_with(d); /* fires with an smtp_result */
+}
+
 static deferred_result mail_title(struct planets_span *s, const char *title)
 {
     size_t len;
@@ -149,8 +162,9 @@ static deferred_result mail_title(struct planets_span *s, const char *title)
     case PLANETS_SMTP_THREAD:
         return mail_title_thread(s, msg, len); /* takes msg */
     default:
+        res = mail_title_async(s, msg, len); /* smtp_send copied msg */
         free(msg);
-        return deferred_error(ENOSYS, "--smtp-mode async is not built yet");
+        return res;
     }
 }
 

@@ -12,7 +12,8 @@
  * (defer_to_thread, `--smtp-mode thread`) it costs the loop nothing.
  *
  * The message is sent as given, with line endings made CRLF and dot-stuffing (a line
- * starting with "." gets a second one), so any text goes through intact. Refused
+ * starting with "." gets a second one), so any text goes through intact. Replies are
+ * read with the library's reply parser (smtp_reply_line in <twistc/smtp.h>). Refused
  * recipients are skipped as smtplib does (the send goes on when at least one was
  * accepted). Every socket operation times out after `timeout` seconds (smtplib's
  * default is to wait for ever; a test must not). Thread-safe: no shared state.
