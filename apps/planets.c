@@ -114,9 +114,7 @@ static deferred_result send_on_a_thread(void *arg) /* a worker thread: touches o
     const char *to[] = {o.mail_to};
     int n = blocking_smtp_send(o.smtp_host, o.smtp_port, o.mail_from, to, 1, j->msg, j->len,
                                SMTP_TIMEOUT, err, sizeof err);
-    if (n < 0)
-        return deferred_error(EIO, "%s", err);
-    return deferred_int(n);
+    return n < 0 ? deferred_error(EIO, "%s", err) : deferred_int(n);
 }
 
 static deferred_result mail_title_thread(struct planets_span *s, char *msg, size_t len)

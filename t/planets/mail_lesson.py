@@ -80,7 +80,7 @@ def draw(files, svg, smtp_delay):
     top = max(ms for pings, _ in data.values() for _, ms in pings)
     top = max(100.0, (int(top * 1.3 / 100) + 1) * 100)  # room for the labels above the bars
     tmp, parts = [], []
-    h = 0.86 / len(MODES)
+    h = 0.85 / len(MODES)
     for k, mode in enumerate(MODES):
         pings, mails = data[mode]
         with tempfile.NamedTemporaryFile("w", suffix=".dat", delete=False) as d:
@@ -99,7 +99,7 @@ set size 1, %f
 set label 1 "%s: worst answer %.0f ms, median %.2f ms" at graph 0.01, graph 0.9 left front
 %s
 plot '%s' using ($1+$2/2000):($2/2):($1):($1+$2/1000):(0):($2) with boxxyerror fs solid 0.7 lc rgb '%s' notitle
-""" % (objs, 0.06 + (len(MODES) - 1 - k) * h, h, LABELS[mode], worst,
+""" % (objs, 0 if last else 0.07 + (len(MODES) - 1 - k) * h, h + 0.07 if last else h, LABELS[mode], worst,
        statistics.median(ms for _, ms in pings),
        'set xlabel "seconds since planets started (grey: that run\'s SMTP exchanges)"\nset format x "%g"'
        if last else 'unset xlabel\nset format x ""', d.name, colors[mode]))
