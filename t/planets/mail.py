@@ -19,6 +19,7 @@ Checks, with generous bounds (the machine may be loaded; these are not benchmark
     report names the callback that blocked, and the other two modes report nothing
     that slow;
   - a title starting with "." arrives intact (dot-stuffing), in every mode;
+  - planets --coro mails too (the coroutine awaits the mail's Deferred);
   - a refused recipient, a server that is not SMTP and a refused connection each print "cannot mail the title of
     URL: REASON" with the server's or the system's words, the page line still printed,
     exit 1; bad --smtp / --smtp-mode / --mail-to values are refused (exit 2).
@@ -188,6 +189,9 @@ def test_errors(base, smtp, fast_smtp, sink):
                                            "--smtp-mode", mode, "--xpath", 'concat(".", //h3)', url])))
         runs.append(("refused", mode, planets(["--mail-to", "nobody@lesson.test", "--smtp", fast_smtp,
                                                "--smtp-mode", mode, url])))
+    for mode in MODES if not WRAPPER else []:  # the coroutine version awaits the mail
+        runs.append(("coro", mode, planets(["--coro", "--mail-to", "coro-%s@lesson.test" % mode,
+                                            "--smtp", fast_smtp, "--smtp-mode", mode, url])))
     dead = socket.socket()
     dead.bind(("127.0.0.1", 0))  # bound, never listening: connections are refused
     port = dead.getsockname()[1]
@@ -208,6 +212,11 @@ def test_errors(base, smtp, fast_smtp, sink):
             check(rc == 0 and len(got) == 1 and got[0]["data"].endswith("\r\n\r\n.%s\r\n" % PAGES[0][1]),
                   "%s: a body line starting with '.' arrives intact" % mode,
                   "exit %d %s %s %s" % (rc, out, err, got))
+        elif what == "coro":
+            got = [m for m in received(sink) if m["to"] == ["coro-%s@lesson.test" % mode]]
+            check(rc == 0 and out == [page, "mailed the title of %s to coro-%s@lesson.test" % (url, mode)]
+                  and len(got) == 1 and got[0]["data"].endswith("\r\n\r\n%s\r\n" % PAGES[0][1]),
+                  "%s --coro: the title printed, then mailed" % mode, "exit %d %s %s %s" % (rc, out, err, got))
         elif what == "refused":
             check(rc == 1 and out[:1] == [page] and len(out) == 2 and
                   out[1].startswith("cannot mail the title of %s: " % url) and
