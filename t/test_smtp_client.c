@@ -69,11 +69,20 @@ static void tls_down(void)
     if (have_certs)
         th_certs_remove(&certs);
 }
+/* Twisted offers STARTTLS too (its own certificates): a client without TLS configured
+ * does not use it, so one peer serves the plain and the TLS test. */
+static struct th_certs twcerts;
+static int have_twcerts;
 static void tw_up(void)
 {
     out_name(out_tw, sizeof out_tw, "twisted");
+    have_twcerts = th_certs_make(&twcerts) == 0;
+    if (!have_twcerts) {
+        snprintf(tw.skip, sizeof tw.skip, "could not make test certificates");
+        return;
+    }
     const char *argv[] = {PY, "t/smtp_twisted_peer.py", "--refuse", "reject@y.org", "--out",
-                          out_tw, NULL};
+                          out_tw, "--tls-cert", twcerts.cert, "--tls-key", twcerts.key, NULL};
     if (peer_start(&tw, argv) < 0)
         fprintf(stderr, "smtp tests: twisted peer: %s\n", tw.skip);
 }
@@ -81,6 +90,8 @@ static void tw_down(void)
 {
     peer_stop(&tw);
     unlink(out_tw);
+    if (have_twcerts)
+        th_certs_remove(&twcerts);
 }
 
 /* A test that needs the peer: skipped, saying so, when it could not start. */
@@ -447,6 +458,7 @@ START_TEST(test_twisted)
     ck_assert_uint_eq(res->n_refused, 1);
     ck_assert_str_eq(res->refused[0].address, "reject@y.org");
     ck_assert_int_eq(res->refused[0].code, 550);
+    ck_assert_int_eq(res->tls, 0); /* offered, but no TLS configured: not used */
     /* Twisted hands the message to one IMessage per recipient: two records. */
     char *rec = record(out_tw, "bob@y.org");
     ck_assert_ptr_nonnull(rec);
@@ -457,6 +469,14 @@ START_TEST(test_twisted)
     deferred_failure *f = send_fail(r, &s, tw.port, none, 1, msg, NULL);
     ck_assert_int_eq(smtp_failure_reply(f), 550);
     ASSERT_HAS(f->message, "RCPT TO <reject@y.org>: 550");
+    deferred_result_clear(&s.r);
+    /* STARTTLS with Twisted's TLS (required: it must be offered and work). */
+    m = marker("twisted-tls", _i);
+    snprintf(msg, sizeof msg, "Subject: %s\r\n\r\nsecret\r\n", m);
+    smtp_options o = {.ca_file = twcerts.ca, .starttls = SMTP_STARTTLS_REQUIRED};
+    res = send_ok(r, &s, tw.port, to, 1, msg, &o);
+    ck_assert_int_eq(res->tls, 1);
+    assert_arrived(out_tw, m, "\"tls\": true", msg);
     deferred_result_clear(&s.r);
     reactor_free(r);
 }
