@@ -494,6 +494,7 @@ struct fake {
     size_t n, lines;
     char got[4096];
     size_t got_len;
+    int garbage_next; /* answer the next bytes (a TLS ClientHello) with plain text */
 };
 
 static void fake_say(struct tp *p, struct fake *fk, const char *what)
@@ -503,6 +504,9 @@ static void fake_say(struct tp *p, struct fake *fk, const char *what)
         return;
     if (!strcmp(what, "!close")) {
         transport_lose_connection(t);
+    } else if (!strcmp(what, "!starttls-garbage")) {
+        transport_write(t, "220 go ahead\r\n", 14);
+        fk->garbage_next = 1;
     } else if (!strcmp(what, "!big")) {
         size_t n = 1024 * 1024;
         char *b = malloc(n);
@@ -514,7 +518,6 @@ static void fake_say(struct tp *p, struct fake *fk, const char *what)
         transport_write(t, what, strlen(what));
         transport_write(t, "\r\n", 2);
     }
-    (void)fk;
 }
 
 static void fake_made(struct tp *p)
@@ -527,6 +530,11 @@ static void fake_made(struct tp *p)
 static int fake_data(struct tp *p, const char *data, size_t len)
 {
     struct fake *fk = p->tf->user;
+    if (fk->garbage_next) {
+        fk->garbage_next = 0;
+        transport_write(p->base.transport, "500 this is not TLS\r\n", 21);
+        return 0;
+    }
     for (size_t i = 0; i < len; i++) {
         if (fk->got_len + 1 < sizeof fk->got)
             fk->got[fk->got_len++] = data[i];
@@ -604,25 +612,36 @@ START_TEST(test_refusals_and_hostile)
         const char *script[8];
         int err;
         const char *want; /* the message, or its start */
+        int starttls;
+        size_t max_reply;
     } cases[] = {
-        {{"554 go away"}, SMTP_EREPLY + 554, "greeting: 554 go away"},
-        {{"220 hi", "502 no", "501 no HELO either"}, SMTP_EREPLY + 501, "HELO: 501 no HELO either"},
-        {{"220 hi", "421 busy"}, SMTP_EREPLY + 421, "EHLO: 421 busy"},
+        {{"554 go away"}, SMTP_EREPLY + 554, "greeting: 554 go away", 0, 0},
+        {{"220 hi", "502 no", "501 no HELO either"}, SMTP_EREPLY + 501,
+         "HELO: 501 no HELO either", 0, 0},
+        {{"220 hi", "421 busy"}, SMTP_EREPLY + 421, "EHLO: 421 busy", 0, 0},
         {{"220 hi", "250 hi", "451 4.3.0 try later"}, SMTP_EREPLY + 451,
-         "MAIL FROM <sender@x.org>: 451 4.3.0 try later"},
+         "MAIL FROM <sender@x.org>: 451 4.3.0 try later", 0, 0},
         {{"220 hi", "250 hi", "250 ok", "250 ok", "554 no data today"}, SMTP_EREPLY + 554,
-         "DATA: 554 no data today"},
+         "DATA: 554 no data today", 0, 0},
         {{"220 hi", "250 hi", "250 ok", "250 ok", "354 go", NULL, "552 too big"},
-         SMTP_EREPLY + 552, "end of data: 552 too big"},
-        {{"HELLO THERE"}, EPROTO, "greeting: not an SMTP reply line"},
-        {{"220 hi", "250-a\r\n251 b"}, EPROTO, "EHLO: a multi-line reply changed its code"},
-        {{"220 hi", "250x"}, EPROTO, "EHLO: not an SMTP reply line"},
+         SMTP_EREPLY + 552, "end of data: 552 too big", 0, 0},
+        {{"HELLO THERE"}, EPROTO, "greeting: not an SMTP reply line", 0, 0},
+        {{"220 hi", "250-a\r\n251 b"}, EPROTO, "EHLO: a multi-line reply changed its code", 0,
+         0},
+        {{"220 hi", "250x"}, EPROTO, "EHLO: not an SMTP reply line", 0, 0},
         {{"220 hi", "250 hi", "250 ok", "250 ok", "250 what?"}, EPROTO,
-         "DATA: unexpected reply: 250 what?"},
-        {{"220 hi", "!big"}, EMSGSIZE, "EHLO: reply line longer than 4096 bytes"},
-        {{"220 hi", "!close"}, ECONNRESET, "EHLO: connection to 127.0.0.1:"},
-        {{"!close"}, ECONNRESET, "greeting: connection to 127.0.0.1:"},
-        {{"220 hi", NULL}, ETIMEDOUT, "EHLO: no reply from 127.0.0.1:"},
+         "DATA: unexpected reply: 250 what?", 0, 0},
+        {{"220 hi", "!big"}, EMSGSIZE, "EHLO: reply line longer than 4096 bytes", 0, 0},
+        {{"220 hi", "!close"}, ECONNRESET, "EHLO: connection to 127.0.0.1:", 0, 0},
+        {{"!close"}, ECONNRESET, "greeting: connection to 127.0.0.1:", 0, 0},
+        {{"220 hi", NULL}, ETIMEDOUT, "EHLO: no reply from 127.0.0.1:", 0, 0},
+        {{"220 hi", "250-aaaaaaaaaa\r\n250-bbbbbbbbbb\r\n250 c"}, EMSGSIZE,
+         "EHLO: reply larger than the limit", 0, 15},
+        /* STARTTLS accepted, then no TLS: the handshake fails (EPROTO, as https). */
+        {{"220 hi", "250-hi\r\n250 STARTTLS", "!starttls-garbage"}, EPROTO,
+         "STARTTLS with 127.0.0.1:", SMTP_STARTTLS_REQUIRED, 0},
+        {{"220 hi", "250-hi\r\n250 STARTTLS", "454 4.7.0 TLS not available"}, SMTP_EREPLY + 454,
+         "STARTTLS: 454 4.7.0 TLS not available", SMTP_STARTTLS_REQUIRED, 0},
     };
     reactor *r = th_reactor(_i);
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
@@ -630,7 +649,8 @@ START_TEST(test_refusals_and_hostile)
         int port = fake_start(r, &fk, cases[i].script, 8);
         struct res s;
         const char *to[] = {"ann@y.org"};
-        smtp_options o = {.timeout = 0.2}; /* the stall: no server answers in between */
+        smtp_options o = {.timeout = 0.2, /* the stall: no server answers in between */
+                          .starttls = cases[i].starttls, .max_reply = cases[i].max_reply};
         deferred_failure *f = send_fail(r, &s, port, to, 1, "hi\r\n", &o);
         ck_assert_msg(f->code == cases[i].err, "case %zu: %s (%s)", i, f->message,
                       deferred_code_name(f->code));
