@@ -31,6 +31,7 @@
 
 #include "deferred/coro_internal.h"
 #include "reactor/module_internal.h"
+#include "reactor/slow_internal.h"
 
 struct coro_registry {
     reactor *r;
@@ -137,10 +138,23 @@ static void co_unref(coro *co)
         co_release(co);
 }
 
+/* The slow-callback detector is on in some reactor: the run of the coroutine's body until
+ * its next await is a timed section named after its function (reactor/slow.c). */
+void coro__resume_timed(coro *co)
+{
+    reactor__slow_mark m;
+    reactor__slow_enter(&m, REACTOR__SLOW_CORO, (void (*)(void))co->fn, NULL);
+    coro__resume(co);
+    reactor__slow_leave(&m);
+}
+
 /* Not inline: for the rare resumes (start, orphaned, closing). */
 static void co_resume(coro *co)
 {
-    coro__resume(co);
+    if (atomic_load_explicit(&reactor__slow_users, memory_order_relaxed))
+        coro__resume_timed(co);
+    else
+        coro__resume(co);
 }
 
 /* The awaited Deferred was freed without firing and discarded our waiter pair. Nothing

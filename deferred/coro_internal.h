@@ -34,6 +34,9 @@ typedef struct coro {
     struct coro *prev, *next;
 } coro;
 
+/* coro__resume inside a timed section of the slow-callback detector (coro.c). */
+void coro__resume_timed(coro *co);
+
 /* The coroutine running on this thread (the innermost one when coroutines resume each
  * other), or NULL on a plain thread stack. */
 extern _Thread_local coro *coro__current DEFERRED__TLS_IE;

@@ -14,6 +14,7 @@
 
 #include "deferred/coro_internal.h"
 #include "deferred/deferred_internal.h"
+#include "reactor/slow_internal.h"
 
 #if defined(__x86_64__) && defined(__SSE2__)
 #include <emmintrin.h>
@@ -22,9 +23,11 @@
 #if defined(__GNUC__) || defined(__clang__)
 #define HOT_INLINE inline __attribute__((always_inline))
 #define NOINLINE __attribute__((noinline))
+#define UNLIKELY(x) __builtin_expect(!!(x), 0)
 #else
 #define HOT_INLINE inline
 #define NOINLINE
+#define UNLIKELY(x) (x)
 #endif
 
 /* The continuation marker. Never actually called through the chain; its address is
@@ -382,9 +385,25 @@ static HOT_INLINE void wake_waiter(deferred *cur, coro *co)
     /* RUNNING: d fired inside coro_await itself, which sees have_result. */
     if (co->fiber.state == CORO__FIBER_SUSPENDED) {
         cur->flags |= DEFERRED__RUNNING; /* A6: pairs it adds to cur wait for this one */
-        coro__resume(co);
+        if (UNLIKELY(atomic_load_explicit(&reactor__slow_users, memory_order_relaxed)))
+            coro__resume_timed(co);
+        else
+            coro__resume(co);
         cur->flags &= ~DEFERRED__RUNNING;
     }
+}
+
+/* A callback with the slow-callback detector on in some reactor of the process: timed
+ * if it runs inside a callback of this thread's reactor (reactor/slow.c). */
+static NOINLINE deferred_result timed_call(deferred_cb fn, deferred_result res, void *arg)
+{
+    reactor__slow_mark m;
+    reactor__slow_enter(&m, res.kind == DEFERRED_FAILURE ? REACTOR__SLOW_DEFERRED_EB
+                                                         : REACTOR__SLOW_DEFERRED_CB,
+                        (void (*)(void))fn, NULL);
+    deferred_result ret = fn(res, arg);
+    reactor__slow_leave(&m);
+    return ret;
 }
 
 /* Runs one callback or errback of cur (fn may be NULL: pass-through) and stores what it
@@ -404,7 +423,11 @@ static HOT_INLINE int run_pair(deferred *cur, deferred_cb fn, void *arg, deferre
         /* Stored first (with store_result: read field by field, which forwards from
          * however the callback wrote its return value, and written as the next pair's
          * copy will read it), tested after. */
-        deferred_result ret = fn(cur->result, arg);
+        deferred_result ret;
+        if (UNLIKELY(atomic_load_explicit(&reactor__slow_users, memory_order_relaxed)))
+            ret = timed_call(fn, cur->result, arg);
+        else
+            ret = fn(cur->result, arg);
         store_result_from(&cur->result, &ret);
         cur->flags &= ~DEFERRED__RUNNING;
         if (cur->result.kind == DEFERRED_DEFERRED) {

@@ -12,6 +12,7 @@
  * reactor__now_activity), so last + timeout is never before "the loop learned of the
  * activity" + timeout, and the timer only runs once the clock has passed it. */
 #include "reactor/reactor_internal.h"
+#include "reactor/slow_internal.h"
 
 #include <errno.h>
 #include <math.h>
@@ -37,7 +38,10 @@ static void idle_fire(reactor *r, void *data)
         /* No memory for the re-arm: it times out now rather than never. */
     }
     it->timer = NULL;
-    it->fn(r, it->data); /* may free it */
+    if (r->slow) /* named after its function, not "idle" */
+        reactor__slow_call(r, REACTOR__SLOW_IDLE, it->fn, it->data, NULL, 0);
+    else
+        it->fn(r, it->data); /* may free it */
 }
 
 static int idle_arm(reactor_idle *it, double seconds)

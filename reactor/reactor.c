@@ -5,6 +5,7 @@
  * poller in its backend_*.c file. */
 #include "reactor/reactor_internal.h"
 #include "reactor/backend_epoll_internal.h" /* reactor__ep_poll, called directly */
+#include "reactor/slow_internal.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -167,11 +168,13 @@ reactor *reactor_new_with_backend(const char *backend)
     r->sig_fd[0] = r->sig_fd[1] = -1;
     r->now = reactor__clock_now();
     reactor__trace_init(r);
+    reactor__slow_init(r);
     r->be_state = be->create();
     int rc = r->be_state ? reactor__threads_init(r) : -errno;
     if (rc < 0) {
         if (r->be_state)
             be->free(r->be_state);
+        reactor__slow_free(r);
         free(r);
         errno = -rc;
         return NULL;
@@ -207,6 +210,7 @@ int reactor_free(reactor *r)
     free(r->io);
     free(r->ready);
     free(r->kinds);
+    reactor__slow_free(r);
     free(r);
     return 0;
 }
@@ -460,10 +464,20 @@ static NOINLINE int poll_again(reactor *r, int timeout_ms)
     }
 }
 
-static NOINLINE void dispatch_trace(reactor *r, int fd, unsigned ev, const char *name)
+/* Dispatch with the trace or the slow-callback detector on (r->hooks). */
+static NOINLINE void dispatch_hooked(reactor *r, int fd, unsigned ev, const reactor__kind *k,
+                                     void *data)
 {
-    char buf[8];
-    reactor__trace(r, "dispatch fd=%d ev=%s cb=%s", fd, reactor__events_str(ev, buf), name);
+    reactor_io_fn fn = k->fn; /* copied: a callback may move r->kinds */
+    const char *name = k->name;
+    if (r->trace) {
+        char buf[8];
+        reactor__trace(r, "dispatch fd=%d ev=%s cb=%s", fd, reactor__events_str(ev, buf), name);
+    }
+    if (r->slow)
+        reactor__slow_io(r, fd, ev, fn, data, name);
+    else
+        fn(r, fd, ev, data);
 }
 
 /* Dispatch in two phases. Phase 1 stamps each entry with its fd's generation as it was
@@ -488,8 +502,10 @@ static ALWAYS_INLINE void dispatch_entry(reactor *r, reactor__ready e, int check
     if (!io->events || !ev)
         return; /* it asked for none of what came back */
     const reactor__kind *k = &r->kinds[io->kind];
-    if (UNLIKELY(r->trace != NULL))
-        dispatch_trace(r, e.fd, ev, k->name);
+    if (UNLIKELY(r->hooks)) { /* the trace or the slow-callback detector */
+        dispatch_hooked(r, e.fd, ev, k, io->data);
+        return;
+    }
     k->fn(r, e.fd, ev, io->data);
 }
 

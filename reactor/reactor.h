@@ -342,6 +342,45 @@ TWISTC_API void reactor_set_trace(reactor *r, FILE *out);
 /* Where the trace goes (NULL when off): modules built on the reactor add their lines. */
 TWISTC_API FILE *reactor_trace_file(const reactor *r);
 
+/* ---- Slow-callback detector --------------------------------------------------------- */
+
+/* "Functions must return quickly": with a threshold of ms > 0, every callback that runs
+ * ms or longer is reported in one line on stderr (or to the report function below):
+ *
+ *   slow callback: mail_title took 2003.1 ms (deferred callback, in: on_io (fd 7 R,
+ *   protocol http_data_received)); waiting: 2 fds ready, 1 timer overdue (oldest by 1990.4 ms)
+ *
+ * (one line; wrapped here). Timed: fd callbacks, timers, calls from threads, signal
+ * callbacks, idle timeouts, and each Deferred callback and errback that runs inside one of
+ * them. The innermost slow one is named (a static function too, from the program's
+ * symbol table when it is not stripped; else "0xADDR (object+0xOFF)"), with what it ran
+ * inside; an enclosing callback is reported only if it was slow without counting the
+ * reported ones inside it. "waiting": the fds ready when it returned and the timers whose
+ * deadline had passed. docs/reactor.md has the details and the cost.
+ * 0 turns it off (the default); REACTOR_SLOW_MS=N in the environment turns it on when the
+ * reactor is created. -EINVAL (negative or not finite), -ENOMEM. */
+TWISTC_API int reactor_set_slow_callback_ms(reactor *r, double ms);
+/* The threshold in ms, 0 when off. */
+TWISTC_API double reactor_slow_callback_ms(const reactor *r);
+
+/* One report. Every pointer is valid only during the report function's call. */
+typedef struct reactor_slow_report {
+    const char *line;     /* the whole line, "slow callback: ...", without a newline */
+    const char *name;     /* the callback's name: "mail_title", "0x55d0c1a2b3c4 (prog+0x23c4)" */
+    const char *kind;     /* "fd", "timer", "thread call", "signal", "idle timeout",
+                           * "deferred callback", "deferred errback", "coroutine" */
+    const char *context;  /* what it ran inside, outermost first ("" at the top level) */
+    double ms;            /* how long it ran */
+    int fd;               /* the fd whose callback it ran in (or was), else -1 */
+    int fds_ready;        /* fds ready when it returned (-1: unknown) */
+    size_t timers_overdue; /* timers whose deadline had passed, not yet run */
+    double overdue_ms;    /* how late the oldest of them was (0 when none) */
+} reactor_slow_report;
+typedef void (*reactor_slow_fn)(reactor *r, const reactor_slow_report *rep, void *data);
+/* Sends the reports to fn instead of stderr (NULL: back to stderr). It runs on the
+ * reactor's thread, right after the slow callback returned. -EINVAL, -ENOMEM. */
+TWISTC_API int reactor_set_slow_callback_report(reactor *r, reactor_slow_fn fn, void *data);
+
 #ifdef __cplusplus
 }
 #endif

@@ -119,6 +119,8 @@ typedef struct reactor__calls {
 
 #define REACTOR__NSIG 128
 
+typedef struct reactor__slow_state reactor__slow_state;
+
 typedef struct reactor__sig {
     int signo;
     reactor_fn fn;
@@ -185,6 +187,12 @@ struct reactor {
 
     /* trace (trace.c) */
     FILE *trace;
+    /* dispatch's one test for both: trace != NULL || slow != NULL */
+    unsigned char hooks;
+
+    /* slow-callback detector (slow.c): slow is the state while on, NULL while off */
+    struct reactor__slow_state *slow;
+    struct reactor__slow_state *slow_state; /* kept while off, freed with the reactor */
 
     void *mod_data[REACTOR__MOD_COUNT];
     void (*mod_free[REACTOR__MOD_COUNT])(void *);

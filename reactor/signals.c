@@ -7,6 +7,7 @@
  * pending signal from loop context, where any code may run. A burst of deliveries
  * between two looks gives one run. One reactor at a time owns a given signal. */
 #include "reactor/reactor_internal.h"
+#include "reactor/slow_internal.h"
 
 #include <errno.h>
 #include <signal.h>
@@ -48,8 +49,12 @@ static void reactor_signals(reactor *r, int fd, unsigned events, void *data)
             continue;
         REACTOR__TRACE(r, "signal signo=%d", signo);
         for (reactor__sig *s = r->sigs; s; s = s->next)
-            if (s->signo == signo)
-                s->fn(r, s->data);
+            if (s->signo == signo) {
+                if (r->slow)
+                    reactor__slow_call(r, REACTOR__SLOW_SIGNAL, s->fn, s->data, NULL, signo);
+                else
+                    s->fn(r, s->data);
+            }
     }
 }
 

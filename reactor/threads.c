@@ -11,6 +11,7 @@
  * step 3 takes it; one that comes after step 2 writes again. No wakeup is lost, and
  * calls queued while a batch runs wait for the next iteration. */
 #include "reactor/reactor_internal.h"
+#include "reactor/slow_internal.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -137,7 +138,11 @@ size_t reactor__run_thread_calls(reactor *r)
     r->q = r->q_spare;
     pthread_mutex_unlock(&r->q_lock);
     for (size_t i = 0; i < batch.n; i++)
-        batch.v[i].fn(r, batch.v[i].data);
+        if (r->slow)
+            reactor__slow_call(r, REACTOR__SLOW_THREAD_CALL, batch.v[i].fn, batch.v[i].data,
+                               NULL, 0);
+        else
+            batch.v[i].fn(r, batch.v[i].data);
     size_t n = batch.n;
     batch.n = 0;
     r->q_spare = batch;

@@ -59,6 +59,7 @@
  *   they go back into the heap at the next grid point with a new seq (so never twice in
  *   one pass: the pass's list was collected before). */
 #include "reactor/reactor_internal.h"
+#include "reactor/slow_internal.h"
 
 #include <errno.h>
 #include <math.h> /* isfinite: a macro, no libm needed */
@@ -618,6 +619,13 @@ static void call_fire(reactor *r, reactor_etimer *et)
 
 /* ---- Running ---------------------------------------------------------------------- */
 
+#if defined(__GNUC__) || defined(__clang__)
+#define NOINLINE_T __attribute__((noinline))
+#else
+#define NOINLINE_T
+#endif
+static NOINLINE_T void run_timed(reactor *r, reactor_etimer *t);
+
 size_t reactor__run_timers(reactor *r)
 {
     /* Timers started by the functions below count from the moment this pass began (the
@@ -659,10 +667,69 @@ size_t reactor__run_timers(reactor *r)
         if (t->fn != call_fire)
             REACTOR__TRACE(r, "timer cb=etimer");
         ran++;
-        t->fn(r, t); /* may free t: not touched after */
+        if (r->slow)
+            run_timed(r, t);
+        else
+            t->fn(r, t); /* may free t: not touched after */
     }
     r->due_n = 0;
     return ran;
+}
+
+/* ---- The slow-callback detector (slow.c) ------------------------------------------ */
+
+/* A timer's function with the detector on: a timed section named after the call's
+ * function and name, or the embedded timer's function. */
+static NOINLINE_T void run_timed(reactor *r, reactor_etimer *t)
+{
+    void (*fn)(void) = (void (*)(void))t->fn;
+    const char *name = NULL;
+    if (t->fn == call_fire) {
+        const reactor_timer *c = call_of(t);
+        fn = (void (*)(void))c->fn;
+        name = c->name;
+    }
+    reactor__slow_mark m;
+    reactor__slow_open(r, &m, REACTOR__SLOW_TIMER, fn, name);
+    t->fn(r, t); /* may free t */
+    reactor__slow_leave(&m);
+}
+
+/* Timers due by `now` in the subtree of logical slot i. A child's entry is never earlier
+ * than its parent's, so the walk stops at the first later one; an entry may be earlier
+ * than its timer (a lazy move later), whose own deadline is what counts. Recursion
+ * depth: the heap's height (log4 n). */
+static void overdue_walk(const reactor *r, size_t i, reactor__ns now, size_t *n,
+                         reactor__ns *oldest)
+{
+    if (i >= r->heap_n || r->heap[i].when > now)
+        return;
+    const reactor_etimer *t = r->heap[i].t;
+    if (t->when <= now) {
+        (*n)++;
+        if (t->when < *oldest)
+            *oldest = t->when;
+    }
+    for (size_t c = D * i + 1; c <= D * i + D; c++)
+        overdue_walk(r, c, now, n, oldest);
+}
+
+size_t reactor__timers_overdue(reactor *r, int64_t now, int64_t *oldest)
+{
+    size_t n = 0;
+    reactor__ns first = REACTOR__NS_MAX;
+    /* Collected in this pass and still to run (the one running is no longer DUE). */
+    for (size_t i = 0; i < r->due_n; i++) {
+        const reactor_etimer *t = r->due[i];
+        if (t && t->state == REACTOR__ET_DUE && t->when <= now) {
+            n++;
+            if (t->when < first)
+                first = t->when;
+        }
+    }
+    overdue_walk(r, 0, now, &n, &first);
+    *oldest = first;
+    return n;
 }
 
 int reactor__timer_timeout_ms(const reactor *r)

@@ -15,6 +15,7 @@ void reactor__trace_init(reactor *r)
     const char *e = getenv("REACTOR_TRACE");
     if (e && *e && strcmp(e, "0") != 0)
         r->trace = stderr;
+    r->hooks = r->trace != NULL || r->slow != NULL;
 }
 
 void reactor__trace(const reactor *r, const char *fmt, ...)
@@ -46,8 +47,10 @@ const char *reactor__events_str(unsigned events, char buf[8])
 
 void reactor_set_trace(reactor *r, FILE *out)
 {
-    if (r)
+    if (r) {
         r->trace = out;
+        r->hooks = r->trace != NULL || r->slow != NULL;
+    }
 }
 
 FILE *reactor_trace_file(const reactor *r)

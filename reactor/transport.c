@@ -13,6 +13,7 @@
 #include "reactor/module_internal.h"
 #include "reactor/reactor_internal.h"
 #include "reactor/tls_internal.h"
+#include "reactor/slow_internal.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -1249,4 +1250,16 @@ static void mod_free(void *data)
     free(m->scratch);
     free(m->tlsbuf);
     free(m);
+}
+
+/* The slow-callback detector's context for a transport's fd: the protocol's
+ * data_received, the code a read runs. */
+void (*reactor__transport_slow_fn(reactor_io_fn fn, void *data))(void)
+{
+    if (fn != on_io || !data)
+        return NULL;
+    const transport *t = data;
+    if (!t->proto || !t->proto->ops)
+        return NULL;
+    return (void (*)(void))t->proto->ops->data_received;
 }
