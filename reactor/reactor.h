@@ -351,8 +351,8 @@ TWISTC_API FILE *reactor_trace_file(const reactor *r);
  *   protocol http_data_received)); waiting: 2 fds ready, 1 timer overdue (oldest by 1990.4 ms)
  *
  * (one line; wrapped here). Timed: fd callbacks, timers, calls from threads, signal
- * callbacks, idle timeouts, and each Deferred callback and errback that runs inside one of
- * them. The innermost slow one is named (a static function too, from the program's
+ * callbacks, idle timeouts, and each Deferred callback and errback and each coroutine body
+ * (from a resume to its next await) that runs inside one of them. The innermost slow one is named (a static function too, from the program's
  * symbol table when it is not stripped; else "0xADDR (object+0xOFF)"), with what it ran
  * inside; an enclosing callback is reported only if it was slow without counting the
  * reported ones inside it. "waiting": the fds ready when it returned and the timers whose

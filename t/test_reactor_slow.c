@@ -394,6 +394,49 @@ START_TEST(test_slow_coroutine_named)
 }
 END_TEST
 
+/* ---- A signal callback, and an idle timeout's ---- */
+
+START_TEST(test_slow_signal_named)
+{
+    reps x;
+    reactor *r = slow_reactor(_i, THRESH, &x);
+    int ran = 0;
+    ck_assert_int_eq(reactor_on_signal(r, SIGUSR1, slow_thread_call, &ran), 0);
+    ck_assert_int_eq(raise(SIGUSR1), 0);
+    ck_assert_int_eq(th_iterate_until(r, &ran, 5), 1);
+    int i = find(&x, "slow_thread_call", NULL);
+    ck_assert_int_ge(i, 0);
+    ck_assert_str_eq(x.kind[i], "signal");
+    char want[32];
+    snprintf(want, sizeof want, "(signal %d", SIGUSR1);
+    ck_assert_msg(strstr(x.line[i], want), "%s", x.line[i]);
+    /* it runs from the reactor's self-pipe: an fd callback around it */
+    ck_assert_msg(strstr(x.context[i], "(fd "), "%s", x.line[i]);
+    assert_no_second_line(&x, "slow_thread_call");
+    ck_assert_int_eq(reactor_free(r), 0);
+}
+END_TEST
+
+START_TEST(test_slow_idle_timeout_named)
+{
+    reps x;
+    reactor *r = slow_reactor(_i, THRESH, &x);
+    ck_assert_int_eq(reactor_use_fake_clock(r, 0), 0); /* when it fires; the nap is real */
+    int ran = 0;
+    reactor_idle *it = reactor_idle_new(r, 1, slow_thread_call, &ran);
+    ck_assert_ptr_nonnull(it);
+    ck_assert_int_eq(reactor_advance(r, 2), 0);
+    ck_assert_int_eq(ran, 1);
+    int i = find(&x, "slow_thread_call", NULL);
+    ck_assert_int_ge(i, 0);
+    ck_assert_str_eq(x.kind[i], "idle timeout"); /* named after its function, not "idle" */
+    ck_assert_msg(strstr(x.context[i], "idle (timer)"), "%s", x.line[i]);
+    assert_no_second_line(&x, "slow_thread_call");
+    reactor_idle_free(it);
+    ck_assert_int_eq(reactor_free(r), 0);
+}
+END_TEST
+
 /* ---- The environment and stderr ---- */
 
 START_TEST(test_slow_env_to_stderr)
@@ -477,6 +520,8 @@ Suite *suite_reactor_slow(void)
     tcase_add_loop_test(tc, test_slow_outer_reported_for_its_own_time, 0, n);
     tcase_add_loop_test(tc, test_slow_thread_call_named, 0, n);
     tcase_add_loop_test(tc, test_slow_coroutine_named, 0, n);
+    tcase_add_test(tc, test_slow_signal_named);
+    tcase_add_test(tc, test_slow_idle_timeout_named);
     tcase_add_test(tc, test_slow_env_to_stderr);
     tcase_add_test(tc, test_symbol_names);
     suite_add_tcase(s, tc);
