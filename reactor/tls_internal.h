@@ -15,7 +15,8 @@
 int tls__attach(transport *t, tls_context *ctx, int client, const char *host);
 /* Frees the layer (after connection_lost and the owner's callbacks). */
 void tls__free(struct tls_conn *c);
-/* Plaintext the protocol wrote, kept until the next step. -ENOMEM. */
+/* Plaintext the protocol wrote, kept until the next step (transport_write's path when
+ * the buffer has no room: borrows the shared buffer or grows its own). -ENOMEM. */
 int tls__write(struct tls_conn *c, const void *data, size_t len);
 /* Plaintext written and not yet encrypted. */
 size_t tls__held(const struct tls_conn *c);

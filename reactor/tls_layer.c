@@ -7,7 +7,7 @@
  * until the transport's next step, where one SSL_write encrypts all of them.
  *
  *   socket -> transport (recv) -> bio_read -> SSL_read -> data_received
- *   transport_write -> c->p -> SSL_write (at the step) -> bio_write -> t->out -> send
+ *   transport_write -> c->pl -> SSL_write (at the step) -> bio_write -> t->out -> send
  *
  * Every OpenSSL call starts with an empty error queue (clear_errors), so one
  * connection's error never shows up as another's. */
@@ -38,6 +38,7 @@ enum {
 };
 
 struct tls_conn {
+    struct tls__plain pl; /* first: transport_write appends to it (tls_internal.h) */
     transport *t;
     SSL *ssl;
     tls_context *ctx; /* a reference */
@@ -46,8 +47,6 @@ struct tls_conn {
     size_t in_len;
     char *kept; /* owned copy of ciphertext not consumed yet (a paused protocol) */
     size_t kept_len;
-    char *p; /* plaintext written, not yet encrypted */
-    size_t p_len, p_cap;
     reactor_timer *close_timer; /* lose_connection's wait for the peer's close_notify */
     char *detail;               /* OpenSSL's reason for the end (owned), or NULL */
     const char *message;        /* replaces the reason's message, or NULL */
@@ -203,31 +202,90 @@ void tls__free(struct tls_conn *c)
     SSL_free(c->ssl);
     tls_context_unref(c->ctx);
     free(c->kept);
-    free(c->p);
+    if (c->pl.buf && c->pl.buf == c->mod->tlsplain)
+        c->mod->tlsplain_user = NULL; /* the loan ends with the connection */
+    else
+        free(c->pl.buf);
     free(c->detail);
     free(c);
 }
 
-/* ---- Writing ----------------------------------------------------------------------------- */
+/* ---- The plaintext buffer ------------------------------------------------------------ *
+ * What the protocol writes waits in c->pl until the step's one SSL_write. A connection
+ * without a buffer of its own borrows the reactor's shared one (TRANSPORT__OUT_STD, a
+ * record's worth) when no other connection holds it: when its input arrives (the answers
+ * are written during that data_received), or at its first write. The loan ends at the
+ * connection's next step (tls__before_send), where what SSL_write did not take (the
+ * handshake is not over yet) moves to a buffer of its own, or at tls__free. So answering
+ * a request costs no malloc, many small answers are appended inline by transport_write,
+ * and an idle connection holds no plaintext buffer. */
 
-int tls__write(struct tls_conn *c, const void *data, size_t len)
+static int lent(const struct tls_conn *c)
 {
-    if (c->p_len + len > c->p_cap) {
-        size_t cap = c->p_cap ? c->p_cap : 4096;
-        while (cap < c->p_len + len)
-            cap *= 2;
-        char *p = realloc(c->p, cap);
-        if (!p)
-            return -ENOMEM;
-        c->p = p;
-        c->p_cap = cap;
+    return c->pl.buf && c->pl.buf == c->mod->tlsplain;
+}
+
+static void borrow(struct tls_conn *c)
+{
+    struct transport_mod *m = c->mod;
+    if (c->pl.buf || m->tlsplain_user)
+        return;
+    if (!m->tlsplain && !(m->tlsplain = malloc(TRANSPORT__OUT_STD)))
+        return; /* optional: the connection allocates its own */
+    c->pl.buf = m->tlsplain;
+    c->pl.cap = TRANSPORT__OUT_STD;
+    m->tlsplain_user = c;
+}
+
+/* Ends c's loan; the len bytes kept move to a buffer of its own with room for need more.
+ * -ENOMEM (the loan has ended, the bytes are lost). */
+static int give_back(struct tls_conn *c, size_t need)
+{
+    const char *shared = c->pl.buf;
+    c->mod->tlsplain_user = NULL;
+    c->pl.buf = NULL;
+    c->pl.cap = 0;
+    if (!c->pl.len && !need)
+        return 0;
+    size_t cap = 4096;
+    while (cap < c->pl.len + need)
+        cap *= 2;
+    char *b = malloc(cap);
+    if (!b) {
+        c->pl.len = 0;
+        return -ENOMEM;
     }
-    memcpy(c->p + c->p_len, data, len);
-    c->p_len += len;
+    memcpy(b, shared, c->pl.len);
+    c->pl.buf = b;
+    c->pl.cap = cap;
     return 0;
 }
 
-size_t tls__held(const struct tls_conn *c) { return c->p_len; }
+int tls__write(struct tls_conn *c, const void *data, size_t len)
+{
+    if (!c->pl.buf && !(c->t->flags & T_WANT_WRITE))
+        borrow(c); /* (a full socket: no step is scheduled to end the loan soon) */
+    if (c->pl.len + len > c->pl.cap) {
+        if (lent(c)) {
+            if (give_back(c, len) < 0)
+                return -ENOMEM;
+        } else {
+            size_t cap = c->pl.cap ? c->pl.cap : 4096;
+            while (cap < c->pl.len + len)
+                cap *= 2;
+            char *p = realloc(c->pl.buf, cap);
+            if (!p)
+                return -ENOMEM;
+            c->pl.buf = p;
+            c->pl.cap = cap;
+        }
+    }
+    memcpy(c->pl.buf + c->pl.len, data, len);
+    c->pl.len += len;
+    return 0;
+}
+
+size_t tls__held(const struct tls_conn *c) { return c->pl.len; }
 
 /* ---- Ending -------------------------------------------------------------------------- */
 
@@ -305,7 +363,7 @@ static void close_timeout(reactor *r, void *data)
     c->close_timer = NULL;
     if (c->t->flags & T_CLOSED)
         return;
-    if (!(c->state & TL_HS_DONE) || c->p_len) {
+    if (!(c->state & TL_HS_DONE) || c->pl.len) {
         fail(c, PROTOCOL_TLS_HANDSHAKE, 0,
              "the handshake did not finish within the close timeout");
     } else {
@@ -416,6 +474,7 @@ void tls__received(transport *t, const char *data, size_t n)
         c->in = data;
         c->in_len = n;
     }
+    borrow(c); /* for the answers; the step after this read ends the loan */
     pump(c);
     keep_rest(c);
 }
@@ -445,9 +504,8 @@ int tls__reading_on_close(const struct tls_conn *c)
 
 /* ---- The step -------------------------------------------------------------------------- */
 
-void tls__before_send(transport *t)
+static void before_send(transport *t, struct tls_conn *c)
 {
-    struct tls_conn *c = transport__x(t)->tls;
     if (!(t->flags & T_PAUSED) && (c->kept_len || (c->state & TL_HS_DONE && SSL_pending(c->ssl)))) {
         c->in = c->kept;
         c->in_len = c->kept_len;
@@ -469,18 +527,18 @@ void tls__before_send(transport *t)
         }
         clear_errors();
     }
-    if (c->p_len && (c->state & TL_HS_DONE) && !(c->state & TL_SENT_CLOSE)) {
+    if (c->pl.len && (c->state & TL_HS_DONE) && !(c->state & TL_SENT_CLOSE)) {
         clear_errors();
-        size_t n = c->p_len < (size_t)1 << 30 ? c->p_len : (size_t)1 << 30;
-        int r = SSL_write(c->ssl, c->p, (int)n);
+        size_t n = c->pl.len < (size_t)1 << 30 ? c->pl.len : (size_t)1 << 30;
+        int r = SSL_write(c->ssl, c->pl.buf, (int)n);
         if (r > 0) {
-            c->p_len -= (size_t)r;
-            if (c->p_len)
-                memmove(c->p, c->p + r, c->p_len);
-            else { /* an idle connection keeps no plaintext buffer */
-                free(c->p);
-                c->p = NULL;
-                c->p_cap = 0;
+            c->pl.len -= (size_t)r;
+            if (c->pl.len)
+                memmove(c->pl.buf, c->pl.buf + r, c->pl.len);
+            else if (!lent(c)) { /* an idle connection keeps no plaintext buffer */
+                free(c->pl.buf);
+                c->pl.buf = NULL;
+                c->pl.cap = 0;
             }
         } else if (classify(c, r, &kind, &err, detail, sizeof detail)) {
             fail(c, kind == PROTOCOL_DONE ? PROTOCOL_TLS_ERROR : kind, err, detail);
@@ -491,11 +549,23 @@ void tls__before_send(transport *t)
     }
 }
 
+void tls__before_send(transport *t)
+{
+    struct tls_conn *c = transport__x(t)->tls;
+    before_send(t, c);
+    if (lent(c)) { /* the loan ends at the step */
+        if (t->flags & (T_CLOSED | T_ABORTING))
+            c->pl.len = 0; /* nothing more goes out */
+        if (give_back(c, 0) < 0)
+            fail(c, PROTOCOL_ERROR, ENOMEM, NULL);
+    }
+}
+
 int tls__drained(transport *t, int producer)
 {
     struct tls_conn *c = transport__x(t)->tls;
     int closing = (t->flags & T_DISCONNECTING) && !producer;
-    if (c->p_len) {
+    if (c->pl.len) {
         if ((c->state & TL_HS_DONE) && !(c->state & TL_SENT_CLOSE))
             return 1; /* written after the last SSL_write (a producer): encrypt it */
         if (closing)

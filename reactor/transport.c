@@ -921,6 +921,18 @@ int transport_write(transport *t, const void *data, size_t len)
     if (write_dropped(t) || len == 0)
         return 0;
     if ((t->flags & T_HAS_X) && transport__x(t)->tls) {
+        /* The common TLS case inline: room in the plaintext buffer (usually the
+         * reactor's shared one, lent while this connection's input is handled), no
+         * producer, far from the cap. write_tls does the same with every check. */
+        struct transport_extra *x = transport__x(t);
+        struct tls__plain *pl = tls__plain(x->tls);
+        if (pl->len + len <= pl->cap && !x->pops && pending(t) + pl->len + len <= x->cap) {
+            transport__copy_in(pl->buf + pl->len, data, len);
+            pl->len += len;
+            if (!(t->flags & (T_IN_CB | T_WANT_WRITE)))
+                schedule(t);
+            return 0;
+        }
         struct iovec one = {(void *)data, len};
         return write_tls(t, &one, 1, len);
     }
@@ -1249,6 +1261,7 @@ static void mod_free(void *data)
     free(m->rbuf);
     free(m->scratch);
     free(m->tlsbuf);
+    free(m->tlsplain);
     free(m);
 }
 

@@ -127,6 +127,20 @@ static inline void transport__copy_in(char *dst, const char *src, size_t len)
     }
 }
 
+/* The plaintext a TLS connection's protocol wrote and the layer has not encrypted yet.
+ * It is the first member of the layer (struct tls_conn), so that writes append to it
+ * inline (tls__plain). buf is the connection's own (malloc) or the reactor's shared one
+ * (struct transport_mod's tlsplain), lent to one connection at a time until its next
+ * step: tls_layer.c, "The plaintext buffer". */
+struct tls__plain {
+    char *buf;
+    size_t len, cap;
+};
+static inline struct tls__plain *tls__plain(struct tls_conn *c)
+{
+    return (struct tls__plain *)(void *)c;
+}
+
 /* transport_write, with its most common case inline for the library's own protocols:
  * an answer written from inside the connection's own callback, into an output buffer
  * that has room (every buffer holds at least TRANSPORT__OUT_STD bytes), on a connection
@@ -183,6 +197,9 @@ struct transport_mod {
     struct connector *connectors;
     struct resolve_job *jobs; /* host name lookups in flight */
     char *tlsbuf; /* TLS: plaintext decrypted from one read (TRANSPORT__READ_MAX), lazily */
+    char *tlsplain; /* TLS: TRANSPORT__OUT_STD bytes lent as the plaintext buffer of one
+                       connection until its next step (tls_layer.c), lazily */
+    struct tls_conn *tlsplain_user; /* the connection holding it, or NULL */
     int shutting_down;
     int freeing; /* inside reactor_free: the reactor's own state may be gone */
     struct factory__use *uses; /* factories in use, for their start/stop hooks */

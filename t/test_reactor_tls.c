@@ -188,6 +188,100 @@ START_TEST(test_echo_roundtrip)
 }
 END_TEST
 
+/* ---- The shared plaintext buffer ------------------------------------------------------ */
+
+/* Answers are written into a buffer the reactor lends to the connection being read
+ * (tls_layer.c). Here the first client's "go" gets 20,000 bytes in 1,000-byte writes
+ * (more than the lent buffer holds: it moves to one of its own mid-callback), and the
+ * second client's "go" gets the same while its callback also writes "!\n" to the first
+ * connection (which holds no loan then). Every byte must reach the right client, in
+ * order. */
+#define FAN_LEN 20000
+static transport *fan_first; /* the first server-side connection */
+
+static int fan_srv_data(struct tp *p, const char *data, size_t len)
+{
+    (void)data;
+    (void)len; /* each client sends "go\n" once, one record */
+    transport *t = p->base.transport;
+    char chunk[1000];
+    for (size_t off = 0; off < FAN_LEN; off += sizeof chunk) {
+        fill_pattern(chunk, sizeof chunk, off);
+        ck_assert_int_eq(transport_write(t, chunk, sizeof chunk), 0);
+    }
+    if (!fan_first)
+        fan_first = t;
+    else
+        ck_assert_int_eq(transport_write(fan_first, "!\n", 2), 0);
+    return 0;
+}
+
+static void fan_cli_made(struct tp *p) { transport_write(p->base.transport, "go\n", 3); }
+
+static int fan_cli_data(struct tp *p, const char *data, size_t len)
+{
+    if (p->in_len + len > p->in_cap) {
+        p->in_cap = (p->in_len + len) * 2;
+        p->in = realloc(p->in, p->in_cap);
+        ck_assert_ptr_nonnull(p->in);
+    }
+    memcpy(p->in + p->in_len, data, len);
+    p->in_len += len;
+    return 0;
+}
+
+static int fan_got(struct tp *p, size_t want)
+{
+    if (!p || p->in_len < want)
+        return 0;
+    ck_assert_uint_eq(p->in_len, want);
+    char *expect = malloc(FAN_LEN);
+    ck_assert_ptr_nonnull(expect);
+    fill_pattern(expect, FAN_LEN, 0);
+    ck_assert_int_eq(memcmp(p->in, expect, FAN_LEN), 0);
+    free(expect);
+    return 1;
+}
+
+START_TEST(test_shared_plaintext_buffer)
+{
+    struct bed b;
+    bed_open(&b, _i, TP_RECORD, certs.cert, certs.key);
+    fan_first = NULL;
+    b.x.srv.on_data = fan_srv_data;
+    b.x.cli.on_made = fan_cli_made;
+    b.x.cli.on_data = fan_cli_data;
+    bed_connect(&b, "127.0.0.1", certs.ca);
+    struct tp *first = NULL;
+    for (int i = 0; i < 20000 && !fan_got(first, FAN_LEN); i++) {
+        reactor_iterate(b.x.r, 0.5);
+        first = b.x.cli.last;
+    }
+    ck_assert(fan_got(first, FAN_LEN));
+    connector *c2 = reactor_connect_tls(b.x.r, "127.0.0.1", b.x.port, &b.x.cli.f, 5, b.cctx);
+    ck_assert_ptr_nonnull(c2);
+    struct tp *second = NULL;
+    for (int i = 0; i < 20000 && !(fan_got(second, FAN_LEN) && first->in_len == FAN_LEN + 2);
+         i++) {
+        reactor_iterate(b.x.r, 0.5);
+        if (b.x.cli.last != first)
+            second = b.x.cli.last;
+    }
+    ck_assert(fan_got(second, FAN_LEN));
+    ck_assert_uint_eq(first->in_len, FAN_LEN + 2);
+    ck_assert_int_eq(memcmp(first->in + FAN_LEN, "!\n", 2), 0);
+    /* no connection holds the shared buffer between steps */
+    ck_assert_ptr_null(transport__mod(b.x.r)->tlsplain_user);
+    transport_lose_connection(first->base.transport);
+    transport_lose_connection(second->base.transport);
+    for (int i = 0; i < 20000 && b.x.srv.lost < 2; i++)
+        reactor_iterate(b.x.r, 0.5);
+    ck_assert_int_eq(b.x.srv.lost, 2);
+    connector_free(c2);
+    bed_close(&b);
+}
+END_TEST
+
 /* ---- Verification failures --------------------------------------------------------- */
 
 static void verify_case(int backend, const char *cert, const char *key, const char *host,
@@ -445,6 +539,7 @@ Suite *suite_reactor_tls(void)
     int n = th_backend_count();
     tcase_add_test(tc, test_context_errors);
     tcase_add_loop_test(tc, test_echo_roundtrip, 0, n);
+    tcase_add_loop_test(tc, test_shared_plaintext_buffer, 0, n);
     tcase_add_loop_test(tc, test_verify_unknown_issuer, 0, n);
     tcase_add_loop_test(tc, test_verify_expired, 0, n);
     tcase_add_loop_test(tc, test_verify_wrong_host, 0, n);
