@@ -15,6 +15,8 @@ median, 99th percentile and worst answer time, and the detector's lines on stder
 The medians over the runs go into the table between the <!-- mail-timing --> markers of
 docs/mail-lesson.md; the last blocking run's detector lines between the <!-- slowcb -->
 markers; gnuplot draws the last run of each mode into docs/mail-lesson-latency.svg.
+Every run's line, and every detector line of every run, go to docs/results/mail_lesson.txt
+(rewritten each time).
 """
 import argparse
 import json
@@ -32,6 +34,7 @@ BIN = os.path.join(BUILD, "bin")
 PY = os.environ.get("INTEROP_PYTHON", "/usr/bin/python3")
 DOC = "docs/mail-lesson.md"
 SVG = "docs/mail-lesson-latency.svg"
+RAW = "docs/results/mail_lesson.txt"  # every run's line and the detector's lines, raw
 PATHS = ["/planet.debian.net/", "/planetzope.org/", "/planet.gnome.org/",
          "/gstreamer.freedesktop.org/planet/"]
 MODES = ["blocking", "thread", "async"]
@@ -153,6 +156,8 @@ def main():
     procs = []
     tmp = tempfile.mkdtemp()
     res = {m: [] for m in MODES}
+    raw = ["# make mail-lesson (t/planets/mail_lesson.py --runs %d --smtp-delay %g), %s UTC" % (
+        a.runs, a.smtp_delay, time.strftime("%Y-%m-%d %H:%M", time.gmtime()))]
     files = {}
     try:
         urls = []
@@ -171,10 +176,13 @@ def main():
                 r = run_once(mode, urls, smtp, lat, slow_ms)
                 res[mode].append(r)
                 files[mode] = lat
-                print("%-9s run %d: %.2f s, pings median %.2f ms, p99 %.1f ms, max %.1f ms, "
-                      "%.2f s in answers over 10 ms, %d slow-callback lines" % (
-                          mode, run + 1, r["wall"], r["median"], r["p99"], r["max"], r["frozen"],
-                          len(r["slow"])))
+                line = ("%-9s run %d: %.2f s, %d pings, median %.2f ms, p99 %.1f ms, max %.1f ms, "
+                        "%.2f s in answers over 10 ms, %d slow-callback lines" % (
+                            mode, run + 1, r["wall"], r["pings"], r["median"], r["p99"], r["max"],
+                            r["frozen"], len(r["slow"])))
+                print(line)
+                raw.append(line)
+                raw.extend("    " + l for l in r["slow"])
         mails = [json.loads(l) for l in open(os.path.join(tmp, "mails.jsonl"))]
         if len(mails) != a.runs * len(MODES) * len(PATHS):
             raise SystemExit("the sink got %d mails, expected %d" % (
@@ -218,7 +226,11 @@ def main():
     text = replace_between(text, "slowcb", "```\n$ REACTOR_SLOW_MS=%d build/bin/planets --smtp-mode "
                            "blocking ...\n%s\n```\n" % (slow_ms, report))
     open(DOC, "w").write(text)
-    print("wrote the table and the detector's report into %s and the picture %s" % (DOC, SVG))
+    raw.append("# load average %s before, %s after; %s, %d cores" % (
+        " ".join(load_before), " ".join(load_after), cpu, os.cpu_count()))
+    open(RAW, "w").write("\n".join(raw) + "\n")
+    print("wrote the table and the detector's report into %s, the picture %s, the runs %s" % (
+        DOC, SVG, RAW))
 
 
 if __name__ == "__main__":
