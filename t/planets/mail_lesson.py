@@ -151,7 +151,7 @@ def main():
     exchange = 7 * a.smtp_delay
     # Page i arrives at 0.5 + i * (exchange + 0.5) s: one exchange fits between two pages.
     planet_delays = [0.5 + i * (exchange + 0.5) for i in range(len(PATHS))]
-    slow_ms = int(exchange * 1000 / 2)
+    slow_ms = 100  # asyncio debug mode's default (slow_callback_duration = 0.1 s)
     load_before = open("/proc/loadavg").read().split()[:3]
     procs = []
     tmp = tempfile.mkdtemp()
