@@ -83,6 +83,12 @@ TWISTC_API int tls_context_use_certificate(tls_context *ctx, const char *cert_fi
 TWISTC_API int tls_context_set_alpn(tls_context *ctx, const char *const *protos, size_t n);
 /* How long lose_connection waits for the peer's close_notify (seconds, > 0). */
 TWISTC_API int tls_context_set_close_timeout(tls_context *ctx, double seconds);
+/* How long a connection's handshake may take, from the TCP connection (or
+ * transport_start_tls) to its end, in seconds; 0: no limit. Default 30. A peer that
+ * connects and never finishes (a slowloris of handshakes) is dropped then:
+ * connection_lost(PROTOCOL_TLS_HANDSHAKE, err ETIMEDOUT, detail "the handshake did not
+ * finish in time"). -EINVAL for a negative value. */
+TWISTC_API int tls_context_set_handshake_timeout(tls_context *ctx, double seconds);
 /* The OpenSSL SSL_CTX, for settings this API does not cover (cast it to SSL_CTX *). */
 TWISTC_API void *tls_context_ssl_ctx(tls_context *ctx);
 

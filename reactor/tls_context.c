@@ -14,6 +14,7 @@
 #include <sys/stat.h>
 
 #define TLS_DEFAULT_CLOSE_TIMEOUT 5.0
+#define TLS_DEFAULT_HANDSHAKE_TIMEOUT 30.0
 
 /* One line into err: what we tried, then OpenSSL's reason (the queue's first entry: the
  * cause, where later ones only say which call failed). */
@@ -61,6 +62,7 @@ static tls_context *ctx_new(int server)
     atomic_init(&c->refs, 1);
     c->server = server;
     c->close_timeout = TLS_DEFAULT_CLOSE_TIMEOUT;
+    c->handshake_timeout = TLS_DEFAULT_HANDSHAKE_TIMEOUT;
     SSL_CTX_set_min_proto_version(c->ssl, TLS1_2_VERSION);
     /* Idle connections give their record buffers back; the layer may hand SSL_write a
      * buffer that moved since a retry (the plaintext grows while the handshake runs). */
@@ -230,6 +232,14 @@ int tls_context_set_close_timeout(tls_context *c, double seconds)
     if (!c || !(seconds > 0))
         return -EINVAL;
     c->close_timeout = seconds;
+    return 0;
+}
+
+int tls_context_set_handshake_timeout(tls_context *c, double seconds)
+{
+    if (!c || !(seconds >= 0) || seconds > 1e9)
+        return -EINVAL;
+    c->handshake_timeout = seconds;
     return 0;
 }
 

@@ -15,6 +15,7 @@ struct tls_context {
     int server;
     int verify;           /* TLS_VERIFY_* */
     double close_timeout; /* seconds lose_connection waits for the peer's close_notify */
+    double handshake_timeout; /* seconds a handshake may take, 0: no limit */
     unsigned char *alpn;  /* ALPN wire format (length-prefixed names), or NULL */
     size_t alpn_len;
 };

@@ -48,6 +48,7 @@ struct tls_conn {
     char *kept; /* owned copy of ciphertext not consumed yet (a paused protocol) */
     size_t kept_len;
     reactor_timer *close_timer; /* lose_connection's wait for the peer's close_notify */
+    reactor_timer *hs_timer;    /* the handshake's time limit, until it is done */
     char *detail;               /* OpenSSL's reason for the end (owned), or NULL */
     const char *message;        /* replaces the reason's message, or NULL */
     unsigned state;
@@ -133,6 +134,8 @@ static int is_ip(const char *host)
     return inet_pton(AF_INET, host, buf) == 1 || inet_pton(AF_INET6, host, buf) == 1;
 }
 
+static void handshake_timeout(reactor *r, void *data);
+
 int tls__attach(transport *t, tls_context *ctx, int client, const char *host)
 {
     pthread_once(&bio_once, bio_method_init);
@@ -179,6 +182,12 @@ int tls__attach(transport *t, tls_context *ctx, int client, const char *host)
         SSL_set_accept_state(c->ssl);
     }
     clear_errors();
+    if (ctx->handshake_timeout > 0 &&
+        !(c->hs_timer = reactor_call_later(m->r, ctx->handshake_timeout, handshake_timeout, c))) {
+        SSL_free(c->ssl);
+        free(c);
+        return -ENOMEM;
+    }
     c->ctx = tls_context_ref(ctx);
     x->tls = c;
     /* No Nagle over TLS: each step already gathers everything written into one record
@@ -199,6 +208,8 @@ void tls__free(struct tls_conn *c)
         return;
     if (c->close_timer)
         transport__cancel(c->mod, c->close_timer);
+    if (c->hs_timer)
+        transport__cancel(c->mod, c->hs_timer);
     SSL_free(c->ssl);
     tls_context_unref(c->ctx);
     free(c->kept);
@@ -373,6 +384,19 @@ static void close_timeout(reactor *r, void *data)
     transport__schedule(c->t);
 }
 
+/* A peer that connected and never finished its handshake (or a server that never
+ * answers ours) goes after the context's handshake timeout. */
+static void handshake_timeout(reactor *r, void *data)
+{
+    (void)r;
+    struct tls_conn *c = data;
+    c->hs_timer = NULL;
+    if (c->t->flags & (T_CLOSED | T_ABORTING) || (c->state & TL_HS_DONE))
+        return;
+    fail(c, PROTOCOL_TLS_HANDSHAKE, ETIMEDOUT, "the handshake did not finish in time");
+    transport__schedule(c->t);
+}
+
 static void arm_close_timer(struct tls_conn *c)
 {
     if (!c->close_timer)
@@ -413,8 +437,13 @@ static void pump(struct tls_conn *c)
                 break;
             }
         }
-        if (!(c->state & TL_HS_DONE) && SSL_is_init_finished(c->ssl))
+        if (!(c->state & TL_HS_DONE) && SSL_is_init_finished(c->ssl)) {
             c->state |= TL_HS_DONE; /* the plaintext waiting goes at the next step */
+            if (c->hs_timer) {
+                transport__cancel(c->mod, c->hs_timer);
+                c->hs_timer = NULL;
+            }
+        }
         if (got && deliver) {
             if (transport__deliver(t, buf, got) != 0)
                 return; /* closed with the protocol's error */

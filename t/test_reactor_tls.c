@@ -504,6 +504,53 @@ START_TEST(test_close_notify_timeout)
 }
 END_TEST
 
+/* A client that connects and sends nothing is dropped after the handshake timeout (3 s
+ * on the fake clock); a client whose handshake finished is not, however long it stays. */
+static int got_hi(struct tp *p, const char *data, size_t len)
+{
+    (void)data;
+    p->in_len += len;
+    if (p->in_len >= 3)
+        p->tf->read_lost = 1; /* marks "greeting seen" */
+    return 0;
+}
+
+START_TEST(test_handshake_timeout)
+{
+    struct bed b;
+    bed_open(&b, _i, TP_RECORD, certs.cert, certs.key);
+    ck_assert_int_eq(reactor_use_fake_clock(b.x.r, 100), 0);
+    ck_assert_int_eq(tls_context_set_handshake_timeout(b.sctx, -1), -EINVAL);
+    ck_assert_int_eq(tls_context_set_handshake_timeout(b.sctx, 3), 0);
+    struct rawc *raw = tfx_raw(&b.x); /* connects, never says a word */
+    b.x.srv.on_made = greet;
+    b.x.cli.on_data = got_hi;
+    bed_connect(&b, "127.0.0.1", certs.ca);
+    for (int i = 0; i < 10000 && !b.x.cli.read_lost; i++)
+        reactor_iterate(b.x.r, 0.01);
+    ck_assert_int_eq(b.x.cli.read_lost, 1); /* the good client's handshake is done */
+    ck_assert_int_eq(b.x.srv.made, 2);
+    reactor_advance(b.x.r, 2.9);
+    th_iterate_n(b.x.r, 5);
+    ck_assert_int_eq(b.x.srv.lost, 0);
+    reactor_advance(b.x.r, 0.2);
+    ck_assert(th_iterate_until(b.x.r, &raw->done, 5));
+    ck_assert_int_eq(b.x.srv.lost, 1);
+    ck_assert_msg(b.srec.kind == PROTOCOL_TLS_HANDSHAKE, "server: %s", b.srec.text);
+    ck_assert_str_eq(b.srec.detail, "the handshake did not finish in time");
+    ck_assert_int_eq(b.x.srv.last_lost_err, ETIMEDOUT);
+    reactor_advance(b.x.r, 100);
+    th_iterate_n(b.x.r, 5);
+    ck_assert_int_eq(b.x.srv.lost, 1); /* the good connection stays */
+    ck_assert_int_eq(b.crec.lost, 0);
+    ck_assert_ptr_nonnull(b.x.cli.last);
+    transport_lose_connection(b.x.cli.last->base.transport);
+    ck_assert(both_lost(&b));
+    ck_assert_msg(b.crec.kind == PROTOCOL_DONE, "client: %s", b.crec.text);
+    bed_close(&b);
+}
+END_TEST
+
 /* ---- Contexts ------------------------------------------------------------------------ */
 
 START_TEST(test_context_errors)
@@ -550,6 +597,7 @@ Suite *suite_reactor_tls(void)
     tcase_add_loop_test(tc, test_truncation, 0, n);
     tcase_add_loop_test(tc, test_tcp_reset_under_tls, 0, n);
     tcase_add_loop_test(tc, test_close_notify_timeout, 0, n);
+    tcase_add_loop_test(tc, test_handshake_timeout, 0, n);
     suite_add_tcase(s, tc);
     return s;
 }
