@@ -504,6 +504,9 @@ static void fake_say(struct tp *p, struct fake *fk, const char *what)
         return;
     if (!strcmp(what, "!close")) {
         transport_lose_connection(t);
+    } else if (!strcmp(what, "!354-stop-reading")) {
+        transport_write(t, "354 go ahead\r\n", 14);
+        transport_pause_producing(t); /* the message piles up in the client */
     } else if (!strcmp(what, "!starttls-garbage")) {
         transport_write(t, "220 go ahead\r\n", 14);
         fk->garbage_next = 1;
@@ -667,6 +670,37 @@ START_TEST(test_refusals_and_hostile)
 }
 END_TEST
 
+/* A server that stops reading in the middle of the message: the data block timeout
+ * (no progress in sending for that long) fails the send; the rest is dropped. */
+START_TEST(test_data_block_timeout)
+{
+    reactor *r = th_reactor(_i);
+    struct fake fk;
+    int port = FAKE(r, &fk, "220 hi", "250 hi", "250 ok", "250 ok", "!354-stop-reading");
+    /* 8 MB: more than the kernel's socket buffers take (tcp_wmem's 4 MB at most, and a
+     * receive window that does not grow while the peer reads nothing). */
+    size_t len = 8u << 20;
+    char *msg = malloc(len + 1);
+    for (size_t i = 0; i < len; i++)
+        msg[i] = i % 100 == 99 ? '\n' : 'x';
+    msg[len] = 0;
+    struct res s;
+    const char *to[] = {"ann@y.org"};
+    smtp_options o = {.timeout_block = 0.3};
+    deferred_failure *f = send_fail(r, &s, port, to, 1, msg, &o);
+    free(msg);
+    ck_assert_int_eq(f->code, ETIMEDOUT);
+    ASSERT_HAS(f->message, "sending the message to 127.0.0.1:");
+    ASSERT_HAS(f->message, "no progress for 0.3 s");
+    deferred_result_clear(&s.r);
+    ck_assert_ptr_nonnull(fk.tf.last);
+    transport_resume_producing(fk.tf.last->base.transport); /* to see the abort */
+    fake_wait_closed(r, &fk);
+    listener_free(fk.l);
+    reactor_free(r);
+}
+END_TEST
+
 /* A send to the fake, watched by s; the Deferred is returned (the caller's). */
 static deferred *start_send(reactor *r, int port, struct res *s)
 {
@@ -797,6 +831,7 @@ Suite *suite_smtp_client(void)
     tcase_add_loop_test(tf, test_helo_fallback_multiline, 0, nb);
     tcase_add_loop_test(tf, test_refusals_and_hostile, 0, nb);
     tcase_add_loop_test(tf, test_cancel_and_reactor_freed, 0, nb);
+    tcase_add_loop_test(tf, test_data_block_timeout, 0, nb);
     suite_add_tcase(s, tf);
     TCase *tp = tcase_create("aiosmtpd");
     tcase_set_timeout(tp, 60);
