@@ -1,6 +1,7 @@
 /* Starting and stopping the tests' independent peers (see peer_helpers.h). */
 #include "peer_helpers.h"
 
+#include <check.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <poll.h>
@@ -104,4 +105,20 @@ void peer_stop(struct peer *p)
     }
     p->pid = -1;
     p->port = WIFEXITED(st) ? WEXITSTATUS(st) : 128 + (WIFSIGNALED(st) ? WTERMSIG(st) : 0);
+}
+
+static deferred_result grab(deferred_result r, void *arg)
+{
+    struct peer_res *s = arg;
+    s->r = r;
+    s->done = 1;
+    return deferred_none();
+}
+
+void peer_watch(deferred *d, struct peer_res *s)
+{
+    ck_assert_ptr_nonnull(d);
+    memset(s, 0, sizeof *s);
+    deferred_add_both(d, grab, s);
+    deferred_unref(d);
 }

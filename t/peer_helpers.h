@@ -6,6 +6,8 @@
 
 #include <sys/types.h>
 
+#include <twistc/deferred.h>
+
 struct peer {
     pid_t pid;
     int port, port2; /* the numbers of its "PORT" line (0 if absent) */
@@ -19,5 +21,23 @@ struct peer {
 int peer_start(struct peer *p, const char *const argv[]);
 /* Closes its stdin, kills it (SIGKILL) unless it already exited, reaps it. */
 void peer_stop(struct peer *p);
+
+/* A test that needs peer p: skipped, saying so, when it could not start. */
+#define PEER_NEED(p)                                                         \
+    do {                                                                     \
+        if (!(p).port) {                                                     \
+            fprintf(stderr, "%s: skipped: %s\n", __func__, (p).skip);        \
+            return;                                                          \
+        }                                                                    \
+    } while (0)
+
+/* The outcome of a request to a peer: done once its Deferred fired; r is its result
+ * (the test's: deferred_result_clear it). */
+struct peer_res {
+    int done;
+    deferred_result r;
+};
+/* Zeroes s, catches d's result into it, drops the caller's reference on d (not NULL). */
+void peer_watch(deferred *d, struct peer_res *s);
 
 #endif

@@ -62,37 +62,7 @@ static void tw_down(void)
     peer_stop(&tw);
 }
 
-/* A test that needs the peer: skipped, saying so, when it could not start. */
-#define NEED(p)                                                              \
-    do {                                                                     \
-        if (!(p).port) {                                                     \
-            fprintf(stderr, "%s: skipped: %s\n", __func__, (p).skip);        \
-            return;                                                          \
-        }                                                                    \
-    } while (0)
-
-struct res {
-    int done;
-    deferred_result r;
-};
-
-static deferred_result grab(deferred_result r, void *arg)
-{
-    struct res *s = arg;
-    s->r = r;
-    s->done = 1;
-    return deferred_none();
-}
-
-static void watch(deferred *d, struct res *s)
-{
-    ck_assert_ptr_nonnull(d);
-    memset(s, 0, sizeof *s);
-    deferred_add_both(d, grab, s);
-    deferred_unref(d);
-}
-
-static void wait_res(reactor *r, struct res *s)
+static void wait_res(reactor *r, struct peer_res *s)
 {
     ck_assert_msg(th_iterate_until(r, &s->done, 20), "request never finished");
 }
@@ -107,10 +77,10 @@ static char *url(const char *path)
 }
 
 /* Runs one request to completion; returns the response (owned by s->r). */
-static http_response *fetch(reactor *r, struct res *s, const char *method, const char *u,
+static http_response *fetch(reactor *r, struct peer_res *s, const char *method, const char *u,
                             const http_options *o)
 {
-    watch(http_request(r, method, u, NULL, NULL, 0, o), s);
+    peer_watch(http_request(r, method, u, NULL, NULL, 0, o), s);
     wait_res(r, s);
     if (deferred_result_is_failure(&s->r)) {
         deferred_failure_print(s->r.u.failure, stderr);
@@ -122,16 +92,16 @@ static http_response *fetch(reactor *r, struct res *s, const char *method, const
 }
 
 /* Runs one request that must fail; returns the failure (owned by s->r). */
-static deferred_failure *fetch_fail(reactor *r, struct res *s, const char *method, const char *u,
+static deferred_failure *fetch_fail(reactor *r, struct peer_res *s, const char *method, const char *u,
                                     const http_options *o)
 {
-    watch(http_request(r, method, u, NULL, NULL, 0, o), s);
+    peer_watch(http_request(r, method, u, NULL, NULL, 0, o), s);
     wait_res(r, s);
     ck_assert_msg(deferred_result_is_failure(&s->r), "%s %s succeeded", method, u);
     return s->r.u.failure;
 }
 
-static void done_with(struct res *s)
+static void done_with(struct peer_res *s)
 {
     deferred_result_clear(&s->r);
 }
@@ -140,10 +110,10 @@ static void done_with(struct res *s)
 
 START_TEST(test_get_page)
 {
-    NEED(py);
+    PEER_NEED(py);
     reactor *r = th_reactor(_i);
-    struct res s;
-    watch(get_page(r, url("/hello")), &s);
+    struct peer_res s;
+    peer_watch(get_page(r, url("/hello")), &s);
     wait_res(r, &s);
     ck_assert_int_eq(s.r.kind, DEFERRED_STR);
     ck_assert_str_eq(s.r.u.s, "hello world");
@@ -154,10 +124,10 @@ END_TEST
 
 START_TEST(test_get_page_404)
 {
-    NEED(py);
+    PEER_NEED(py);
     reactor *r = th_reactor(_i);
-    struct res s;
-    watch(get_page(r, url("/status/404")), &s);
+    struct peer_res s;
+    peer_watch(get_page(r, url("/status/404")), &s);
     wait_res(r, &s);
     ck_assert(deferred_result_is_failure(&s.r));
     ck_assert_int_eq(s.r.u.failure->code, HTTP_ESTATUS + 404);
@@ -175,14 +145,14 @@ END_TEST
 
 START_TEST(test_request_headers_and_body)
 {
-    NEED(py);
+    PEER_NEED(py);
     reactor *r = th_reactor(_i);
     http_headers h = HTTP_HEADERS_INIT;
     ck_assert_int_eq(http_headers_add(&h, "X-Custom", "yes"), 0);
     ck_assert_int_eq(http_headers_add(&h, "Bad Name", "x"), -EINVAL);
     ck_assert_int_eq(http_headers_add(&h, "X-Evil", "a\r\nInjected: 1"), -EINVAL);
-    struct res s;
-    watch(http_request(r, "PUT", url("/echo"), &h, "payload", 7, NULL), &s);
+    struct peer_res s;
+    peer_watch(http_request(r, "PUT", url("/echo"), &h, "payload", 7, NULL), &s);
     http_headers_free(&h);
     wait_res(r, &s);
     http_response *resp = http_result_response(&s.r);
@@ -209,9 +179,9 @@ END_TEST
 
 START_TEST(test_framings)
 {
-    NEED(py);
+    PEER_NEED(py);
     reactor *r = th_reactor(_i);
-    struct res s;
+    struct peer_res s;
     http_response *resp = fetch(r, &s, "GET", url("/chunked"), NULL);
     ck_assert_uint_eq(resp->body_len, 6 + 7 + 3000 + 4);
     ck_assert_int_eq(memcmp(resp->body, "first,second,xxx", 16), 0);
@@ -256,9 +226,9 @@ END_TEST
 
 START_TEST(test_no_body)
 {
-    NEED(py);
+    PEER_NEED(py);
     reactor *r = th_reactor(_i);
-    struct res s;
+    struct peer_res s;
     http_response *resp = fetch(r, &s, "HEAD", url("/hello"), NULL);
     ck_assert_int_eq(resp->status, 200);
     ck_assert_str_eq(http_headers_get(&resp->headers, "content-length"), "11");
@@ -283,9 +253,9 @@ END_TEST
 
 START_TEST(test_keep_alive)
 {
-    NEED(py);
+    PEER_NEED(py);
     reactor *r = th_reactor(_i);
-    struct res s;
+    struct peer_res s;
     char first[32];
     http_response *resp = fetch(r, &s, "GET", url("/conn"), NULL);
     snprintf(first, sizeof first, "%s", resp->body);
@@ -310,12 +280,12 @@ END_TEST
 /* Six requests at once with at most two connections: all answered, in two connections. */
 START_TEST(test_pool_limit_queue)
 {
-    NEED(py);
+    PEER_NEED(py);
     reactor *r = th_reactor(_i);
     http_options o = {.max_per_host = 2};
-    struct res s[6];
+    struct peer_res s[6];
     for (int i = 0; i < 6; i++)
-        watch(http_request(r, "GET", url("/conn"), NULL, NULL, 0, &o), &s[i]);
+        peer_watch(http_request(r, "GET", url("/conn"), NULL, NULL, 0, &o), &s[i]);
     ck_assert_uint_eq(http_pool_connections(r, NULL), 2);
     int done = 0;
     size_t peak = 0;
@@ -348,9 +318,9 @@ END_TEST
 
 START_TEST(test_redirects)
 {
-    NEED(py);
+    PEER_NEED(py);
     reactor *r = th_reactor(_i);
-    struct res s;
+    struct peer_res s;
     http_response *resp = fetch(r, &s, "GET", url("/redirect/3"), NULL);
     ck_assert_int_eq(resp->status, 200);
     ck_assert_str_eq(resp->body, "arrived");
@@ -364,13 +334,13 @@ START_TEST(test_redirects)
     ck_assert_str_eq(resp->url, url("/hello?x=1"));
     done_with(&s);
     /* 303 after a POST: a GET without body; 307 keeps the method and the body. */
-    watch(http_request(r, "POST", url("/303"), NULL, "data", 4, NULL), &s);
+    peer_watch(http_request(r, "POST", url("/303"), NULL, "data", 4, NULL), &s);
     wait_res(r, &s);
     resp = http_result_response(&s.r);
     ck_assert_ptr_nonnull(resp);
     ck_assert_ptr_nonnull(strstr(resp->body, "GET /echo\n"));
     done_with(&s);
-    watch(http_request(r, "POST", url("/307"), NULL, "data", 4, NULL), &s);
+    peer_watch(http_request(r, "POST", url("/307"), NULL, "data", 4, NULL), &s);
     wait_res(r, &s);
     resp = http_result_response(&s.r);
     ck_assert_ptr_nonnull(resp);
@@ -396,7 +366,7 @@ END_TEST
 
 static void expect_broken(reactor *r, const char *path, int code, const char *words)
 {
-    struct res s;
+    struct peer_res s;
     deferred_failure *f = fetch_fail(r, &s, "GET", url(path), NULL);
     ck_assert_msg(f->code == code, "%s: code %d (%s), want %d", path, f->code, f->message, code);
     ck_assert_msg(strstr(f->message, words) != NULL, "%s: \"%s\" lacks \"%s\"", path, f->message,
@@ -408,10 +378,10 @@ static void expect_broken(reactor *r, const char *path, int code, const char *wo
  * another connection meanwhile is unaffected. */
 START_TEST(test_malformed)
 {
-    NEED(py);
+    PEER_NEED(py);
     reactor *r = th_reactor(_i);
-    struct res slow;
-    watch(http_request(r, "GET", url("/slow/100"), NULL, NULL, 0, NULL), &slow);
+    struct peer_res slow;
+    peer_watch(http_request(r, "GET", url("/slow/100"), NULL, NULL, 0, NULL), &slow);
     expect_broken(r, "/raw/garbage", EPROTO, "bad status line");
     expect_broken(r, "/raw/nocolon", EPROTO, "header line without colon");
     expect_broken(r, "/raw/badchunk", EPROTO, "bad chunk size");
@@ -430,9 +400,9 @@ END_TEST
 
 START_TEST(test_limits)
 {
-    NEED(py);
+    PEER_NEED(py);
     reactor *r = th_reactor(_i);
-    struct res s;
+    struct peer_res s;
     http_options o = {.max_body_size = 1000};
     deferred_failure *f = fetch_fail(r, &s, "GET", url("/bytes/2000"), &o);
     ck_assert_int_eq(f->code, EMSGSIZE);
@@ -456,19 +426,19 @@ END_TEST
 
 START_TEST(test_decode)
 {
-    NEED(py);
+    PEER_NEED(py);
     reactor *r = th_reactor(_i);
     http_options o = {.decode = 1};
     const char *paths[] = {"/gzip", "/deflate", "/rawdeflate"};
     for (int i = 0; i < 3; i++) {
-        struct res s;
+        struct peer_res s;
         http_response *resp = fetch(r, &s, "GET", url(paths[i]), &o);
         ck_assert_uint_eq(resp->body_len, 11 * 200);
         ck_assert_int_eq(memcmp(resp->body, "compressed compressed ", 22), 0);
         done_with(&s);
     }
     /* Without decode the body is what was sent. */
-    struct res s;
+    struct peer_res s;
     http_response *resp = fetch(r, &s, "GET", url("/gzip"), NULL);
     ck_assert_int_eq((unsigned char)resp->body[0], 0x1f);
     done_with(&s);
@@ -478,9 +448,9 @@ END_TEST
 
 START_TEST(test_timeout_and_cancel)
 {
-    NEED(py);
+    PEER_NEED(py);
     reactor *r = th_reactor(_i);
-    struct res s;
+    struct peer_res s;
     http_options o = {.timeout = 0.05};
     deferred_failure *f = fetch_fail(r, &s, "GET", url("/slow/3000"), &o);
     ck_assert_int_eq(f->code, ETIMEDOUT);
@@ -489,7 +459,7 @@ START_TEST(test_timeout_and_cancel)
 
     /* Cancel while the answer is awaited: aborted, its connection closed. */
     deferred *d = http_request(r, "GET", url("/slow/3000"), NULL, NULL, 0, NULL);
-    watch(deferred_ref(d), &s);
+    peer_watch(deferred_ref(d), &s);
     th_iterate_n(r, 5);
     ck_assert_int_eq(s.done, 0);
     deferred_cancel(d);
@@ -501,10 +471,10 @@ START_TEST(test_timeout_and_cancel)
 
     /* Cancel a queued request: the one before it is not disturbed. */
     http_options one = {.max_per_host = 1};
-    struct res a;
-    watch(http_request(r, "GET", url("/slow/50"), NULL, NULL, 0, &one), &a);
+    struct peer_res a;
+    peer_watch(http_request(r, "GET", url("/slow/50"), NULL, NULL, 0, &one), &a);
     d = http_request(r, "GET", url("/hello"), NULL, NULL, 0, &one);
-    watch(deferred_ref(d), &s);
+    peer_watch(deferred_ref(d), &s);
     deferred_cancel(d);
     deferred_unref(d);
     ck_assert_int_eq(deferred_result_code(&s.r), ECANCELED);
@@ -520,9 +490,9 @@ END_TEST
  * close was seen while idle and when the request was already written on it. */
 START_TEST(test_idle_close)
 {
-    NEED(py);
+    PEER_NEED(py);
     reactor *r = th_reactor(_i);
-    struct res s;
+    struct peer_res s;
     http_response *resp = fetch(r, &s, "GET", url("/idleclose"), NULL);
     ck_assert_str_eq(resp->body, "bye");
     done_with(&s);
@@ -543,9 +513,9 @@ END_TEST
 
 START_TEST(test_connect_errors)
 {
-    NEED(py);
+    PEER_NEED(py);
     reactor *r = th_reactor(_i);
-    struct res s;
+    struct peer_res s;
     /* A port nobody listens on: ask the peer's port + a little, refused. */
     deferred_failure *f = fetch_fail(r, &s, "GET", "http://127.0.0.1:1/", NULL);
     ck_assert_int_eq(f->code, ECONNREFUSED);
@@ -574,16 +544,16 @@ START_TEST(test_bad_urls)
                          "http://127.0.0.1/a b", "127.0.0.1/x", "http://[::1/",
                          "http://127.0.0.1:99999/", "http:///x", "http://h\x01/"};
     for (size_t i = 0; i < sizeof bad / sizeof *bad; i++) {
-        struct res s;
+        struct peer_res s;
         deferred *d = http_request(r, "GET", bad[i], NULL, NULL, 0, NULL);
-        watch(d, &s);
+        peer_watch(d, &s);
         ck_assert_msg(s.done, "%s: not refused at once", bad[i]);
         ck_assert_int_eq(deferred_result_code(&s.r), EINVAL);
         ck_assert_ptr_nonnull(strstr(s.r.u.failure->message, "bad URL"));
         done_with(&s);
     }
-    struct res s;
-    watch(http_request(r, "GET\r\n", "http://127.0.0.1/", NULL, NULL, 0, NULL), &s);
+    struct peer_res s;
+    peer_watch(http_request(r, "GET\r\n", "http://127.0.0.1/", NULL, NULL, 0, NULL), &s);
     ck_assert_int_eq(deferred_result_code(&s.r), EINVAL);
     done_with(&s);
     ck_assert_uint_eq(http_pool_connections(r, NULL), 0);
@@ -593,7 +563,7 @@ END_TEST
 
 START_TEST(test_ipv6)
 {
-    NEED(py);
+    PEER_NEED(py);
     if (!py.port2) {
         fprintf(stderr, "test_ipv6: skipped: no IPv6 loopback\n");
         return;
@@ -601,7 +571,7 @@ START_TEST(test_ipv6)
     reactor *r = th_reactor(_i);
     char u[64];
     snprintf(u, sizeof u, "http://[::1]:%d/echo", py.port2);
-    struct res s;
+    struct peer_res s;
     http_response *resp = fetch(r, &s, "GET", u, NULL);
     char host[64];
     snprintf(host, sizeof host, "host: [::1]:%d\n", py.port2);
@@ -614,13 +584,13 @@ END_TEST
 /* Requests still in flight when the reactor is freed fail (ECANCELED), nothing leaks. */
 START_TEST(test_free_with_requests)
 {
-    NEED(py);
+    PEER_NEED(py);
     reactor *r = th_reactor(_i);
-    struct res a, b, c;
+    struct peer_res a, b, c;
     http_options one = {.max_per_host = 1};
-    watch(http_request(r, "GET", url("/slow/2000"), NULL, NULL, 0, &one), &a);
-    watch(http_request(r, "GET", url("/hello"), NULL, NULL, 0, &one), &b); /* queued */
-    watch(http_request(r, "GET", url("/hello"), NULL, NULL, 0, NULL), &c);  /* connecting */
+    peer_watch(http_request(r, "GET", url("/slow/2000"), NULL, NULL, 0, &one), &a);
+    peer_watch(http_request(r, "GET", url("/hello"), NULL, NULL, 0, &one), &b); /* queued */
+    peer_watch(http_request(r, "GET", url("/hello"), NULL, NULL, 0, NULL), &c);  /* connecting */
     th_iterate_n(r, 3);
     reactor_free(r);
     ck_assert_int_eq(a.done + b.done + c.done, 3);
@@ -689,11 +659,11 @@ static char *surl(const char *path)
 
 START_TEST(test_https)
 {
-    NEED(pys);
+    PEER_NEED(pys);
     reactor *r = th_reactor(_i);
     http_options o = {.ca_file = certs.ca};
-    struct res s;
-    watch(get_page_opts(r, surl("/hello"), &o), &s);
+    struct peer_res s;
+    peer_watch(get_page_opts(r, surl("/hello"), &o), &s);
     wait_res(r, &s);
     if (deferred_result_is_failure(&s.r))
         deferred_failure_print(s.r.u.failure, stderr);
@@ -729,9 +699,9 @@ END_TEST
 /* Without the test CA the certificate is refused: EACCES naming the reason. */
 START_TEST(test_https_verify)
 {
-    NEED(pys);
+    PEER_NEED(pys);
     reactor *r = th_reactor(_i);
-    struct res s;
+    struct peer_res s;
     deferred_failure *f = fetch_fail(r, &s, "GET", surl("/hello"), NULL);
     ck_assert_msg(f->code == EACCES, "code %d: %s", f->code, f->message);
     ck_assert_ptr_nonnull(strstr(f->message, "TLS with 127.0.0.1"));
@@ -758,10 +728,10 @@ static char *twurl(const char *path)
 
 START_TEST(test_twisted)
 {
-    NEED(tw);
+    PEER_NEED(tw);
     reactor *r = th_reactor(_i);
-    struct res s;
-    watch(get_page(r, twurl("/hello")), &s);
+    struct peer_res s;
+    peer_watch(get_page(r, twurl("/hello")), &s);
     wait_res(r, &s);
     ck_assert_int_eq(s.r.kind, DEFERRED_STR);
     ck_assert_str_eq(s.r.u.s, "hello from twisted");
@@ -780,7 +750,7 @@ START_TEST(test_twisted)
     ck_assert_uint_eq(resp->body_len, 800);
     ck_assert_int_eq(memcmp(resp->body, "gzip me gzip me ", 16), 0);
     done_with(&s);
-    watch(get_page(r, twurl("/missing")), &s);
+    peer_watch(get_page(r, twurl("/missing")), &s);
     wait_res(r, &s);
     ck_assert_int_eq(http_failure_status(s.r.u.failure), 404);
     done_with(&s);

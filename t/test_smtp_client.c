@@ -94,40 +94,15 @@ static void tw_down(void)
         th_certs_remove(&twcerts);
 }
 
-/* A test that needs the peer: skipped, saying so, when it could not start. */
-#define NEED(p)                                                              \
-    do {                                                                     \
-        if (!(p).port) {                                                     \
-            fprintf(stderr, "%s: skipped: %s\n", __func__, (p).skip);        \
-            return;                                                          \
-        }                                                                    \
-    } while (0)
-
 /* ---- Running a send ------------------------------------------------------------------ */
 
-struct res {
-    int done;
-    deferred_result r;
-};
-
-static deferred_result grab(deferred_result r, void *arg)
+static void run(reactor *r, deferred *d, struct peer_res *s)
 {
-    struct res *s = arg;
-    s->r = r;
-    s->done = 1;
-    return deferred_none();
-}
-
-static void run(reactor *r, deferred *d, struct res *s)
-{
-    ck_assert_ptr_nonnull(d);
-    memset(s, 0, sizeof *s);
-    deferred_add_both(d, grab, s);
-    deferred_unref(d);
+    peer_watch(d, s);
     ck_assert_msg(th_iterate_until(r, &s->done, 30), "smtp_send never finished");
 }
 
-static smtp_result *send_ok(reactor *r, struct res *s, int port, const char *const *to,
+static smtp_result *send_ok(reactor *r, struct peer_res *s, int port, const char *const *to,
                             size_t n, const char *msg, const smtp_options *o)
 {
     run(r, smtp_send(r, "127.0.0.1", port, "sender@x.org", to, n, msg, strlen(msg), o), s);
@@ -140,7 +115,7 @@ static smtp_result *send_ok(reactor *r, struct res *s, int port, const char *con
     return res;
 }
 
-static deferred_failure *send_fail(reactor *r, struct res *s, int port, const char *const *to,
+static deferred_failure *send_fail(reactor *r, struct peer_res *s, int port, const char *const *to,
                                    size_t n, const char *msg, const smtp_options *o)
 {
     run(r, smtp_send(r, "127.0.0.1", port, "sender@x.org", to, n, msg, strlen(msg), o), s);
@@ -208,9 +183,9 @@ static const char *marker(const char *test, int i)
 
 START_TEST(test_one_recipient)
 {
-    NEED(plain);
+    PEER_NEED(plain);
     reactor *r = th_reactor(_i);
-    struct res s;
+    struct peer_res s;
     char msg[200];
     snprintf(msg, sizeof msg, "Subject: %s\r\n\r\nHello.\r\n", marker("one", _i));
     const char *to[] = {"ann@y.org"};
@@ -232,9 +207,9 @@ END_TEST
 
 START_TEST(test_several_one_refused)
 {
-    NEED(plain);
+    PEER_NEED(plain);
     reactor *r = th_reactor(_i);
-    struct res s;
+    struct peer_res s;
     char msg[200];
     snprintf(msg, sizeof msg, "Subject: %s\r\n\r\nHello all.\r\n", marker("several", _i));
     const char *to[] = {"ann@y.org", "reject@y.org", "bob@y.org"};
@@ -254,9 +229,9 @@ END_TEST
 
 START_TEST(test_all_refused)
 {
-    NEED(plain);
+    PEER_NEED(plain);
     reactor *r = th_reactor(_i);
-    struct res s;
+    struct peer_res s;
     const char *to[] = {"reject@y.org"};
     deferred_failure *f = send_fail(r, &s, plain.port, to, 1, "Subject: no\r\n\r\nx\r\n", NULL);
     ck_assert_int_eq(f->code, SMTP_EREPLY + 550);
@@ -269,9 +244,9 @@ END_TEST
 
 START_TEST(test_dots_line_ends_8bit)
 {
-    NEED(plain);
+    PEER_NEED(plain);
     reactor *r = th_reactor(_i);
-    struct res s;
+    struct peer_res s;
     char msg[300], want[300];
     const char *m = marker("dots", _i);
     /* Bare LFs, lines starting with dots, a lone ".", 8-bit bytes, no final line end. */
@@ -291,9 +266,9 @@ END_TEST
 
 START_TEST(test_plain_refusals)
 {
-    NEED(plain);
+    PEER_NEED(plain);
     reactor *r = th_reactor(_i);
-    struct res s;
+    struct peer_res s;
     const char *to[] = {"ann@y.org"};
     /* AUTH without TLS: refused by us before any password is sent. */
     smtp_options o = {.username = "ann", .password = "s3cret"};
@@ -325,7 +300,7 @@ END_TEST
 START_TEST(test_bad_arguments)
 {
     reactor *r = th_reactor(_i);
-    struct res s;
+    struct peer_res s;
     const char *to[] = {"ann@y.org"};
     const char *bad_to[] = {"ann@y.org>\r\nRCPT TO:<evil@y.org"};
     const char *empty_to[] = {""};
@@ -351,9 +326,7 @@ START_TEST(test_bad_arguments)
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
         ck_assert_ptr_nonnull(cases[i].d);
         ck_assert(deferred_called(cases[i].d));
-        memset(&s, 0, sizeof s);
-        deferred_add_both(cases[i].d, grab, &s);
-        deferred_unref(cases[i].d);
+        peer_watch(cases[i].d, &s);
         ck_assert_int_eq(deferred_result_code(&s.r), EINVAL);
         ASSERT_HAS(s.r.u.failure->message, cases[i].why);
         deferred_result_clear(&s.r);
@@ -371,7 +344,7 @@ START_TEST(test_connect_refused)
     listener *l = reactor_listen_tcp(r, "127.0.0.1", 0, &tf.f, 0);
     int port = listener_port(l);
     listener_free(l);
-    struct res s;
+    struct peer_res s;
     const char *to[] = {"ann@y.org"};
     deferred_failure *f = send_fail(r, &s, port, to, 1, "x", NULL);
     ck_assert_int_eq(f->code, ECONNREFUSED);
@@ -385,9 +358,9 @@ END_TEST
 
 START_TEST(test_starttls_auth)
 {
-    NEED(tlsp);
+    PEER_NEED(tlsp);
     reactor *r = th_reactor(_i);
-    struct res s;
+    struct peer_res s;
     const char *to[] = {"ann@y.org", "reject@y.org"};
     char msg[200];
     /* STARTTLS when offered (a CA file is configured), no AUTH. */
@@ -427,9 +400,9 @@ END_TEST
 
 START_TEST(test_starttls_untrusted)
 {
-    NEED(tlsp);
+    PEER_NEED(tlsp);
     reactor *r = th_reactor(_i);
-    struct res s;
+    struct peer_res s;
     const char *to[] = {"ann@y.org"};
     /* The server's certificate is not signed by a CA we trust. */
     smtp_options o = {.ca_file = certs.other_ca, .starttls = SMTP_STARTTLS_REQUIRED};
@@ -445,9 +418,9 @@ END_TEST
 
 START_TEST(test_twisted)
 {
-    NEED(tw);
+    PEER_NEED(tw);
     reactor *r = th_reactor(_i);
-    struct res s;
+    struct peer_res s;
     char msg[300], want[300];
     const char *m = marker("twisted", _i);
     snprintf(msg, sizeof msg, "Subject: %s\n\n.dot\nb\xe9te\n", m);
@@ -590,7 +563,7 @@ START_TEST(test_helo_fallback_multiline)
     int port = FAKE(r, &fk, "220-fake.test old server\r\n220 ready", "502 what is EHLO",
                     "250 hello", "250 sender ok", "250-recipient\r\n250-is\r\n250 ok",
                     "354 go ahead", NULL, "250 queued as 12", "221 bye");
-    struct res s;
+    struct peer_res s;
     const char *to[] = {"ann@y.org"};
     smtp_options o = {.helo_name = "client.test"};
     smtp_result *res = send_ok(r, &s, port, to, 1, "hi\r\n", &o);
@@ -650,7 +623,7 @@ START_TEST(test_refusals_and_hostile)
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
         struct fake fk;
         int port = fake_start(r, &fk, cases[i].script, 8);
-        struct res s;
+        struct peer_res s;
         const char *to[] = {"ann@y.org"};
         smtp_options o = {.timeout = 0.2, /* the stall: no server answers in between */
                           .starttls = cases[i].starttls, .max_reply = cases[i].max_reply};
@@ -684,7 +657,7 @@ START_TEST(test_data_block_timeout)
     for (size_t i = 0; i < len; i++)
         msg[i] = i % 100 == 99 ? '\n' : 'x';
     msg[len] = 0;
-    struct res s;
+    struct peer_res s;
     const char *to[] = {"ann@y.org"};
     smtp_options o = {.timeout_block = 0.3};
     deferred_failure *f = send_fail(r, &s, port, to, 1, msg, &o);
@@ -702,13 +675,12 @@ START_TEST(test_data_block_timeout)
 END_TEST
 
 /* A send to the fake, watched by s; the Deferred is returned (the caller's). */
-static deferred *start_send(reactor *r, int port, struct res *s)
+static deferred *start_send(reactor *r, int port, struct peer_res *s)
 {
     const char *to[] = {"ann@y.org"};
-    memset(s, 0, sizeof *s);
     deferred *d = smtp_send(r, "127.0.0.1", port, "a@x.org", to, 1, "x", 1, NULL);
     ck_assert_ptr_nonnull(d);
-    deferred_add_both(d, grab, s);
+    peer_watch(deferred_ref(d), s);
     return d;
 }
 
@@ -719,7 +691,7 @@ START_TEST(test_cancel_and_reactor_freed)
     reactor *r = th_reactor(_i);
     struct fake fk;
     int port = FAKE(r, &fk, "220 hi", NULL);
-    struct res s;
+    struct peer_res s;
     deferred *d = start_send(r, port, &s); /* nothing iterated yet: connecting */
     deferred_cancel(d);
     deferred_unref(d);
