@@ -328,6 +328,7 @@ static int send_b64(smtp_sess *s, const void *data, size_t len, int state, const
         return -1;
     }
     command(s, state, s->o.timeout_greeting, "%s%s", prefix, b);
+    memset(b, 0, strlen(b)); /* it holds the password */
     free(b);
     return 0;
 }
