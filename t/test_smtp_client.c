@@ -14,6 +14,7 @@
 #include <twistc/deferred.h>
 #include <twistc/reactor.h>
 #include <twistc/smtp.h>
+#include <twistc/tls.h>
 #include <twistc/transport.h>
 
 #include "helpers.h"
@@ -371,13 +372,16 @@ START_TEST(test_starttls_auth)
     ck_assert_int_eq(res->authenticated, 0);
     assert_arrived(out_tls, marker("tls", _i), "\"tls\": true", msg);
     deferred_result_clear(&s.r);
-    /* AUTH PLAIN, then LOGIN, over STARTTLS (required). */
+    /* AUTH PLAIN, then LOGIN, over STARTTLS (required), with a context of ours (the
+     * o->tls way, and one CA load for the four sends). */
+    tls_context *ctx = tls_context_new_client(certs.ca, NULL, NULL, 0);
+    ck_assert_ptr_nonnull(ctx);
     const char *mech[] = {"PLAIN", "LOGIN"};
     for (int k = 0; k < 2; k++) {
         char m[80];
         snprintf(m, sizeof m, "%s-%s", marker("auth", _i), mech[k]);
         snprintf(msg, sizeof msg, "Subject: %s\r\n\r\nauthenticated\r\n", m);
-        smtp_options a = {.ca_file = certs.ca, .starttls = SMTP_STARTTLS_REQUIRED,
+        smtp_options a = {.tls = ctx, .starttls = SMTP_STARTTLS_REQUIRED,
                           .username = "ann", .password = "s3cret", .auth_mechanism = mech[k]};
         res = send_ok(r, &s, tlsp.port, to, 2, msg, &a);
         ck_assert_int_eq(res->tls, 1);
@@ -394,6 +398,7 @@ START_TEST(test_starttls_auth)
         ASSERT_HAS(f->message, want);
         deferred_result_clear(&s.r);
     }
+    tls_context_unref(ctx); /* the sends' connections hold their own references */
     reactor_free(r);
 }
 END_TEST
