@@ -29,6 +29,9 @@ enum reactor__slow_kind {
 
 /* Reactors of the process with the detector on (relaxed reads: a section that begins
  * while another thread turns its reactor on is simply not timed). */
+#if defined(__GNUC__) || defined(__clang__)
+__attribute__((visibility("hidden"))) /* a direct load, not through the GOT */
+#endif
 extern atomic_int reactor__slow_users;
 
 /* A section opened by reactor__slow_enter, closed by reactor__slow_leave with the same
