@@ -432,15 +432,28 @@ static void drop_own_ops(line_receiver *lr)
     free(own);
 }
 
-static void lr_lost(protocol *p, const protocol_reason *reason)
+/* Frees the kept bytes (not while a feed holds them: it frees them when it ends) and
+ * this connection's settings. */
+static void release(line_receiver *lr)
 {
-    line_receiver *lr = (line_receiver *)p;
     if (!(lr->flags & LR_FEEDING)) {
         free(lr->buf);
         lr->buf = NULL;
         lr->buf_len = 0;
     }
     drop_own_ops(lr);
+}
+
+void line_receiver_release(line_receiver *lr)
+{
+    if (lr && !(lr->flags & LR_FEEDING))
+        release(lr);
+}
+
+static void lr_lost(protocol *p, const protocol_reason *reason)
+{
+    line_receiver *lr = (line_receiver *)p;
+    release(lr);
     if (lr->lops->connection_lost)
         lr->lops->connection_lost(lr, reason); /* may free lr */
 }

@@ -103,9 +103,15 @@ TWISTC_API int line_receiver_send_line(line_receiver *lr, const char *line, size
  * already received is split with the new values at once; otherwise they apply from the
  * next read. send_line uses the new delimiter. The first call makes a copy of the ops
  * for this connection (about 330 bytes, freed before connection_lost); a receiver that
- * never calls them keeps none. -EINVAL, -ENOMEM. */
+ * never calls them keeps none. One that is freed without its connection_lost having run
+ * (its connect failed) gives the copy back with line_receiver_release(). -EINVAL, -ENOMEM. */
 TWISTC_API int line_receiver_set_delimiter(line_receiver *lr, const char *delimiter);
 TWISTC_API int line_receiver_set_max_length(line_receiver *lr, size_t max_length);
+/* Frees what lr holds (bytes kept between reads, this connection's settings) and puts
+ * the ops' delimiter and maximum back: for a receiver that is freed without its
+ * connection_lost having run, e.g. when reactor_connect_protocol failed. connection_lost
+ * does the same by itself. Idempotent; not from inside data_received. NULL ok. */
+TWISTC_API void line_receiver_release(line_receiver *lr);
 /* The delimiter and maximum line length in force. */
 TWISTC_API const char *line_receiver_delimiter(const line_receiver *lr);
 TWISTC_API size_t line_receiver_max_length(const line_receiver *lr);

@@ -194,6 +194,27 @@ START_TEST(test_bad_delimiters_and_size)
 }
 END_TEST
 
+/* A receiver whose connect failed never sees connection_lost: line_receiver_release
+ * gives back the copy its settings made (ASan and valgrind see a leak without it), and
+ * the ops' values are in force again. */
+START_TEST(test_release_unconnected)
+{
+    struct rx *x = calloc(1, sizeof *x);
+    ck_assert_ptr_nonnull(x);
+    ck_assert_int_eq(line_receiver_init(&x->lr, &rx_ops), 0);
+    ck_assert_int_eq(line_receiver_set_max_length(&x->lr, 7), 0);
+    ck_assert_int_eq(line_receiver_set_delimiter(&x->lr, "||"), 0);
+    ck_assert_uint_eq(line_receiver_max_length(&x->lr), 7);
+    ck_assert_str_eq(line_receiver_delimiter(&x->lr), "||");
+    line_receiver_release(&x->lr);
+    ck_assert_ptr_eq(line_receiver_delimiter(&x->lr), rx_ops.delimiter);
+    ck_assert_uint_eq(line_receiver_max_length(&x->lr), LINE_RECEIVER_DEFAULT_MAX_LENGTH);
+    line_receiver_release(&x->lr); /* twice: nothing left */
+    line_receiver_release(NULL);
+    free(x);
+}
+END_TEST
+
 extern Suite *suite_protocols_line_receiver_settings(void);
 Suite *suite_protocols_line_receiver_settings(void)
 {
@@ -204,6 +225,7 @@ Suite *suite_protocols_line_receiver_settings(void)
     tcase_add_test(tc, test_max_length_change);
     tcase_add_test(tc, test_send_line_uses_new_delimiter);
     tcase_add_test(tc, test_bad_delimiters_and_size);
+    tcase_add_test(tc, test_release_unconnected);
     suite_add_tcase(s, tc);
     return s;
 }
