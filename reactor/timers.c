@@ -199,8 +199,13 @@ static void heap_remove(reactor *r, size_t i)
     if (i == n)
         return; /* the last slot (the root if n == 0): nothing moves */
     reactor__heap_entry e = h[n];
-    size_t at = i > 0 && entry_less(&e, &h[(i - 1) / D]) ? sift_up(h, i, e)
-                                                         : sift_down(h, n, i, e);
+    size_t at;
+    if (i > 0 && entry_less(&e, &h[(i - 1) / D]))
+        at = sift_up(h, i, e);
+    else if (D * i + 1 >= n) /* no children (3 slots in 4): it stays here */
+        put(h, at = i, e);
+    else
+        at = sift_down(h, n, i, e);
     if (i == 0 || at == 0) /* a new root: maybe an entry left early by a lazy move */
         settle_top(r);
 }
