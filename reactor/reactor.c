@@ -101,7 +101,7 @@ reactor__ns reactor__now_fresh(reactor *r)
  * poll (due timers, thread calls, shutdown triggers) resets act_iter when it is done, so
  * a reading taken there is not used after the poll. Outside an iteration, the moment
  * itself. */
-reactor__ns reactor__now_activity(reactor *r)
+reactor__ns reactor__now_activity_slow(reactor *r)
 {
     if (r->fake_clock)
         return r->now;

@@ -221,7 +221,15 @@ int reactor__pipe(int fds[2]);
 /* The time to stamp an activity with (reactor_idle_touch): the clock read after this
  * iteration's poll, once per iteration, shared by every touch of the iteration. Never
  * earlier than the moment the loop learned of what the poll reported. */
-reactor__ns reactor__now_activity(reactor *r);
+reactor__ns reactor__now_activity_slow(reactor *r);
+/* Inline, for the common case (a reading already taken in this iteration): an embedded
+ * timer's again() or an idle touch per request pays a few loads, not a call. */
+static inline reactor__ns reactor__now_activity(reactor *r)
+{
+    if (!r->fake_clock && r->in_iteration && r->act_iter == r->iter)
+        return r->act_now;
+    return reactor__now_activity_slow(r);
+}
 
 /* ---- timers.c */
 /* Schedules fn at the absolute time `when` on the reactor's clock (see call_later). */

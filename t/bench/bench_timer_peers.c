@@ -45,6 +45,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <unistd.h>
 
 #ifdef HAVE_LIBEV
 #include <ev.h>
@@ -643,6 +644,24 @@ static double median(double *v, int n)
     return n % 2 ? v[n / 2] : (v[n / 2 - 1] + v[n / 2]) / 2;
 }
 
+/* The conditions, printed with the table: a figure without them cannot be compared. */
+static void print_conditions(const char *when)
+{
+    char buf[128] = "?";
+    FILE *f = fopen("/proc/loadavg", "r");
+    if (f) {
+        if (!fgets(buf, sizeof buf, f))
+            strcpy(buf, "?");
+        fclose(f);
+        buf[strcspn(buf, "\n")] = 0;
+    }
+    time_t now = time(NULL);
+    char date[64];
+    strftime(date, sizeof date, "%Y-%m-%d %H:%M:%S UTC", gmtime(&now));
+    printf("# %s: %s, load average (1/5/15 min, runnable/total, last pid): %s\n", when, date,
+           buf);
+}
+
 #define MAXSIZES 8
 #define MAXRUNS 15
 
@@ -681,6 +700,23 @@ int main(int argc, char **argv)
     for (unsigned i = 0; i < NDELAYS; i++)
         delays[i] = rnd01();
 
+    print_conditions("start");
+    printf("# peers: twistc (this build; sizeof(reactor_etimer) %zu)", sizeof(reactor_etimer));
+#ifdef HAVE_LIBEV
+    printf(", libev %d.%d (sizeof(ev_timer) %zu)", ev_version_major(), ev_version_minor(),
+           sizeof(ev_timer));
+#endif
+#ifdef HAVE_LIBUV
+    printf(", libuv %s (sizeof(uv_timer_t) %zu)", uv_version_string(), sizeof(uv_timer_t));
+#endif
+#ifdef HAVE_LIBEVENT
+    printf(", libevent %s (sizeof(struct event) %zu)", event_get_version(), sizeof(struct event));
+#endif
+    printf("\n# %ld cpus online; CPU time is per process (CLOCK_PROCESS_CPUTIME_ID): other "
+           "processes' load inflates it through cache and memory contention, so compare the "
+           "ratios within one run\n",
+           sysconf(_SC_NPROCESSORS_ONLN));
+    fflush(stdout);
     static double ns[MAXSIZES][NW][8][MAXRUNS], mem[MAXSIZES][NW][8][MAXRUNS];
     for (int run = 0; run < runs; run++) {
         for (int s = 0; s < nsizes; s++) {
@@ -721,7 +757,8 @@ int main(int argc, char **argv)
     for (size_t p = 0; p < NPEERS; p++)
         if (!strcmp(peers[p].name, "libev"))
             iev = (int)p;
-    printf("CPU ns per operation (CLOCK_PROCESS_CPUTIME_ID), median of %d interleaved runs; "
+    print_conditions("end");
+    printf("\nCPU ns per operation (CLOCK_PROCESS_CPUTIME_ID), median of %d interleaved runs; "
            "twistc = embedded timers (reactor_etimer), twistc-call = reactor_call_later and "
            "its handle, twistc-idle = reactor_idle_touch\n\n",
            runs);
@@ -779,6 +816,27 @@ int main(int argc, char **argv)
             for (size_t p = 0; p < NPEERS; p++)
                 printf(" %.0f |", peers[p].reset ? median(mem[s][w][p], runs) : -1);
             printf("\n");
+        }
+    }
+    /* Issue 15's goals, read off the tables above (twistc = the embedded timers). */
+    if (iev >= 0) {
+        printf("\nIssue 15 goals (twistc = reactor_etimer, <= 1.0x libev at every size):\n");
+        for (int w = 0; w < NW; w++) {
+            if (only >= 0 && w != only)
+                continue;
+            double worst = 0;
+            for (int s = 0; s < nsizes; s++)
+                if (med[s][w][iev] > 0 && med[s][w][0] / med[s][w][iev] > worst)
+                    worst = med[s][w][0] / med[s][w][iev];
+            printf("  %-7s worst ratio %.2fx: %s\n", wname[w], worst,
+                   worst <= 1.0 ? "met" : "NOT met in this run");
+        }
+        if (only < 0 || only == W_RESET) {
+            int ok = 1;
+            for (int s = 0; s < nsizes; s++)
+                ok &= median(mem[s][W_RESET][0], runs) <= median(mem[s][W_RESET][iev], runs);
+            printf("  memory  bytes per pending timer <= libev's at every size: %s\n",
+                   ok ? "met" : "NOT met in this run");
         }
     }
     free(delays);
