@@ -14,7 +14,8 @@
  *           server). libev: ev_timer_again; libuv: uv_timer_start; libevent: event_add on
  *           a common timeout (its O(1) way for equal durations).
  *   cancel  N pending at random deadlines in [100 s, 200 s); one op = stopping one, in
- *           random order, until none is left.
+ *           random order, until none is left; repeated (only the stops timed) until at
+ *           least 1,000,000 stops were timed at every size.
  * The twistc rows:
  *   twistc       embedded timers, the API that matches libev's ev_timer: reactor_etimer in
  *                the caller's array, reactor_etimer_start / _again / _stop. Its resets run
@@ -94,6 +95,8 @@ static long fired, fire_goal;
 static unsigned delay_i;
 static long *order;  /* reset: random indices (N * ops); cancel: a permutation */
 static long n_order;
+static long cancel_rounds; /* cancel: rounds of N schedules + N timed cancels, so that
+                              every size times at least 1,000,000 cancels */
 
 static double next_delay(void)
 {
@@ -226,17 +229,21 @@ static result tw_cancel(void)
 {
     reactor *r = tw_new();
     reactor_timer **h = malloc((size_t)n_pending * sizeof *h);
-    size_t m0 = heap_used();
-    for (long i = 0; i < n_pending; i++)
-        h[i] = reactor_call_later(r, 100.0 + 100.0 * rnd01(), tw_never, NULL);
-    size_t m1 = heap_used();
-    double c0 = cpu_s();
-    for (long k = 0; k < n_order; k++)
-        reactor_timer_cancel(h[order[k]]);
-    double c1 = cpu_s();
+    size_t m0 = heap_used(), m1 = 0;
+    double cpu = 0;
+    for (long round = 0; round < cancel_rounds; round++) {
+        for (long i = 0; i < n_pending; i++)
+            h[i] = reactor_call_later(r, 100.0 + 100.0 * rnd01(), tw_never, NULL);
+        if (round == 0)
+            m1 = heap_used();
+        double c0 = cpu_s();
+        for (long k = 0; k < n_order; k++)
+            reactor_timer_cancel(h[order[k]]);
+        cpu += cpu_s() - c0;
+    }
     reactor_free(r);
     free(h);
-    return (result){(c1 - c0) * 1e9 / (double)n_order,
+    return (result){cpu * 1e9 / (double)(n_order * cancel_rounds),
                     (double)(m1 - m0) / (double)n_pending + sizeof(reactor_timer *)};
 }
 
@@ -317,19 +324,23 @@ static result et_cancel(void)
 {
     reactor *r = tw_new();
     reactor_etimer *w = malloc((size_t)n_pending * sizeof *w);
-    size_t m0 = heap_used();
-    for (long i = 0; i < n_pending; i++) {
-        reactor_etimer_init(&w[i], et_never);
-        reactor_etimer_start(r, &w[i], 100.0 + 100.0 * rnd01(), 0);
+    size_t m0 = heap_used(), m1 = 0;
+    double cpu = 0;
+    for (long round = 0; round < cancel_rounds; round++) {
+        for (long i = 0; i < n_pending; i++) {
+            reactor_etimer_init(&w[i], et_never);
+            reactor_etimer_start(r, &w[i], 100.0 + 100.0 * rnd01(), 0);
+        }
+        if (round == 0)
+            m1 = heap_used();
+        double c0 = cpu_s();
+        for (long k = 0; k < n_order; k++)
+            reactor_etimer_stop(r, &w[order[k]]);
+        cpu += cpu_s() - c0;
     }
-    size_t m1 = heap_used();
-    double c0 = cpu_s();
-    for (long k = 0; k < n_order; k++)
-        reactor_etimer_stop(r, &w[order[k]]);
-    double c1 = cpu_s();
     reactor_free(r);
     free(w);
-    return (result){(c1 - c0) * 1e9 / (double)n_order,
+    return (result){cpu * 1e9 / (double)(n_order * cancel_rounds),
                     (double)(m1 - m0) / (double)n_pending + sizeof(reactor_etimer)};
 }
 
@@ -402,19 +413,23 @@ static result evp_cancel(void)
 {
     struct ev_loop *loop = ev_loop_new(EVFLAG_AUTO);
     ev_timer *w = malloc((size_t)n_pending * sizeof *w);
-    size_t m0 = heap_used();
-    for (long i = 0; i < n_pending; i++) {
-        ev_timer_init(&w[i], ev_never, 100.0 + 100.0 * rnd01(), 0.);
-        ev_timer_start(loop, &w[i]);
+    size_t m0 = heap_used(), m1 = 0;
+    double cpu = 0;
+    for (long round = 0; round < cancel_rounds; round++) {
+        for (long i = 0; i < n_pending; i++) {
+            ev_timer_init(&w[i], ev_never, 100.0 + 100.0 * rnd01(), 0.);
+            ev_timer_start(loop, &w[i]);
+        }
+        if (round == 0)
+            m1 = heap_used();
+        double c0 = cpu_s();
+        for (long k = 0; k < n_order; k++)
+            ev_timer_stop(loop, &w[order[k]]);
+        cpu += cpu_s() - c0;
     }
-    size_t m1 = heap_used();
-    double c0 = cpu_s();
-    for (long k = 0; k < n_order; k++)
-        ev_timer_stop(loop, &w[order[k]]);
-    double c1 = cpu_s();
     ev_loop_destroy(loop);
     free(w);
-    return (result){(c1 - c0) * 1e9 / (double)n_order,
+    return (result){cpu * 1e9 / (double)(n_order * cancel_rounds),
                     (double)(m1 - m0) / (double)n_pending + sizeof(ev_timer)};
 }
 #endif
@@ -495,18 +510,22 @@ static result uvp_cancel(void)
 {
     uv_loop_t *loop = uvl_new();
     uv_timer_t *h = malloc((size_t)n_pending * sizeof *h);
-    size_t m0 = heap_used();
-    for (long i = 0; i < n_pending; i++) {
+    size_t m0 = heap_used(), m1 = 0;
+    double cpu = 0;
+    for (long i = 0; i < n_pending; i++)
         uv_timer_init(loop, &h[i]);
-        uv_timer_start(&h[i], uv_never, ms(100.0 + 100.0 * rnd01()), 0);
+    for (long round = 0; round < cancel_rounds; round++) {
+        for (long i = 0; i < n_pending; i++)
+            uv_timer_start(&h[i], uv_never, ms(100.0 + 100.0 * rnd01()), 0);
+        if (round == 0)
+            m1 = heap_used();
+        double c0 = cpu_s();
+        for (long k = 0; k < n_order; k++)
+            uv_timer_stop(&h[order[k]]);
+        cpu += cpu_s() - c0;
     }
-    size_t m1 = heap_used();
-    double c0 = cpu_s();
-    for (long k = 0; k < n_order; k++)
-        uv_timer_stop(&h[order[k]]);
-    double c1 = cpu_s();
     uvl_free(loop, h);
-    return (result){(c1 - c0) * 1e9 / (double)n_order,
+    return (result){cpu * 1e9 / (double)(n_order * cancel_rounds),
                     (double)(m1 - m0) / (double)n_pending + sizeof(uv_timer_t)};
 }
 #endif
@@ -591,19 +610,24 @@ static result le_cancel(void)
 {
     le_base = event_base_new();
     struct event *ev = malloc((size_t)n_pending * sizeof *ev);
-    size_t m0 = heap_used();
-    for (long i = 0; i < n_pending; i++) {
+    size_t m0 = heap_used(), m1 = 0;
+    double cpu = 0;
+    for (long i = 0; i < n_pending; i++)
         event_assign(&ev[i], le_base, -1, 0, le_never, NULL);
-        struct timeval tv = tv_of(100.0 + 100.0 * rnd01());
-        event_add(&ev[i], &tv);
+    for (long round = 0; round < cancel_rounds; round++) {
+        for (long i = 0; i < n_pending; i++) {
+            struct timeval tv = tv_of(100.0 + 100.0 * rnd01());
+            event_add(&ev[i], &tv);
+        }
+        if (round == 0)
+            m1 = heap_used();
+        double c0 = cpu_s();
+        for (long k = 0; k < n_order; k++)
+            event_del(&ev[order[k]]);
+        cpu += cpu_s() - c0;
     }
-    size_t m1 = heap_used();
-    double c0 = cpu_s();
-    for (long k = 0; k < n_order; k++)
-        event_del(&ev[order[k]]);
-    double c1 = cpu_s();
     le_free(ev);
-    return (result){(c1 - c0) * 1e9 / (double)n_order,
+    return (result){cpu * 1e9 / (double)(n_order * cancel_rounds),
                     (double)(m1 - m0) / (double)n_pending + sizeof(struct event)};
 }
 #endif
@@ -732,6 +756,7 @@ int main(int argc, char **argv)
                 else if (w == W_CANCEL)
                     make_order_permutation(n_pending);
                 window = 100e-9 * (double)n_pending;
+                cancel_rounds = n_pending >= 1000000 ? 1 : (1000000 + n_pending - 1) / n_pending;
                 fire_goal = n_pending > 1000000 ? n_pending : 1000000;
                 for (size_t p = 0; p < NPEERS; p++) {
                     result (*f)(void) = w == W_HOLD    ? peers[p].hold
