@@ -10,8 +10,8 @@ DELAY seconds, one answering at once. Checks that
     benchmark);
   - a page without <h3>, a refused connection and a 404 each print their line while
     the other pages still print; --xpath works and a bad one is refused;
-  - the buggy planets-threads still prints each URL once (its bug is a race, shown by
-    `make tsan-planets`, not a wrong answer on every run);
+  - the buggy planets-threads still prints each URL once and a title line for each (its
+    bug is a race, shown by `make tsan-planets`; a title may come out wrong now and then);
   - over https (planet-server --tls-cert, a throwaway CA made with the openssl command)
     the same titles and bounds with --cafile, and a refusal without it;
   - planet-server answers bad requests with a 400 and closes, keeps connections alive,
@@ -125,9 +125,11 @@ def test_titles(slow, delay=DELAY, extra=()):
     rc, out, err, secs = run([os.path.join(BIN, "planets-threads")] + urls)
     firsts = sorted(l[len("first article on: "):] for l in out if l.startswith("first article on: "))
     titles = [l[len("the title is: "):] for l in out if l.startswith("the title is: ")]
-    check(rc == 0 and firsts == sorted(urls) and len(titles) == 4 and
-          all(t in [t for _, t in PLANETS] for t in titles),
-          "planets-threads (the slide's, buggy): each URL once, four known titles",
+    # Not the titles themselves: the race is real, and now and then a thread reads the
+    # shared page while another replaces it (an empty or another page's title, seen
+    # once in CI-like runs). That is the slide's point; `make tsan-planets` names it.
+    check(rc == 0 and firsts == sorted(urls) and len(titles) == 4,
+          "planets-threads (the slide's, buggy): each URL once, four title lines",
           "exit %d\n%s\n%s" % (rc, "\n".join(out), err))
     check(secs < 0.6 * total, "planets-threads: %.2f s < 60%% of %.1f s" % (secs, total))
     side.join()
