@@ -61,6 +61,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 }
 
 #ifndef TWISTC_LIBFUZZER
+#include "fuzz_replay.h"
+
 /* A small valid image of this process's class: section headers (null, .symtab, .strtab),
  * then the symbols, then their names. The random mode mutates it. */
 static size_t synth(uint8_t *buf, size_t cap, unsigned *x)
@@ -130,20 +132,9 @@ static size_t synth(uint8_t *buf, size_t cap, unsigned *x)
 /* Without libFuzzer: replay the files named, or N mutated synthetic images. */
 int main(int argc, char **argv)
 {
-    if (argc > 1 && strcmp(argv[1], "--random") != 0) {
-        for (int i = 1; i < argc; i++) {
-            FILE *f = fopen(argv[i], "rb");
-            if (!f) {
-                perror(argv[i]);
-                return 1;
-            }
-            static uint8_t buf[1 << 20];
-            size_t n = fread(buf, 1, sizeof buf, f);
-            fclose(f);
-            LLVMFuzzerTestOneInput(buf, n);
-        }
-        return 0;
-    }
+    int replayed = fuzz_replay_files(argc, argv);
+    if (replayed >= 0)
+        return replayed;
     unsigned long runs = argc > 2 ? strtoul(argv[2], NULL, 10) : 100000;
     uint8_t buf[2048];
     unsigned x = 12345;

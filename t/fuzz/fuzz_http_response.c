@@ -134,13 +134,15 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 }
 
 #ifndef TWISTC_LIBFUZZER
+#include "fuzz_replay.h"
+
 /* Answers built from pieces, good and bad: a status line, some headers, the blank
  * line, some body pieces; now and then a random byte anywhere. Most are plausible
  * enough to reach the body, the chunked decoder and zlib. */
 static const char *const statuses[] = {
     "HTTP/1.1 200 OK\r\n", "HTTP/1.0 404 Not Found\r\n",
-    "HTTP/1.1 100 Continue\r\n\r\n" /* then the real one: */
-    "HTTP/1.1 200 OK\r\n", "HTTP/1.1 204 No Content\r\n", "HTTP/1.1 304 x\r\n",
+    ("HTTP/1.1 100 Continue\r\n\r\n" /* then the real one: */
+     "HTTP/1.1 200 OK\r\n"), "HTTP/1.1 204 No Content\r\n", "HTTP/1.1 304 x\r\n",
     "HTTP/1.1 200\n", "HTTP/2 200\r\n", "\r\nHTTP/1.1 301 Moved\r\n",
 };
 static const char *const headers[] = {
@@ -153,8 +155,8 @@ static const char *const headers[] = {
 static const char *const bodies[] = {
     "5\r\n", "0\r\n", "a;x=y\r\n", "zz\r\n", "hello", "\r\n", "\r\n", "Trailer: t\r\n",
     "0123456789abcdef", "5\r\nhello\r\n", "0\r\n\r\n",
-    "\x1f\x8b\x08\x00\x00\x00\x00\x00\x00\x03\xcb\x48\xcd\xc9\xc9\x07\x00\x86\xa6\x10\x36"
-    "\x05\x00\x00\x00",
+    ("\x1f\x8b\x08\x00\x00\x00\x00\x00\x00\x03\xcb\x48\xcd\xc9\xc9\x07\x00\x86\xa6\x10\x36"
+     "\x05\x00\x00\x00"),
     "\x78\x9c\xcb\x48\xcd\xc9\xc9\x07\x00\x06\x2c\x02\x15",
 };
 #define N(a) (sizeof(a) / sizeof *(a))
@@ -175,20 +177,9 @@ static size_t put(uint8_t *buf, size_t n, const char *p, size_t pl, unsigned *x)
 
 int main(int argc, char **argv)
 {
-    if (argc > 1 && strcmp(argv[1], "--random") != 0) {
-        for (int i = 1; i < argc; i++) {
-            FILE *f = fopen(argv[i], "rb");
-            if (!f) {
-                perror(argv[i]);
-                return 1;
-            }
-            static uint8_t buf[1 << 20];
-            size_t n = fread(buf, 1, sizeof buf, f);
-            fclose(f);
-            LLVMFuzzerTestOneInput(buf, n);
-        }
-        return 0;
-    }
+    int replayed = fuzz_replay_files(argc, argv);
+    if (replayed >= 0)
+        return replayed;
     unsigned long runs = argc > 2 ? strtoul(argv[2], NULL, 10) : 100000;
     static uint8_t buf[4096];
     unsigned x = 12345;

@@ -169,23 +169,14 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 }
 
 #ifndef TWISTC_LIBFUZZER
+#include "fuzz_replay.h"
+
 /* Without libFuzzer: replay the files named, or N pseudo-random inputs. */
 int main(int argc, char **argv)
 {
-    if (argc > 1 && strcmp(argv[1], "--random") != 0) {
-        for (int i = 1; i < argc; i++) {
-            FILE *f = fopen(argv[i], "rb");
-            if (!f) {
-                perror(argv[i]);
-                return 1;
-            }
-            static uint8_t buf[1 << 16];
-            size_t n = fread(buf, 1, sizeof buf, f);
-            fclose(f);
-            LLVMFuzzerTestOneInput(buf, n);
-        }
-        return 0;
-    }
+    int replayed = fuzz_replay_files(argc, argv);
+    if (replayed >= 0)
+        return replayed;
     unsigned long runs = argc > 2 ? strtoul(argv[2], NULL, 10) : 100000;
     uint8_t buf[256];
     unsigned x = 12345;

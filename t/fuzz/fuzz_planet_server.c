@@ -105,6 +105,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 }
 
 #ifndef TWISTC_LIBFUZZER
+#include "fuzz_replay.h"
+
 static unsigned rnd(unsigned n)
 {
     static unsigned x = 4321;
@@ -125,19 +127,9 @@ static void put(char *buf, size_t cap, size_t *n, const char *s)
 int main(int argc, char **argv)
 {
     static char buf[1 << 16];
-    if (argc > 1 && strcmp(argv[1], "--random") != 0) {
-        for (int i = 1; i < argc; i++) {
-            FILE *f = fopen(argv[i], "rb");
-            if (!f) {
-                perror(argv[i]);
-                return 1;
-            }
-            size_t n = fread(buf, 1, sizeof buf, f);
-            fclose(f);
-            LLVMFuzzerTestOneInput((const uint8_t *)buf, n);
-        }
-        return 0;
-    }
+    int replayed = fuzz_replay_files(argc, argv);
+    if (replayed >= 0)
+        return replayed;
     /* Requests from parts, mostly valid, 1 to 4 back to back; then maybe one byte
      * changed: valid-then-broken pipelines are what the generator must reach. */
     static const char *const methods[] = {"GET ", "GET ", "HEAD ", "POST ", "G T ", ""};
